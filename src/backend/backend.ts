@@ -1,0 +1,63 @@
+// The backend seam. A backend publishes its lease attributes, sets up the
+// local data path once the lease is known, and is then handed the desired set
+// of remote leases over and over (reconcile). The daemon owns the lifecycle;
+// backends never talk to the store.
+//
+// Contract for reconcile(): safe to repeat with the same input (no changes the
+// second time), adds before it deletes, keeps going past a failure for one
+// peer and returns every error it met. Leases reaching a backend have been
+// validated against the network config and exclude our own.
+
+import type { Lease } from '../lease/lease.js';
+import type { LeaseEvent } from '../lease/tracker.js';
+import type { Logger } from '../log/log.js';
+import type { NetworkConfig } from '../subnet/config.js';
+import type { ExternalInterface } from '../daemon/iface.js';
+
+export interface BackendContext {
+  readonly config: NetworkConfig;
+  readonly extIface: ExternalInterface;
+  readonly log: Logger;
+}
+
+/** What goes into our lease besides PublicIP(v6). */
+export interface PublishedAttrs {
+  readonly backendType: string;
+  readonly backendData?: unknown;
+  readonly backendV6Data?: unknown;
+}
+
+export interface Backend {
+  readonly type: string;
+  /** Called before the lease is acquired (vxlan creates its device here to learn its MAC). */
+  prepare(): Promise<PublishedAttrs>;
+  /** Called once our lease is known; returns the MTU for subnet.env. */
+  activate(own: Lease): Promise<{ mtu: number }>;
+  /** Converge the data path on the remote leases; `events` says what changed since last time. */
+  reconcile(remote: readonly Lease[], events: readonly LeaseEvent[]): Promise<Error[]>;
+  /** Stop background work. Kernel state is left in place (zero-downtime restarts). */
+  close(): Promise<void>;
+}
+
+export class BackendError extends Error {
+  override name = 'BackendError';
+}
+
+export type BackendFactory = (ctx: BackendContext) => Backend;
+
+export class BackendRegistry {
+  private readonly factories = new Map<string, BackendFactory>();
+  register(type: string, f: BackendFactory): this {
+    this.factories.set(type.toLowerCase(), f);
+    return this;
+  }
+  create(ctx: BackendContext): Backend {
+    const t = ctx.config.backend.type;
+    const f = this.factories.get(t);
+    if (!f) throw new BackendError(`Backend.Type: unknown backend type "${t}" (available: ${this.types().join(', ')})`);
+    return f(ctx);
+  }
+  types(): string[] {
+    return [...this.factories.keys()].sort();
+  }
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+// flanneld entry point: the only place that reads argv/env, handles signals
+// and exits. Exit codes: 0 clean stop (signal, lease revoked); 1 anything fatal
+// (bad flags or config, no interface, lease acquisition failed); 2 usage.
+
+import { readFileSync } from 'node:fs';
+import { BackendRegistry } from '../../backend/backend.js';
+import { AllocBackend } from '../../backend/alloc/alloc.js';
+import { Daemon } from '../../daemon/daemon.js';
+import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
+import { realHost } from '../../daemon/iface.js';
+import { stderrLogger } from '../../log/log.js';
+import { openStore } from '../../store/open.js';
+import { VERSION } from '../../version.js';
+import { FlagError, parseFlanneldFlags } from './flags.js';
+
+export function defaultBackends(): BackendRegistry {
+  return new BackendRegistry().register('alloc', (ctx) => new AllocBackend(ctx));
+}
+
+async function main(): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseFlanneldFlags(process.argv.slice(2), process.env);
+  } catch (e) {
+    if (e instanceof FlagError) {
+      process.stderr.write(`flanneld: ${e.message}\nRun "flanneld --help" for usage.\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (parsed.kind === 'help') {
+    process.stdout.write(parsed.text);
+    return 0;
+  }
+  const f = parsed.flags;
+  if (f.version) {
+    process.stderr.write(`${VERSION}\n`);
+    return 0;
+  }
+  const log = stderrLogger(f.v);
+  if (f.subnetLeaseRenewMargin < 1 || f.subnetLeaseRenewMargin > 1439) {
+    log.error(`--subnet-lease-renew-margin: ${f.subnetLeaseRenewMargin} is out of range; it must be between 1 and 1439 minutes`);
+    return 1;
+  }
+  if (f.kubeSubnetMgr) {
+    log.error('--kube-subnet-mgr: the Kubernetes subnet manager is not implemented yet in flannel-ts; use etcd');
+    return 1;
+  }
+  if (f.ifaceCanReach) {
+    log.error('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
+    return 1;
+  }
+
+  let configText: string | undefined;
+  if (f.netConfigPathSet) {
+    try {
+      configText = readFileSync(f.netConfigPath, 'utf8');
+    } catch (e) {
+      log.error(`--net-config-path: failed to read net conf ${f.netConfigPath}: ${(e as Error).message}`);
+      return 1;
+    }
+  }
+
+  let store;
+  try {
+    store = await openStore(f, log);
+  } catch (e) {
+    log.error((e as Error).message);
+    return 1;
+  }
+
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    log.info(`received ${sig}, shutting down`);
+    ac.abort();
+    // A second signal gets the default action, as in flannel.
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const daemon = new Daemon({
+    store,
+    backends: defaultBackends(),
+    log,
+    host: realHost,
+    iface: { iface: f.iface, ifaceRegex: f.ifaceRegex, ...(f.publicIp ? { publicIP: f.publicIp } : {}) },
+    subnetFile: f.subnetFile,
+    ipMasq: f.ipMasq,
+    renewMarginMinutes: f.subnetLeaseRenewMargin,
+    ...(configText !== undefined ? { configText } : {}),
+  });
+
+  let health: HealthServer | null = null;
+  if (f.healthzPort > 0) {
+    try {
+      health = await startHealthServer(f.healthzIp, f.healthzPort, () => daemon.ready);
+      log.info(`healthz listening on ${f.healthzIp}:${health.port}`);
+    } catch (e) {
+      log.error(`--healthz-port: cannot listen on ${f.healthzIp}:${f.healthzPort}: ${(e as Error).message}`);
+      await store.close();
+      return 1;
+    }
+  }
+
+  const exit = await daemon.run(ac.signal);
+  await health?.close();
+  await store.close();
+  if (exit.code === 0) log.info('Exiting cleanly...');
+  return exit.code;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+    // Give pino a moment to flush, then make sure no stray handle keeps us alive.
+    setTimeout(() => process.exit(code), 50).unref();
+  },
+  (e: unknown) => {
+    process.stderr.write(`flanneld: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,279 @@
+// The flanneld lifecycle (spec §0):
+//   config -> external interface -> backend.prepare -> lease -> backend.activate
+//   -> subnet.env (ready) -> watch leases -> reconcile / renew -> stop.
+//
+// Stop never releases the lease or tears down kernel state, so a restart is
+// seamless. The daemon never calls process.exit; run() resolves to an exit
+// status that src/cmd/flanneld turns into one.
+
+import { formatIPv4 } from '../lease/ip.js';
+import { leaseId, subnetKey, type Lease } from '../lease/lease.js';
+import type { LeaseEvent } from '../lease/tracker.js';
+import { RateLimitedLog, type Logger } from '../log/log.js';
+import type { Backend, BackendRegistry } from '../backend/backend.js';
+import { ConfigError, describeConfig, parseNetworkConfig, type NetworkConfig } from '../subnet/config.js';
+import { SubnetManager, sleep, type HeldLease } from '../subnet/manager.js';
+import { readPreviousSubnets, writeSubnetEnv } from '../subnet/subnet-env.js';
+import { LeaseWatch, type LeaseUpdate } from '../subnet/watch.js';
+import type { LeaseStore } from '../store/store.js';
+import { describeIface, selectExternalInterface, type HostView, type IfaceOptions } from './iface.js';
+
+export interface DaemonOptions {
+  store: LeaseStore;
+  backends: BackendRegistry;
+  log: Logger;
+  host: HostView;
+  iface: IfaceOptions;
+  subnetFile: string;
+  ipMasq: boolean;
+  /** minutes before expiry to renew (1..1439) */
+  renewMarginMinutes: number;
+  /** when set, the network config comes from this text (a --net-config-path file) instead of the store */
+  configText?: string;
+  /** how long to wait before retrying a failed renewal (flannel: 1 min) */
+  renewRetryMs?: number;
+  /** how often to re-fetch a missing config (flannel: 1 s) */
+  configRetryMs?: number;
+  /** periodic full reconcile, the safety net under event-driven updates */
+  resyncMs?: number;
+}
+
+export interface DaemonExit {
+  readonly code: number;
+  readonly reason: string;
+}
+
+export type DaemonState = 'starting' | 'ready' | 'stopping' | 'stopped';
+
+export class Daemon {
+  private readonly log: Logger;
+  private readonly manager: SubnetManager;
+  state: DaemonState = 'starting';
+  lease: HeldLease | null = null;
+  config: NetworkConfig | null = null;
+  private backend: Backend | null = null;
+  private watch: LeaseWatch | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
+  private resyncTimer: NodeJS.Timeout | null = null;
+  private finish: ((e: DaemonExit) => void) | null = null;
+  private reconciling: Promise<void> = Promise.resolve();
+  private pendingEvents: LeaseEvent[] = [];
+  private readonly errLog = new RateLimitedLog(10_000);
+  /** remote leases last handed to the backend */
+  remote: Lease[] = [];
+
+  constructor(private readonly o: DaemonOptions) {
+    this.log = o.log;
+    this.manager = new SubnetManager(o.store, { log: o.log.child('subnet') });
+  }
+
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
+  /** Runs until `signal` aborts (exit 0), the lease is revoked (exit 0) or a fatal error (exit 1). */
+  async run(signal: AbortSignal): Promise<DaemonExit> {
+    const done = new Promise<DaemonExit>((resolve) => (this.finish = resolve));
+    const onAbort = () => this.finish?.({ code: 0, reason: 'signal' });
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const started = await Promise.race([this.start(signal), done]);
+      const exit = started ?? (await done);
+      return exit;
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      this.log.error(msg);
+      return { code: 1, reason: msg };
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      await this.shutdown();
+    }
+  }
+
+  private async start(signal: AbortSignal): Promise<undefined | DaemonExit> {
+    const cfg = await this.fetchConfig(signal);
+    if (!cfg) return { code: 0, reason: 'signal' };
+    this.config = cfg;
+    if (cfg.backend.defaulted) {
+      this.log.warn(
+        'network config has no "Backend"; using "vxlan" as flannel documents. Note: real flanneld picks "udp" for this config, so set Backend.Type explicitly in a mixed cluster',
+      );
+    }
+    this.log.info(`network config: ${describeConfig(cfg)}`);
+
+    const ext = selectExternalInterface(this.o.host, this.o.iface);
+    this.log.info(`using interface ${describeIface(ext)}`);
+
+    this.backend = this.o.backends.create({ config: cfg, extIface: ext, log: this.log.child(cfg.backend.type) });
+    const published = await this.backend.prepare();
+    if (signal.aborted) return { code: 0, reason: 'signal' };
+
+    const previous = readPreviousSubnets(this.o.subnetFile);
+    this.lease = await this.manager.acquireLease(cfg, {
+      attrs: { publicIP: ext.publicIP, publicIPv6: null, ...published },
+      previous,
+    });
+    this.log.info(`acquired lease ${subnetKey(this.lease.subnet, this.lease.subnet6)} (${this.lease.how}) for public IP ${formatIPv4(ext.publicIP)}`);
+    if (signal.aborted) return { code: 0, reason: 'signal' };
+
+    const { mtu } = await this.backend.activate(this.lease);
+    try {
+      writeSubnetEnv(this.o.subnetFile, {
+        network: cfg.network,
+        subnet: this.lease.subnet,
+        ipv6Network: cfg.ipv6Network,
+        ipv6Subnet: this.lease.subnet6,
+        mtu,
+        ipMasq: this.o.ipMasq,
+      });
+      this.state = 'ready';
+      this.log.info(`wrote ${this.o.subnetFile}; ready`);
+    } catch (e) {
+      // As flannel: a write failure is a warning; we stay not-ready.
+      this.log.warn(`could not write ${this.o.subnetFile}: ${(e as Error).message}`);
+    }
+
+    this.watch = new LeaseWatch(this.o.store, cfg, this.log.child('watch'), (u) => this.onLeases(u));
+    this.watch.start();
+    this.scheduleRenew();
+    const resync = this.o.resyncMs ?? 60_000;
+    if (resync > 0) {
+      this.resyncTimer = setInterval(() => this.kickReconcile([]), resync);
+      this.resyncTimer.unref();
+    }
+    return undefined;
+  }
+
+  private async fetchConfig(signal: AbortSignal): Promise<NetworkConfig | null> {
+    if (this.o.configText !== undefined) return parseNetworkConfig(this.o.configText);
+    const log = new RateLimitedLog(30_000);
+    while (!signal.aborted) {
+      try {
+        return await this.manager.getNetworkConfig();
+      } catch (e) {
+        // Present but invalid: that won't fix itself; say which field and stop.
+        if (e instanceof ConfigError && !e.message.startsWith('no network config')) throw e;
+        if (log.allow('cfg')) this.log.warn(`couldn't fetch network config: ${(e as Error).message}; retrying every ${this.o.configRetryMs ?? 1000} ms`);
+      }
+      await sleep(this.o.configRetryMs ?? 1000, signal);
+    }
+    return null;
+  }
+
+  private onLeases(u: LeaseUpdate): void {
+    const own = this.lease ? leaseId(this.lease) : null;
+    const ownEvents = u.events.filter((e) => leaseId(e.lease) === own);
+    for (const e of ownEvents) {
+      if (e.type === 'removed') void this.ownLeaseGone();
+      else void this.ownLeaseWritten();
+    }
+    this.remote = u.leases.filter((l) => leaseId(l) !== own);
+    this.kickReconcile(u.events.filter((e) => leaseId(e.lease) !== own));
+  }
+
+  /** Serialise reconciles; coalesce events that arrive while one runs. */
+  private kickReconcile(events: readonly LeaseEvent[]): void {
+    this.pendingEvents.push(...events);
+    this.reconciling = this.reconciling.then(async () => {
+      if (!this.backend || this.state === 'stopping') return;
+      const evs = this.pendingEvents;
+      this.pendingEvents = [];
+      try {
+        const errs = await this.backend.reconcile(this.remote, evs);
+        for (const err of errs) if (this.errLog.allow(err.message)) this.log.warn(`reconcile: ${err.message}`);
+      } catch (e) {
+        this.log.error(`reconcile failed: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  /** Wait until every queued reconcile has run (tests use it). */
+  async settled(): Promise<void> {
+    await this.reconciling;
+  }
+
+  // ------------------------------------------------------------ renewal
+
+  private scheduleRenew(delayMs?: number): void {
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.renewTimer = null;
+    const lease = this.lease;
+    if (!lease || lease.expiration === null || this.state === 'stopping') return;
+    const at = lease.expiration.getTime() - this.o.renewMarginMinutes * 60_000;
+    const wait = delayMs ?? Math.max(0, at - Date.now());
+    this.renewTimer = setTimeout(() => void this.renew(), Math.min(wait, 2 ** 31 - 1));
+    this.renewTimer.unref();
+  }
+
+  private async renew(): Promise<void> {
+    if (!this.lease) return;
+    try {
+      const renewed = await this.manager.renewLease(this.lease);
+      this.lease = { ...this.lease, expiration: renewed.expiration };
+      this.log.info(`renewed lease ${leaseId(this.lease)}, expires ${this.lease.expiration?.toISOString() ?? 'never'}`);
+      this.scheduleRenew();
+    } catch (e) {
+      const retry = this.o.renewRetryMs ?? 60_000;
+      if (this.errLog.allow('renew')) this.log.warn(`lease renewal failed: ${(e as Error).message}; trying again in ${retry / 1000} s`);
+      this.scheduleRenew(retry);
+    }
+  }
+
+  /** Someone (maybe us) wrote our key: restart the renewal timer from its real TTL. */
+  private async ownLeaseWritten(): Promise<void> {
+    if (!this.lease) return;
+    try {
+      const e = await this.o.store.getSubnet(leaseId(this.lease));
+      if (!e || !this.lease) return;
+      const expiration = e.permanent ? null : new Date(Date.now() + (e.ttlSeconds ?? 0) * 1000);
+      this.lease = { ...this.lease, expiration };
+      this.scheduleRenew();
+    } catch {
+      /* the periodic renewal still runs */
+    }
+  }
+
+  /**
+   * Our key is gone. If it simply ran out (we could not renew in time, e.g. a
+   * long etcd outage) we take a lease again, preferring the same subnet, and
+   * leave the data path alone. If it was deleted while still valid, the lease
+   * was revoked: shut down cleanly, as flannel does.
+   */
+  private async ownLeaseGone(): Promise<void> {
+    const lease = this.lease;
+    if (!lease || !this.config || this.state === 'stopping') return;
+    const expired = lease.expiration !== null && Date.now() >= lease.expiration.getTime() - 5000;
+    if (!expired) {
+      this.log.warn(`lease ${leaseId(lease)} has been revoked. Shutting down daemon.`);
+      this.finish?.({ code: 0, reason: 'lease revoked' });
+      return;
+    }
+    this.log.warn(`lease ${leaseId(lease)} expired before it could be renewed; acquiring again`);
+    try {
+      const again = await this.manager.acquireLease(this.config, {
+        attrs: lease.attrs,
+        previous: { subnet: lease.subnet, subnet6: lease.subnet6 },
+      });
+      if (leaseId(again) !== leaseId(lease)) {
+        this.log.error(`re-acquired a different subnet ${leaseId(again)} (was ${leaseId(lease)}); restarting is needed to move the data path`);
+        this.finish?.({ code: 1, reason: 'subnet changed' });
+        return;
+      }
+      this.lease = again;
+      this.scheduleRenew();
+    } catch (e) {
+      this.log.error(`could not re-acquire lease: ${(e as Error).message}`);
+      this.finish?.({ code: 1, reason: 'lease lost' });
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    this.state = 'stopping';
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    await this.watch?.stop();
+    await this.reconciling.catch(() => undefined);
+    await this.backend?.close();
+    this.state = 'stopped';
+  }
+}

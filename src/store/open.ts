@@ -1,0 +1,36 @@
+// Build a LeaseStore from flanneld's store flags.
+import type { Logger } from '../log/log.js';
+import { EtcdStore } from './etcd/etcd-store.js';
+import type { LeaseStore } from './store.js';
+
+export interface StoreFlags {
+  store: string;
+  etcdEndpoints: string;
+  etcdPrefix: string;
+  etcdKeyfile: string;
+  etcdCertfile: string;
+  etcdCafile: string;
+  etcdUsername: string;
+  etcdPassword: string;
+}
+
+export async function openStore(f: StoreFlags, log: Logger): Promise<LeaseStore> {
+  if (f.store !== 'etcd') throw new Error(`--store: unknown store "${f.store}" (supported: etcd)`);
+  const endpoints = f.etcdEndpoints.split(',').map((s) => s.trim()).filter(Boolean);
+  if (endpoints.length === 0) throw new Error('--etcd-endpoints: no endpoints given');
+  let store: EtcdStore;
+  try {
+    store = new EtcdStore({
+      endpoints,
+      prefix: f.etcdPrefix,
+      ...(f.etcdKeyfile ? { keyFile: f.etcdKeyfile } : {}),
+      ...(f.etcdCertfile ? { certFile: f.etcdCertfile } : {}),
+      ...(f.etcdCafile ? { caFile: f.etcdCafile } : {}),
+      ...(f.etcdUsername ? { username: f.etcdUsername, password: f.etcdPassword } : {}),
+    });
+  } catch (e) {
+    throw new Error(`etcd TLS files: ${(e as Error).message}`);
+  }
+  if (store.insecure && f.etcdCafile) log.warn('--etcd-cafile is ignored unless --etcd-keyfile and --etcd-certfile are set too (as in flannel)');
+  return store;
+}

@@ -1,0 +1,147 @@
+// LeaseWatch: keeps a validated view of every lease in the store (spec §3.8).
+//
+// list at revision R -> deliver as a snapshot -> watch from R+1. The etcd
+// client already resumes its stream from the last revision over transport
+// hiccups; when a watch *ends* (cancelled by the server, e.g. compaction, which
+// only surfaces as a generic "Watcher canceled") we re-list, diff against what
+// we knew, and watch again from the new revision, backing off 100 ms -> 5 s.
+//
+// Entries that do not parse or do not fit the network are skipped with one
+// warning naming the key; they never stop the watch.
+
+import { parseSubnetKey, subnetKey, validateLease, type Lease } from '../lease/lease.js';
+import { LeaseTracker, type LeaseEvent } from '../lease/tracker.js';
+import { RateLimitedLog, type Logger } from '../log/log.js';
+import type { LeaseStore, StoreEvent, StoredEntry, WatchHandle } from '../store/store.js';
+import type { NetworkConfig } from './config.js';
+import { entryToLease, sleep } from './manager.js';
+
+export interface LeaseUpdate {
+  readonly events: readonly LeaseEvent[];
+  /** true when this update came from a full re-list */
+  readonly snapshot: boolean;
+  /** every valid lease now known, own included */
+  readonly leases: readonly Lease[];
+}
+
+export interface LeaseWatchOptions {
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+}
+
+export class LeaseWatch {
+  private readonly tracker = new LeaseTracker();
+  private readonly warned = new Set<string>();
+  private readonly errLog = new RateLimitedLog(5000);
+  private readonly ac = new AbortController();
+  private handle: WatchHandle | null = null;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  /** number of times the watch was (re)established after a list; for tests and metrics */
+  relists = 0;
+  revision = 0;
+
+  constructor(
+    private readonly store: LeaseStore,
+    private readonly cfg: NetworkConfig,
+    private readonly log: Logger,
+    private readonly onUpdate: (u: LeaseUpdate) => void,
+    private readonly opts: LeaseWatchOptions = {},
+  ) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.ac.abort();
+    this.wake?.();
+    await this.loop;
+  }
+
+  leases(): Lease[] {
+    return this.tracker.all();
+  }
+
+  private accept(e: StoredEntry | (StoreEvent & { type: 'put' })): Lease | null {
+    const entry: StoredEntry = 'permanent' in e ? e : { name: e.name, key: e.key, value: e.value, permanent: false, ttlSeconds: null };
+    const l = entryToLease(entry);
+    const why = typeof l === 'string' ? l : validateLease(l, this.cfg);
+    if (why !== null) {
+      const tag = `${entry.key}\u0000${entry.value}`;
+      if (!this.warned.has(tag)) {
+        this.warned.add(tag);
+        this.log.warn(`ignoring lease ${entry.key}: ${typeof l === 'string' ? l.replace(/^key "[^"]*": /, '') : why}`);
+      }
+      return null;
+    }
+    return l as Lease;
+  }
+
+  private emit(events: LeaseEvent[], snapshot: boolean): void {
+    if (events.length === 0 && !snapshot) return;
+    try {
+      this.onUpdate({ events, snapshot, leases: this.tracker.all() });
+    } catch (e) {
+      // A consumer bug must not kill the watch.
+      this.log.error(`lease update handler failed: ${(e as Error).message}`);
+    }
+  }
+
+  private async run(): Promise<void> {
+    const min = this.opts.backoffMinMs ?? 100;
+    const max = this.opts.backoffMaxMs ?? 5000;
+    let backoff = min;
+    const signal = this.ac.signal;
+    while (!signal.aborted) {
+      try {
+        const { revision, entries } = await this.store.listSubnets();
+        if (signal.aborted) break;
+        const leases = entries.map((e) => this.accept(e)).filter((l): l is Lease => l !== null);
+        this.revision = revision;
+        this.relists++;
+        this.emit(this.tracker.snapshot(leases), true);
+        const ended = await this.watchFrom(revision + 1);
+        if (signal.aborted) break;
+        // The watch ran and ended: a fresh start, not a failure streak, unless it died at once.
+        this.log.warn(`lease watch ended (${ended.message}); re-listing`);
+        backoff = min;
+      } catch (e) {
+        if (signal.aborted) break;
+        if (this.errLog.allow('list')) this.log.warn(`listing leases failed, retrying: ${(e as Error).message}`);
+      }
+      await sleep(backoff, signal);
+      backoff = Math.min(backoff * 2, max);
+    }
+  }
+
+  /** Watch until the store reports an error (returned) or we are stopped. */
+  private watchFrom(rev: number): Promise<Error> {
+    return new Promise<Error>((resolve) => {
+      const finish = (err: Error) => {
+        this.wake = null;
+        const h = this.handle;
+        this.handle = null;
+        void (h ? h.cancel() : Promise.resolve()).finally(() => resolve(err));
+      };
+      this.wake = () => finish(new Error('stopped'));
+      this.handle = this.store.watchSubnets(rev, {
+        onEvents: (events, revision) => {
+          const out: LeaseEvent[] = [];
+          for (const ev of events) {
+            if (ev.type === 'put') {
+              const l = this.accept(ev);
+              if (l) out.push(...this.tracker.put(l));
+            } else {
+              const sn = parseSubnetKey(ev.name);
+              if (sn) out.push(...this.tracker.remove(subnetKey(sn.subnet, sn.subnet6)));
+            }
+          }
+          this.revision = revision;
+          this.emit(out, false);
+        },
+        onError: (err) => finish(err),
+      });
+    });
+  }
+}
