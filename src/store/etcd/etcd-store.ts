@@ -182,7 +182,10 @@ export class EtcdStore implements LeaseStore {
         });
         // A compacted start revision only shows up as a generic "Watcher canceled";
         // any error ends this watch and the caller re-lists.
-        w.on('error', (err) => fail(new StoreError(`etcd watch of ${this.subnetsPrefix} ended: ${err.message}`, true, { cause: err })));
+        w.on('error', (err) => {
+          this.watchers.delete(w);
+          fail(new StoreError(`etcd watch of ${this.subnetsPrefix} ended: ${err.message}`, true, { cause: err }));
+        });
         return undefined;
       })
       .catch((err: Error) => fail(new StoreError(`etcd watch of ${this.subnetsPrefix} failed: ${err.message}`, true, { cause: err })));
@@ -192,7 +195,9 @@ export class EtcdStore implements LeaseStore {
         await ready;
         if (watcher) {
           this.watchers.delete(watcher);
-          await watcher.cancel().catch(() => undefined);
+          // A watcher the server already cancelled (e.g. compaction) is gone
+          // from the client's books; cancelling it again would wait forever.
+          if (!failed) await watcher.cancel().catch(() => undefined);
         }
       },
     };

@@ -1,0 +1,281 @@
+// KernelNet over rtnetlink. This is the only code in the project that changes
+// host networking; it never shells out. Each method is one request (or one
+// dump) on the socket it was given, so it acts on that socket's network
+// namespace.
+
+import * as C from '../netlink/constants.js';
+import { NetlinkError } from '../netlink/errors.js';
+import { NetlinkSocket, type NetlinkSocketOptions } from '../netlink/socket.js';
+import { decodeAddr, decodeLink, decodeNeighOrFdb, decodeRoute, isFdbEntry } from '../netlink/rtnl.js';
+import * as R from '../netlink/requests.js';
+import type { NetlinkRequest } from '../netlink/requests.js';
+import { isAlreadyDone, vxlanMismatches, type Effect } from './idempotency.js';
+import type {
+  Addr,
+  BatchFailure,
+  BatchResult,
+  FdbEntry,
+  FdbSpec,
+  KernelNet,
+  KernelOp,
+  Link,
+  Neigh,
+  NeighKey,
+  NeighSpec,
+  Route,
+  RouteFilter,
+  RouteSpec,
+  VxlanCreateSpec,
+} from './types.js';
+
+const EEXIST = 17;
+
+function neighReq(n: NeighSpec): NetlinkRequest {
+  return R.newNeighRequest({ ifindex: n.ifindex, ip: n.ip, mac: n.mac, permanent: n.permanent ?? true }, 'replace');
+}
+
+function fdbSpec(f: FdbSpec): R.FdbSpec {
+  return { ifindex: f.ifindex, mac: f.mac, dst: f.dst, self: f.self ?? true, permanent: f.permanent ?? true };
+}
+
+function routeSpec(r: RouteSpec): R.RouteSpec {
+  const out: R.RouteSpec = { dst: r.dst };
+  if (r.gw !== undefined) out.gw = r.gw;
+  if (r.oif !== undefined) out.oif = r.oif;
+  if (r.onlink) out.onlink = true;
+  if (r.table !== undefined) out.table = r.table;
+  if (r.priority !== undefined) out.priority = r.priority;
+  if (r.type !== undefined) out.type = r.type;
+  return out;
+}
+
+/** Request and idempotency class of a batch step. */
+function opRequest(op: KernelOp): { req: NetlinkRequest; effect: Effect } {
+  switch (op.op) {
+    case 'replaceNeigh':
+      return { req: neighReq(op.neigh), effect: 'replace' };
+    case 'delNeigh':
+      return { req: R.delNeighRequest(op.neigh), effect: 'delete' };
+    case 'replaceFdb':
+      return { req: R.newFdbRequest(fdbSpec(op.fdb), 'replace'), effect: 'replace' };
+    case 'appendFdb':
+      return { req: R.newFdbRequest(fdbSpec(op.fdb), 'append'), effect: 'add' };
+    case 'delFdb':
+      return { req: R.delFdbRequest(fdbSpec(op.fdb)), effect: 'delete' };
+    case 'replaceRoute':
+      return { req: R.newRouteRequest(routeSpec(op.route), 'replace'), effect: 'replace' };
+    case 'delRoute':
+      return { req: R.delRouteRequest(routeSpec(op.route)), effect: 'delete' };
+  }
+}
+
+export class RtNetlink implements KernelNet {
+  constructor(private readonly sock: NetlinkSocket) {}
+
+  /** Opens a private request socket in the calling process' network namespace. */
+  static open(opts?: NetlinkSocketOptions): RtNetlink {
+    return new RtNetlink(NetlinkSocket.open(opts));
+  }
+
+  /** The underlying socket (its portId identifies our own changes in notifications). */
+  get socket(): NetlinkSocket {
+    return this.sock;
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+
+  /** Runs a request; errors in `effect`'s benign set resolve as success. */
+  private exec(req: NetlinkRequest, effect: Effect): void {
+    try {
+      this.sock.request(req);
+    } catch (err) {
+      if (err instanceof NetlinkError && isAlreadyDone(effect, err)) return;
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------- links
+
+  async listLinks(): Promise<Link[]> {
+    return this.sock.dump(R.dumpLinksRequest()).map(decodeLink);
+  }
+
+  async getLinkByName(name: string): Promise<Link | undefined> {
+    return this.getLink({ name });
+  }
+
+  async getLinkByIndex(index: number): Promise<Link | undefined> {
+    return this.getLink({ index });
+  }
+
+  private getLink(by: { name: string } | { index: number }): Link | undefined {
+    try {
+      const replies = this.sock.request(R.getLinkRequest(by));
+      const msg = replies.find((m) => m.header.type === C.RTM_NEWLINK);
+      return msg ? decodeLink(msg) : undefined;
+    } catch (err) {
+      if (err instanceof NetlinkError && err.code === 'ENODEV') return undefined;
+      throw err;
+    }
+  }
+
+  async createVxlan(spec: VxlanCreateSpec): Promise<Link> {
+    const req = R.newVxlanRequest(
+      {
+        name: spec.name,
+        vni: spec.vni,
+        ...(spec.port ? { port: spec.port } : {}),
+        ...(spec.local !== undefined ? { local: spec.local } : {}),
+        ...(spec.linkIndex !== undefined ? { linkIndex: spec.linkIndex } : {}),
+        learning: spec.learning ?? false,
+        gbp: spec.gbp ?? false,
+        ...(spec.mtu !== undefined ? { mtu: spec.mtu } : {}),
+        ...(spec.mac !== undefined ? { mac: spec.mac } : {}),
+      },
+      'create',
+    );
+    try {
+      this.sock.request(req);
+    } catch (err) {
+      if (!(err instanceof NetlinkError) || err.errno !== EEXIST) throw err;
+      const existing = this.getLink({ name: spec.name });
+      if (!existing) throw err; // vanished in between; let the caller retry
+      const diff = vxlanMismatches(existing, spec);
+      if (diff.length > 0) {
+        throw new NetlinkError({
+          errno: EEXIST,
+          op: req.op,
+          detail: `existing ${spec.name} (#${existing.index}) differs: ${diff.join(', ')}`,
+        });
+      }
+      const change: R.LinkChange = { index: existing.index };
+      if (spec.mtu !== undefined && existing.mtu !== spec.mtu) change.mtu = spec.mtu;
+      if (spec.mac !== undefined && existing.mac !== spec.mac.toLowerCase()) change.mac = spec.mac;
+      if (change.mtu === undefined && change.mac === undefined) return existing;
+      this.sock.request(R.setLinkRequest(change));
+    }
+    const link = this.getLink({ name: spec.name });
+    if (!link) {
+      throw new NetlinkError({ errno: 19, op: req.op, detail: `${spec.name} disappeared right after creation` });
+    }
+    return link;
+  }
+
+  async deleteLink(index: number): Promise<void> {
+    this.exec(R.delLinkRequest(index), 'delete');
+  }
+
+  async setLinkUp(index: number): Promise<void> {
+    this.exec(R.setLinkRequest({ index, up: true }), 'replace');
+  }
+
+  async setLinkDown(index: number): Promise<void> {
+    this.exec(R.setLinkRequest({ index, up: false }), 'replace');
+  }
+
+  async setMtu(index: number, mtu: number): Promise<void> {
+    this.exec(R.setLinkRequest({ index, mtu }), 'replace');
+  }
+
+  async setLinkAddress(index: number, mac: string): Promise<void> {
+    this.exec(R.setLinkRequest({ index, mac }), 'replace');
+  }
+
+  // ---------------------------------------------------------- addresses
+
+  async listAddrs(index?: number): Promise<Addr[]> {
+    const all = this.sock.dump(R.dumpAddrsRequest(C.AF_INET)).map(decodeAddr);
+    return index === undefined ? all : all.filter((a) => a.index === index);
+  }
+
+  async addAddr(index: number, cidr: string): Promise<void> {
+    this.exec(R.newAddrRequest({ index, cidr }, 'create'), 'add');
+  }
+
+  async delAddr(index: number, cidr: string): Promise<void> {
+    this.exec(R.delAddrRequest({ index, cidr }), 'delete');
+  }
+
+  // ------------------------------------------------------------- routes
+
+  async listRoutes(filter: RouteFilter = {}): Promise<Route[]> {
+    const table = filter.table ?? C.RT_TABLE_MAIN;
+    return this.sock
+      .dump(R.dumpRoutesRequest(C.AF_INET))
+      .map(decodeRoute)
+      .filter((r) => (table === 'all' || r.table === table) && (filter.oif === undefined || r.oif === filter.oif));
+  }
+
+  async replaceRoute(route: RouteSpec): Promise<void> {
+    this.exec(R.newRouteRequest(routeSpec(route), 'replace'), 'replace');
+  }
+
+  async delRoute(route: RouteSpec): Promise<void> {
+    this.exec(R.delRouteRequest(routeSpec(route)), 'delete');
+  }
+
+  // --------------------------------------------------------- neighbours
+
+  async listNeighs(index?: number): Promise<Neigh[]> {
+    const out: Neigh[] = [];
+    for (const msg of this.sock.dump(R.dumpNeighsRequest(C.AF_INET))) {
+      const n = decodeNeighOrFdb(msg);
+      if (!isFdbEntry(n) && (index === undefined || n.ifindex === index)) out.push(n);
+    }
+    return out;
+  }
+
+  async replaceNeigh(neigh: NeighSpec): Promise<void> {
+    this.exec(neighReq(neigh), 'replace');
+  }
+
+  async delNeigh(neigh: NeighKey): Promise<void> {
+    this.exec(R.delNeighRequest(neigh), 'delete');
+  }
+
+  // ---------------------------------------------------------------- fdb
+
+  async listFdb(index?: number): Promise<FdbEntry[]> {
+    const out: FdbEntry[] = [];
+    for (const msg of this.sock.dump(R.dumpFdbRequest())) {
+      const f = decodeNeighOrFdb(msg);
+      if (isFdbEntry(f) && (index === undefined || f.ifindex === index)) out.push(f);
+    }
+    return out;
+  }
+
+  async replaceFdb(fdb: FdbSpec): Promise<void> {
+    this.exec(R.newFdbRequest(fdbSpec(fdb), 'replace'), 'replace');
+  }
+
+  async appendFdb(fdb: FdbSpec): Promise<void> {
+    this.exec(R.newFdbRequest(fdbSpec(fdb), 'append'), 'add');
+  }
+
+  async delFdb(fdb: FdbSpec): Promise<void> {
+    this.exec(R.delFdbRequest(fdbSpec(fdb)), 'delete');
+  }
+
+  // -------------------------------------------------------------- batch
+
+  async applyBatch(ops: readonly KernelOp[]): Promise<BatchResult> {
+    const started = performance.now();
+    // Build every request first so a malformed spec (caller bug) throws
+    // before anything is sent.
+    const planned = ops.map(opRequest);
+    const replies = this.sock.batch(planned.map((p) => p.req));
+    const failures: BatchFailure[] = [];
+    replies.forEach((reply, i) => {
+      if (reply.ok || isAlreadyDone(planned[i]!.effect, reply.error)) return;
+      failures.push({ index: i, op: ops[i]!, error: reply.error });
+    });
+    return {
+      total: ops.length,
+      succeeded: ops.length - failures.length,
+      failures,
+      durationMs: performance.now() - started,
+    };
+  }
+}

@@ -1,0 +1,148 @@
+// The host-networking API the daemon and backends program against. The real
+// implementation (RtNetlink) talks rtnetlink; tests can supply an in-memory
+// fake with the same shape. Methods are async so either kind fits, even
+// though the rtnetlink one completes synchronously.
+//
+// Shared contract for every implementation:
+//  - IPv4 addresses are dotted quads, prefixes 'a.b.c.d/len', MACs lower-case
+//    colon hex; interfaces are identified by ifindex.
+//  - Idempotent outcomes are successes (see idempotency.ts): deleting what is
+//    already gone, adding an identical address, creating a VXLAN device that
+//    already exists with the same parameters.
+//  - Everything else rejects with NetlinkError (errno/code preserved).
+
+import type { NetlinkError } from '../netlink/errors.js';
+import type { Addr, FdbEntry, Link, Neigh, Route, VxlanInfo } from '../netlink/rtnl.js';
+
+export type { Addr, FdbEntry, Link, Neigh, Route, VxlanInfo };
+
+export interface VxlanCreateSpec {
+  name: string;
+  vni: number;
+  /** UDP destination port; 0 or undefined leaves the kernel default (8472). */
+  port?: number;
+  /** Local VTEP address (IFLA_VXLAN_LOCAL). */
+  local?: string;
+  /** Underlay interface index (IFLA_VXLAN_LINK). */
+  linkIndex?: number;
+  /** Source-MAC learning. Default false: flannel programs FDB entries itself. */
+  learning?: boolean;
+  /** Group Based Policy extension. Default false. */
+  gbp?: boolean;
+  mtu?: number;
+  mac?: string;
+}
+
+export interface NeighSpec {
+  ifindex: number;
+  ip: string;
+  mac: string;
+  /** Default true (NUD_PERMANENT). */
+  permanent?: boolean;
+}
+
+export interface NeighKey {
+  ifindex: number;
+  ip: string;
+}
+
+export interface FdbSpec {
+  ifindex: number;
+  mac: string;
+  /** Remote VTEP IPv4. */
+  dst: string;
+  /** NTF_SELF (the vxlan device's own table). Default true. */
+  self?: boolean;
+  /** Default true (NUD_PERMANENT). */
+  permanent?: boolean;
+}
+
+export interface RouteSpec {
+  /** 'a.b.c.d/len' */
+  dst: string;
+  gw?: string;
+  oif?: number;
+  onlink?: boolean;
+  /** Default RT_TABLE_MAIN (254). */
+  table?: number;
+  priority?: number;
+  /** Default 'unicast'. */
+  type?: 'unicast' | 'blackhole';
+}
+
+export interface RouteFilter {
+  /** Table to list; default RT_TABLE_MAIN, 'all' for every table. */
+  table?: number | 'all';
+  oif?: number;
+}
+
+/** One step of a batch. */
+export type KernelOp =
+  | { op: 'replaceNeigh'; neigh: NeighSpec }
+  | { op: 'delNeigh'; neigh: NeighKey }
+  | { op: 'replaceFdb'; fdb: FdbSpec }
+  | { op: 'appendFdb'; fdb: FdbSpec }
+  | { op: 'delFdb'; fdb: FdbSpec }
+  | { op: 'replaceRoute'; route: RouteSpec }
+  | { op: 'delRoute'; route: RouteSpec };
+
+export interface BatchFailure {
+  /** Position in the submitted list. */
+  index: number;
+  op: KernelOp;
+  error: NetlinkError;
+}
+
+export interface BatchResult {
+  total: number;
+  /** Includes idempotent outcomes (e.g. deleting an absent entry). */
+  succeeded: number;
+  failures: BatchFailure[];
+  durationMs: number;
+}
+
+export interface KernelNet {
+  listLinks(): Promise<Link[]>;
+  /** undefined when no such device. */
+  getLinkByName(name: string): Promise<Link | undefined>;
+  getLinkByIndex(index: number): Promise<Link | undefined>;
+  /**
+   * Creates a VXLAN device (down). If one with that name exists with the
+   * same VXLAN parameters (vni, port, local, underlay, learning, gbp) it is
+   * reused, with mtu/mac brought in line; if it differs, rejects with EEXIST
+   * so the caller can decide to delete and recreate.
+   */
+  createVxlan(spec: VxlanCreateSpec): Promise<Link>;
+  deleteLink(index: number): Promise<void>;
+  setLinkUp(index: number): Promise<void>;
+  setLinkDown(index: number): Promise<void>;
+  setMtu(index: number, mtu: number): Promise<void>;
+  setLinkAddress(index: number, mac: string): Promise<void>;
+
+  /** IPv4 addresses, of one interface or all. */
+  listAddrs(index?: number): Promise<Addr[]>;
+  addAddr(index: number, cidr: string): Promise<void>;
+  delAddr(index: number, cidr: string): Promise<void>;
+
+  listRoutes(filter?: RouteFilter): Promise<Route[]>;
+  replaceRoute(route: RouteSpec): Promise<void>;
+  delRoute(route: RouteSpec): Promise<void>;
+
+  /** IPv4 neighbours, of one interface or all. */
+  listNeighs(index?: number): Promise<Neigh[]>;
+  replaceNeigh(neigh: NeighSpec): Promise<void>;
+  delNeigh(neigh: NeighKey): Promise<void>;
+
+  /** Bridge/VXLAN FDB entries, of one interface or all. */
+  listFdb(index?: number): Promise<FdbEntry[]>;
+  replaceFdb(fdb: FdbSpec): Promise<void>;
+  appendFdb(fdb: FdbSpec): Promise<void>;
+  /** Removes the entry for mac -> dst. */
+  delFdb(fdb: FdbSpec): Promise<void>;
+
+  /**
+   * Applies many neighbour/FDB/route changes at once. Never rejects for
+   * per-item kernel errors; they are listed in `failures`.
+   */
+  applyBatch(ops: readonly KernelOp[]): Promise<BatchResult>;
+}

@@ -1,0 +1,505 @@
+// Request builders for the rtnetlink operations the VXLAN backend needs.
+// Each returns a NetlinkRequest: the wire body plus the exact nlmsg flags and
+// a human description used in error messages. The transport only stamps the
+// sequence number, so serializeRequest(req, seq) is the literal datagram and
+// can be compared byte-for-byte with what iproute2 sends.
+
+import * as C from './constants.js';
+import { attr, encodeMessage } from './codec.js';
+import { encodeIfAddrMsg, encodeIfInfoMsg, encodeNdMsg, encodeRtMsg } from './rtnl.js';
+import { parseCidr } from './addr.js';
+
+export interface NetlinkRequest {
+  type: number;
+  /** Complete nlmsg_flags, including NLM_F_REQUEST and NLM_F_ACK / NLM_F_DUMP. */
+  flags: number;
+  /** Everything after the nlmsghdr (fixed header + attributes, padded). */
+  body: Buffer;
+  /** Human description for errors, e.g. 'replace neigh 10.244.2.0 lladdr ... dev #5'. */
+  op: string;
+}
+
+export function isDumpRequest(req: NetlinkRequest): boolean {
+  return (req.flags & C.NLM_F_DUMP) === C.NLM_F_DUMP && req.type % 4 === 2; // RTM_GET*
+}
+
+export function serializeRequest(req: NetlinkRequest, seq: number, pid = 0): Buffer {
+  return encodeMessage(req.type, req.flags, seq, pid, [req.body]);
+}
+
+/**
+ * How an RTM_NEW* request treats an existing object:
+ *  - 'create':  NLM_F_CREATE|NLM_F_EXCL   — fail with EEXIST if it exists
+ *  - 'replace': NLM_F_CREATE|NLM_F_REPLACE — create or overwrite (`ip neigh replace`)
+ *  - 'append':  NLM_F_CREATE|NLM_F_APPEND  — add another entry (`bridge fdb append`)
+ *  - 'modify':  no flags                   — change an existing object only (`ip link set`)
+ */
+export type NewMode = 'create' | 'replace' | 'append' | 'modify';
+
+const MODE_FLAGS: Record<NewMode, number> = {
+  create: C.NLM_F_CREATE | C.NLM_F_EXCL,
+  replace: C.NLM_F_CREATE | C.NLM_F_REPLACE,
+  append: C.NLM_F_CREATE | C.NLM_F_APPEND,
+  modify: 0,
+};
+
+const REQ_ACK = C.NLM_F_REQUEST | C.NLM_F_ACK;
+const REQ_DUMP = C.NLM_F_REQUEST | C.NLM_F_DUMP;
+
+// Field-width checks only: semantic validation (VNI range, MTU limits, ...)
+// is left to the kernel, whose extended ack explains the problem better.
+function checkUint(name: string, v: number, bits: 8 | 16 | 32): void {
+  const max = bits === 32 ? 0xffffffff : (1 << bits) - 1;
+  if (!Number.isInteger(v) || v < 0 || v > max) {
+    throw new RangeError(`${name} must be an integer in 0..${max}, got ${v}`);
+  }
+}
+
+function checkIndex(name: string, v: number): void {
+  if (!Number.isInteger(v) || v <= 0 || v > 0x7fffffff) {
+    throw new RangeError(`${name} must be a positive interface index, got ${v}`);
+  }
+}
+
+// ------------------------------------------------------------------- links
+
+export interface VxlanSpec {
+  name: string;
+  vni: number;
+  /** UDP destination port in host order; 0/undefined omits it (kernel default 8472). */
+  port?: number;
+  local?: string;
+  group?: string;
+  /** Underlay device index (IFLA_VXLAN_LINK). */
+  linkIndex?: number;
+  /** Omitted -> kernel default (learning on). */
+  learning?: boolean;
+  gbp?: boolean;
+  ttl?: number;
+  tos?: number;
+  l2miss?: boolean;
+  l3miss?: boolean;
+  mtu?: number;
+  mac?: string;
+  /** Bring the device up as part of creation. */
+  up?: boolean;
+}
+
+export function newVxlanRequest(spec: VxlanSpec, mode: NewMode = 'create'): NetlinkRequest {
+  checkUint('vni', spec.vni, 32);
+  const data: Buffer[] = [];
+  // Attribute order follows `ip link add ... type vxlan` so captures compare equal.
+  if (spec.linkIndex !== undefined) {
+    checkIndex('linkIndex', spec.linkIndex);
+    data.push(attr.u32(C.IFLA_VXLAN_LINK, spec.linkIndex));
+  }
+  data.push(attr.u32(C.IFLA_VXLAN_ID, spec.vni));
+  if (spec.group !== undefined) data.push(attr.ipv4(C.IFLA_VXLAN_GROUP, spec.group));
+  if (spec.local !== undefined) data.push(attr.ipv4(C.IFLA_VXLAN_LOCAL, spec.local));
+  if (spec.ttl !== undefined) {
+    checkUint('ttl', spec.ttl, 8);
+    data.push(attr.u8(C.IFLA_VXLAN_TTL, spec.ttl));
+  }
+  if (spec.tos !== undefined) {
+    checkUint('tos', spec.tos, 8);
+    data.push(attr.u8(C.IFLA_VXLAN_TOS, spec.tos));
+  }
+  if (spec.learning !== undefined) data.push(attr.u8(C.IFLA_VXLAN_LEARNING, spec.learning ? 1 : 0));
+  if (spec.l2miss !== undefined) data.push(attr.u8(C.IFLA_VXLAN_L2MISS, spec.l2miss ? 1 : 0));
+  if (spec.l3miss !== undefined) data.push(attr.u8(C.IFLA_VXLAN_L3MISS, spec.l3miss ? 1 : 0));
+  if (spec.port !== undefined && spec.port !== 0) {
+    checkUint('port', spec.port, 16);
+    data.push(attr.be16(C.IFLA_VXLAN_PORT, spec.port));
+  }
+  if (spec.gbp) data.push(attr.flag(C.IFLA_VXLAN_GBP));
+
+  const attrs: Buffer[] = [attr.string(C.IFLA_IFNAME, spec.name)];
+  if (spec.mac !== undefined) attrs.push(attr.mac(C.IFLA_ADDRESS, spec.mac));
+  if (spec.mtu !== undefined) {
+    checkUint('mtu', spec.mtu, 32);
+    attrs.push(attr.u32(C.IFLA_MTU, spec.mtu));
+  }
+  attrs.push(
+    attr.nested(C.IFLA_LINKINFO, [
+      attr.stringNoNul(C.IFLA_INFO_KIND, 'vxlan'),
+      attr.nested(C.IFLA_INFO_DATA, data),
+    ]),
+  );
+  const up = spec.up === true;
+  return {
+    type: C.RTM_NEWLINK,
+    flags: REQ_ACK | MODE_FLAGS[mode],
+    body: Buffer.concat([encodeIfInfoMsg({ flags: up ? C.IFF_UP : 0, change: up ? C.IFF_UP : 0 }), ...attrs]),
+    op: `${mode} vxlan ${spec.name} (vni ${spec.vni})`,
+  };
+}
+
+export interface LinkChange {
+  index: number;
+  up?: boolean;
+  mtu?: number;
+  mac?: string;
+}
+
+/** `ip link set`: RTM_NEWLINK without create flags on an existing index. */
+export function setLinkRequest(change: LinkChange): NetlinkRequest {
+  checkIndex('index', change.index);
+  const attrs: Buffer[] = [];
+  const what: string[] = [];
+  if (change.mac !== undefined) {
+    attrs.push(attr.mac(C.IFLA_ADDRESS, change.mac));
+    what.push(`address ${change.mac}`);
+  }
+  if (change.mtu !== undefined) {
+    checkUint('mtu', change.mtu, 32);
+    attrs.push(attr.u32(C.IFLA_MTU, change.mtu));
+    what.push(`mtu ${change.mtu}`);
+  }
+  let flags = 0;
+  let mask = 0;
+  if (change.up !== undefined) {
+    mask = C.IFF_UP;
+    flags = change.up ? C.IFF_UP : 0;
+    what.push(change.up ? 'up' : 'down');
+  }
+  return {
+    type: C.RTM_NEWLINK,
+    flags: REQ_ACK,
+    body: Buffer.concat([encodeIfInfoMsg({ index: change.index, flags, change: mask }), ...attrs]),
+    op: `set link #${change.index} ${what.join(' ') || '(no change)'}`,
+  };
+}
+
+export function delLinkRequest(index: number): NetlinkRequest {
+  checkIndex('index', index);
+  return {
+    type: C.RTM_DELLINK,
+    flags: REQ_ACK,
+    body: encodeIfInfoMsg({ index }),
+    op: `delete link #${index}`,
+  };
+}
+
+const EXT_MASK = attr.u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS);
+
+/** Single link by name or index; the reply is one RTM_NEWLINK (ENODEV if absent). */
+export function getLinkRequest(by: { name: string } | { index: number }): NetlinkRequest {
+  if ('name' in by) {
+    return {
+      type: C.RTM_GETLINK,
+      flags: REQ_ACK,
+      body: Buffer.concat([encodeIfInfoMsg({}), EXT_MASK, attr.string(C.IFLA_IFNAME, by.name)]),
+      op: `get link ${by.name}`,
+    };
+  }
+  checkIndex('index', by.index);
+  return {
+    type: C.RTM_GETLINK,
+    flags: REQ_ACK,
+    body: Buffer.concat([encodeIfInfoMsg({ index: by.index }), EXT_MASK]),
+    op: `get link #${by.index}`,
+  };
+}
+
+export function dumpLinksRequest(): NetlinkRequest {
+  return {
+    type: C.RTM_GETLINK,
+    flags: REQ_DUMP,
+    body: Buffer.concat([encodeIfInfoMsg({}), EXT_MASK]),
+    op: 'dump links',
+  };
+}
+
+// --------------------------------------------------------------- addresses
+
+export interface AddrSpec {
+  index: number;
+  /** 'a.b.c.d/len' */
+  cidr: string;
+}
+
+function addrBody(spec: AddrSpec): Buffer {
+  checkIndex('index', spec.index);
+  const { ip, prefixLen } = parseCidr(spec.cidr);
+  // IFA_LOCAL is the address; IFA_ADDRESS repeats it for non-point-to-point links.
+  return Buffer.concat([
+    encodeIfAddrMsg({ family: C.AF_INET, prefixLen, index: spec.index }),
+    attr.ipv4(C.IFA_LOCAL, ip),
+    attr.ipv4(C.IFA_ADDRESS, ip),
+  ]);
+}
+
+export function newAddrRequest(spec: AddrSpec, mode: NewMode = 'create'): NetlinkRequest {
+  return {
+    type: C.RTM_NEWADDR,
+    flags: REQ_ACK | MODE_FLAGS[mode],
+    body: addrBody(spec),
+    op: `${mode === 'create' ? 'add' : mode} address ${spec.cidr} dev #${spec.index}`,
+  };
+}
+
+export function delAddrRequest(spec: AddrSpec): NetlinkRequest {
+  return {
+    type: C.RTM_DELADDR,
+    flags: REQ_ACK,
+    body: addrBody(spec),
+    op: `delete address ${spec.cidr} dev #${spec.index}`,
+  };
+}
+
+export function dumpAddrsRequest(family: number = C.AF_INET): NetlinkRequest {
+  return {
+    type: C.RTM_GETADDR,
+    flags: REQ_DUMP,
+    body: encodeIfAddrMsg({ family }),
+    op: 'dump addresses',
+  };
+}
+
+// ------------------------------------------------------------------ routes
+
+export type RouteType = 'unicast' | 'blackhole' | 'unreachable' | 'prohibit' | 'local' | 'throw';
+
+const ROUTE_TYPES: Record<RouteType, number> = {
+  unicast: C.RTN_UNICAST,
+  blackhole: C.RTN_BLACKHOLE,
+  unreachable: C.RTN_UNREACHABLE,
+  prohibit: C.RTN_PROHIBIT,
+  local: C.RTN_LOCAL,
+  throw: C.RTN_THROW,
+};
+
+export interface RouteSpec {
+  /** Destination prefix 'a.b.c.d/len' ('0.0.0.0/0' for default). */
+  dst: string;
+  gw?: string;
+  oif?: number;
+  /** RTNH_F_ONLINK: gateway is on-link even though no route covers it (flannel's VXLAN routes). */
+  onlink?: boolean;
+  /** Defaults to RT_TABLE_MAIN. */
+  table?: number;
+  priority?: number;
+  /** Defaults to RTPROT_BOOT, like iproute2. */
+  protocol?: number;
+  /** Defaults as iproute2: link for gateway-less unicast, host for local, else universe. */
+  scope?: number;
+  type?: RouteType;
+  prefsrc?: string;
+}
+
+function routeDesc(spec: RouteSpec): string {
+  const parts = [spec.type && spec.type !== 'unicast' ? `${spec.type} ${spec.dst}` : spec.dst];
+  if (spec.gw) parts.push(`via ${spec.gw}`);
+  if (spec.oif !== undefined) parts.push(`dev #${spec.oif}`);
+  if (spec.onlink) parts.push('onlink');
+  if (spec.table !== undefined && spec.table !== C.RT_TABLE_MAIN) parts.push(`table ${spec.table}`);
+  return parts.join(' ');
+}
+
+function routeAttrs(spec: RouteSpec, dst: { ip: string; prefixLen: number }, table: number): Buffer[] {
+  const attrs: Buffer[] = [];
+  if (table > 255) attrs.push(attr.u32(C.RTA_TABLE, table));
+  if (dst.prefixLen > 0 || dst.ip !== '0.0.0.0') attrs.push(attr.ipv4(C.RTA_DST, dst.ip));
+  if (spec.prefsrc !== undefined) attrs.push(attr.ipv4(C.RTA_PREFSRC, spec.prefsrc));
+  if (spec.gw !== undefined) attrs.push(attr.ipv4(C.RTA_GATEWAY, spec.gw));
+  if (spec.oif !== undefined) {
+    checkIndex('oif', spec.oif);
+    attrs.push(attr.u32(C.RTA_OIF, spec.oif));
+  }
+  if (spec.priority !== undefined) {
+    checkUint('priority', spec.priority, 32);
+    attrs.push(attr.u32(C.RTA_PRIORITY, spec.priority));
+  }
+  return attrs;
+}
+
+export function newRouteRequest(spec: RouteSpec, mode: NewMode = 'replace'): NetlinkRequest {
+  const dst = parseCidr(spec.dst);
+  const table = spec.table ?? C.RT_TABLE_MAIN;
+  checkUint('table', table, 32);
+  const type = ROUTE_TYPES[spec.type ?? 'unicast'];
+  let scope = spec.scope;
+  if (scope === undefined) {
+    if (type === C.RTN_LOCAL) scope = C.RT_SCOPE_HOST;
+    else if (type === C.RTN_UNICAST && spec.gw === undefined) scope = C.RT_SCOPE_LINK;
+    else scope = C.RT_SCOPE_UNIVERSE;
+  }
+  const rtm = encodeRtMsg({
+    family: C.AF_INET,
+    dstLen: dst.prefixLen,
+    table: table > 255 ? C.RT_TABLE_UNSPEC : table,
+    protocol: spec.protocol ?? C.RTPROT_BOOT,
+    scope,
+    type,
+    flags: spec.onlink ? C.RTNH_F_ONLINK : 0,
+  });
+  return {
+    type: C.RTM_NEWROUTE,
+    flags: REQ_ACK | MODE_FLAGS[mode],
+    body: Buffer.concat([rtm, ...routeAttrs(spec, dst, table)]),
+    op: `${mode} route ${routeDesc(spec)}`,
+  };
+}
+
+/**
+ * Deletes the route matching dst (and gw/oif/type if given). Scope NOWHERE,
+ * protocol 0 and type 0 are the kernel's wildcards, as `ip route del` sends.
+ */
+export function delRouteRequest(spec: RouteSpec): NetlinkRequest {
+  const dst = parseCidr(spec.dst);
+  const table = spec.table ?? C.RT_TABLE_MAIN;
+  checkUint('table', table, 32);
+  const rtm = encodeRtMsg({
+    family: C.AF_INET,
+    dstLen: dst.prefixLen,
+    table: table > 255 ? C.RT_TABLE_UNSPEC : table,
+    protocol: spec.protocol ?? 0,
+    scope: C.RT_SCOPE_NOWHERE,
+    type: spec.type ? ROUTE_TYPES[spec.type] : C.RTN_UNSPEC,
+  });
+  return {
+    type: C.RTM_DELROUTE,
+    flags: REQ_ACK,
+    body: Buffer.concat([rtm, ...routeAttrs(spec, dst, table)]),
+    op: `delete route ${routeDesc(spec)}`,
+  };
+}
+
+export function dumpRoutesRequest(family: number = C.AF_INET): NetlinkRequest {
+  return {
+    type: C.RTM_GETROUTE,
+    flags: REQ_DUMP,
+    body: encodeRtMsg({ family }),
+    op: 'dump routes',
+  };
+}
+
+// -------------------------------------------------------------- neighbours
+
+export interface NeighSpec {
+  ifindex: number;
+  ip: string;
+  mac: string;
+  /** NUD_PERMANENT unless false (then NUD_REACHABLE); `state` overrides both. */
+  permanent?: boolean;
+  state?: number;
+}
+
+export function newNeighRequest(spec: NeighSpec, mode: NewMode = 'replace'): NetlinkRequest {
+  checkIndex('ifindex', spec.ifindex);
+  const state = spec.state ?? (spec.permanent === false ? C.NUD_REACHABLE : C.NUD_PERMANENT);
+  checkUint('state', state, 16);
+  return {
+    type: C.RTM_NEWNEIGH,
+    flags: REQ_ACK | MODE_FLAGS[mode],
+    body: Buffer.concat([
+      encodeNdMsg({ family: C.AF_INET, ifindex: spec.ifindex, state }),
+      attr.ipv4(C.NDA_DST, spec.ip),
+      attr.mac(C.NDA_LLADDR, spec.mac),
+    ]),
+    op: `${mode} neigh ${spec.ip} lladdr ${spec.mac} dev #${spec.ifindex}`,
+  };
+}
+
+export function delNeighRequest(spec: { ifindex: number; ip: string }): NetlinkRequest {
+  checkIndex('ifindex', spec.ifindex);
+  return {
+    type: C.RTM_DELNEIGH,
+    flags: REQ_ACK,
+    body: Buffer.concat([encodeNdMsg({ family: C.AF_INET, ifindex: spec.ifindex }), attr.ipv4(C.NDA_DST, spec.ip)]),
+    op: `delete neigh ${spec.ip} dev #${spec.ifindex}`,
+  };
+}
+
+export function dumpNeighsRequest(family: number = C.AF_INET): NetlinkRequest {
+  return {
+    type: C.RTM_GETNEIGH,
+    flags: REQ_DUMP,
+    body: encodeNdMsg({ family }),
+    op: 'dump neighbours',
+  };
+}
+
+// --------------------------------------------------------------------- fdb
+
+export interface FdbSpec {
+  ifindex: number;
+  mac: string;
+  /** Remote VTEP IPv4 (NDA_DST). */
+  dst?: string;
+  /** NTF_SELF: entry lives in the device's own table (vxlan). Default true. */
+  self?: boolean;
+  /** NTF_MASTER: entry lives in the master bridge's table. */
+  master?: boolean;
+  /** NUD_PERMANENT unless false (then NUD_REACHABLE); `state` overrides both. */
+  permanent?: boolean;
+  state?: number;
+  vni?: number;
+  /** Remote UDP port, host order. */
+  port?: number;
+}
+
+function fdbFlags(spec: FdbSpec): number {
+  return (spec.self === false ? 0 : C.NTF_SELF) | (spec.master ? C.NTF_MASTER : 0);
+}
+
+function fdbDesc(spec: FdbSpec): string {
+  return `${spec.mac}${spec.dst ? ` dst ${spec.dst}` : ''} dev #${spec.ifindex}`;
+}
+
+function fdbAttrs(spec: FdbSpec): Buffer[] {
+  // NDA_LLADDR first, then NDA_DST: the order `bridge fdb` uses.
+  const attrs = [attr.mac(C.NDA_LLADDR, spec.mac)];
+  if (spec.dst !== undefined) attrs.push(attr.ipv4(C.NDA_DST, spec.dst));
+  if (spec.port !== undefined) {
+    checkUint('port', spec.port, 16);
+    attrs.push(attr.be16(C.NDA_PORT, spec.port));
+  }
+  if (spec.vni !== undefined) {
+    checkUint('vni', spec.vni, 32);
+    attrs.push(attr.u32(C.NDA_VNI, spec.vni));
+  }
+  return attrs;
+}
+
+export function newFdbRequest(spec: FdbSpec, mode: NewMode = 'replace'): NetlinkRequest {
+  checkIndex('ifindex', spec.ifindex);
+  const state = spec.state ?? (spec.permanent === false ? C.NUD_REACHABLE : C.NUD_PERMANENT);
+  checkUint('state', state, 16);
+  return {
+    type: C.RTM_NEWNEIGH,
+    flags: REQ_ACK | MODE_FLAGS[mode],
+    body: Buffer.concat([
+      encodeNdMsg({ family: C.AF_BRIDGE, ifindex: spec.ifindex, state, flags: fdbFlags(spec) }),
+      ...fdbAttrs(spec),
+    ]),
+    op: `${mode} fdb ${fdbDesc(spec)}`,
+  };
+}
+
+/** Without `dst` the whole entry goes; with it only that remote (vxlan). */
+export function delFdbRequest(spec: FdbSpec): NetlinkRequest {
+  checkIndex('ifindex', spec.ifindex);
+  return {
+    type: C.RTM_DELNEIGH,
+    flags: REQ_ACK,
+    body: Buffer.concat([
+      encodeNdMsg({ family: C.AF_BRIDGE, ifindex: spec.ifindex, flags: fdbFlags(spec) }),
+      ...fdbAttrs(spec),
+    ]),
+    op: `delete fdb ${fdbDesc(spec)}`,
+  };
+}
+
+/**
+ * Dumps every FDB entry of every device. A bare 12-byte ndmsg is the form the
+ * kernel accepts without NETLINK_GET_STRICT_CHK; callers filter by ifindex.
+ */
+export function dumpFdbRequest(): NetlinkRequest {
+  return {
+    type: C.RTM_GETNEIGH,
+    flags: REQ_DUMP,
+    body: encodeNdMsg({ family: C.AF_BRIDGE }),
+    op: 'dump fdb',
+  };
+}

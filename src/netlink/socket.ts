@@ -1,0 +1,416 @@
+// NETLINK_ROUTE transport: one socket, synchronous request/ack, dumps and
+// pipelined batches. Every wait is a poll() with a deadline, so no call can
+// hang forever; replies are matched by sequence number, so a late reply to a
+// request that timed out is recognised and dropped rather than mistaken for
+// the answer to the next one.
+
+import * as C from './constants.js';
+import { decodeDone, decodeNlMsgErr, parseMessages, type NlMessage } from './codec.js';
+import { NetlinkError, errnoNumber } from './errors.js';
+import { isDumpRequest, serializeRequest, type NetlinkRequest } from './requests.js';
+import { libc, type Libc } from './libc.js';
+
+const EINTR = 4;
+const EAGAIN = errnoNumber('EAGAIN') ?? 11;
+const ENOBUFS = errnoNumber('ENOBUFS') ?? 105;
+const EMSGSIZE = errnoNumber('EMSGSIZE') ?? 90;
+const ETIMEDOUT = errnoNumber('ETIMEDOUT') ?? 110;
+const EBADF = errnoNumber('EBADF') ?? 9;
+const EPROTO = errnoNumber('EPROTO') ?? 71;
+
+/**
+ * Receive buffer size. The kernel caps a dump skb at 32 KiB (or one larger
+ * message); recv() with MSG_TRUNC reports the real size, so a datagram that
+ * does not fit is detected instead of silently cut.
+ */
+const RECV_BUF_SIZE = 64 * 1024;
+/** netlink_sendmsg rejects datagrams larger than sk_sndbuf - 32; stay well below the default. */
+const MAX_BATCH_DATAGRAM = 32 * 1024;
+
+export interface NetlinkSocketOptions {
+  /** Legacy RTMGRP_* bitmask to bind to (notification sockets). Default 0. */
+  groups?: number;
+  /** Extra RTNLGRP_* group numbers joined with NETLINK_ADD_MEMBERSHIP. */
+  memberships?: readonly number[];
+  /**
+   * SO_RCVBUF in bytes. SO_RCVBUFFORCE is tried first (root may exceed
+   * net.core.rmem_max), plain SO_RCVBUF is the fallback. Default 1 MiB, which
+   * holds the ACKs of a full batch chunk.
+   */
+  rcvbuf?: number;
+  /** Default deadline for request()/dump(); batch() scales it. Default 5000 ms. */
+  timeoutMs?: number;
+  /** Replaces the libc binding; only tests use this, to script kernel replies. */
+  libc?: Libc;
+}
+
+export interface RequestOptions {
+  timeoutMs?: number;
+}
+
+export interface DumpOptions extends RequestOptions {
+  /** Retries when the kernel flags NLM_F_DUMP_INTR (table changed mid-dump). Default 5. */
+  maxRetries?: number;
+}
+
+export interface BatchOptions {
+  /** Deadline for the whole batch. Default: 5000 ms + 2 ms per request. */
+  timeoutMs?: number;
+  /** Requests per sendto() (further capped at 32 KiB). Default 256. */
+  chunkSize?: number;
+}
+
+export type BatchReply = { ok: true; messages: NlMessage[] } | { ok: false; error: NetlinkError };
+
+export type ReceiveResult =
+  | { kind: 'messages'; messages: NlMessage[] }
+  | { kind: 'timeout' }
+  /** The kernel dropped messages for us (ENOBUFS): state must be re-read. */
+  | { kind: 'overrun' };
+
+function sockaddrNl(pid: number, groups: number): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt16LE(C.AF_NETLINK, 0);
+  b.writeUInt32LE(pid >>> 0, 4);
+  b.writeUInt32LE(groups >>> 0, 8);
+  return b;
+}
+
+function intOpt(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(v, 0);
+  return b;
+}
+
+export class NetlinkSocket {
+  readonly fd: number;
+  /** Port id the kernel assigned at bind(); notifications we cause carry it as nlmsg_pid. */
+  readonly portId: number;
+  private readonly lib: Libc;
+  private readonly timeoutMs: number;
+  private readonly recvBuf = Buffer.alloc(RECV_BUF_SIZE);
+  private readonly pollFd = Buffer.alloc(8);
+  private seq: number;
+  private closed = false;
+
+  private constructor(lib: Libc, fd: number, portId: number, timeoutMs: number) {
+    this.lib = lib;
+    this.fd = fd;
+    this.portId = portId;
+    this.timeoutMs = timeoutMs;
+    // Start away from 0 so replies from a previous process' socket (same
+    // port id after reuse) are unlikely to match.
+    this.seq = (Date.now() ^ (process.pid << 16)) >>> 0;
+  }
+
+  /** Opens and binds a NETLINK_ROUTE socket. Throws NetlinkError on failure. */
+  static open(opts: NetlinkSocketOptions = {}): NetlinkSocket {
+    const lib = opts.libc ?? libc();
+    const fd = lib.socket(C.AF_NETLINK, C.SOCK_RAW | C.SOCK_CLOEXEC, C.NETLINK_ROUTE);
+    if (fd < 0) throw new NetlinkError({ errno: lib.errno(), op: 'socket(AF_NETLINK, NETLINK_ROUTE)' });
+    try {
+      const rcvbuf = opts.rcvbuf ?? 1 << 20;
+      if (lib.setsockopt(fd, C.SOL_SOCKET, C.SO_RCVBUFFORCE, intOpt(rcvbuf), 4) < 0) {
+        if (lib.setsockopt(fd, C.SOL_SOCKET, C.SO_RCVBUF, intOpt(rcvbuf), 4) < 0) {
+          throw new NetlinkError({ errno: lib.errno(), op: `setsockopt(SO_RCVBUF, ${rcvbuf})` });
+        }
+      }
+      // Extended ack gives the kernel's reason text; CAP_ACK keeps error
+      // replies from echoing the whole request (batches stay small). Both
+      // are best-effort: old kernels lack them and still work.
+      lib.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_EXT_ACK, intOpt(1), 4);
+      lib.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_CAP_ACK, intOpt(1), 4);
+
+      if (lib.bind(fd, sockaddrNl(0, opts.groups ?? 0), 12) < 0) {
+        throw new NetlinkError({ errno: lib.errno(), op: `bind(netlink, groups 0x${(opts.groups ?? 0).toString(16)})` });
+      }
+      for (const group of opts.memberships ?? []) {
+        if (lib.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_ADD_MEMBERSHIP, intOpt(group), 4) < 0) {
+          throw new NetlinkError({ errno: lib.errno(), op: `setsockopt(NETLINK_ADD_MEMBERSHIP, ${group})` });
+        }
+      }
+      const addr = Buffer.alloc(12);
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(12, 0);
+      if (lib.getsockname(fd, addr, len) < 0) {
+        throw new NetlinkError({ errno: lib.errno(), op: 'getsockname(netlink)' });
+      }
+      return new NetlinkSocket(lib, fd, addr.readUInt32LE(4), opts.timeoutMs ?? 5000);
+    } catch (err) {
+      lib.close(fd);
+      throw err;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.lib.close(this.fd);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private nextSeq(): number {
+    this.seq = (this.seq + 1) >>> 0;
+    if (this.seq === 0) this.seq = 1;
+    return this.seq;
+  }
+
+  private checkOpen(op: string): void {
+    if (this.closed) throw new NetlinkError({ errno: EBADF, op, detail: 'socket is closed' });
+  }
+
+  private send(buf: Buffer, op: string): void {
+    const dst = sockaddrNl(0, 0);
+    for (;;) {
+      const n = this.lib.sendto(this.fd, buf, buf.length, 0, dst, 12);
+      if (n === buf.length) return;
+      if (n < 0) {
+        const errno = this.lib.errno();
+        if (errno === EINTR) continue;
+        throw new NetlinkError({ errno, op: `${op}: sendto` });
+      }
+      throw new NetlinkError({ errno: EMSGSIZE, op: `${op}: sendto`, detail: `short send ${n}/${buf.length}` });
+    }
+  }
+
+  /**
+   * Waits until `deadline` (Date.now() ms) for one datagram. Returns a copy
+   * of it, 'timeout', or 'overrun' when the kernel reports ENOBUFS (it had to
+   * drop messages for this socket). With `deadline` in the past this is a
+   * non-blocking read.
+   */
+  private recvDatagram(deadline: number, op: string): Buffer | 'timeout' | 'overrun' {
+    for (;;) {
+      // Try first: in the common case the answer is already queued, which
+      // saves the poll() call.
+      const n = this.lib.recv(this.fd, this.recvBuf, this.recvBuf.length, C.MSG_DONTWAIT | C.MSG_TRUNC);
+      if (n >= 0) {
+        if (n > this.recvBuf.length) {
+          throw new NetlinkError({
+            errno: EMSGSIZE,
+            op: `${op}: recv`,
+            detail: `datagram of ${n} bytes exceeds the ${this.recvBuf.length}-byte buffer`,
+          });
+        }
+        return Buffer.from(this.recvBuf.subarray(0, n));
+      }
+      const errno = this.lib.errno();
+      if (errno === EINTR) continue;
+      if (errno === ENOBUFS) return 'overrun';
+      if (errno !== EAGAIN) throw new NetlinkError({ errno, op: `${op}: recv` });
+
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return 'timeout';
+      this.pollFd.writeInt32LE(this.fd, 0);
+      this.pollFd.writeInt16LE(C.POLLIN, 4);
+      this.pollFd.writeInt16LE(0, 6);
+      const r = this.lib.poll(this.pollFd, 1, Math.min(remaining, 0x7fffffff));
+      if (r < 0) {
+        const perr = this.lib.errno();
+        if (perr === EINTR) continue;
+        throw new NetlinkError({ errno: perr, op: `${op}: poll` });
+      }
+      if (r === 0) return 'timeout';
+      const revents = this.pollFd.readInt16LE(6);
+      if (revents & C.POLLNVAL) throw new NetlinkError({ errno: EBADF, op: `${op}: poll` });
+      // POLLIN or POLLERR (pending ENOBUFS): loop to recv, which reports it.
+    }
+  }
+
+  private timeoutError(op: string, ms: number): NetlinkError {
+    return new NetlinkError({ errno: ETIMEDOUT, op, detail: `no answer from the kernel within ${ms} ms` });
+  }
+
+  private overrunError(op: string): NetlinkError {
+    return new NetlinkError({
+      errno: ENOBUFS,
+      op,
+      detail: 'socket receive buffer overrun; replies were lost and the outcome is unknown',
+    });
+  }
+
+  /**
+   * Sends one request with NLM_F_ACK and waits for its ACK. Returns the
+   * messages that preceded the ACK (e.g. the RTM_NEWLINK answering a
+   * get-link). A negative ACK throws NetlinkError with the kernel's errno
+   * and extended-ack text.
+   */
+  request(req: NetlinkRequest, opts: RequestOptions = {}): NlMessage[] {
+    this.checkOpen(req.op);
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const seq = this.nextSeq();
+    const flags = req.flags | C.NLM_F_REQUEST | C.NLM_F_ACK;
+    this.send(serializeRequest({ ...req, flags }, seq), req.op);
+    const replies: NlMessage[] = [];
+    for (;;) {
+      const dg = this.recvDatagram(deadline, req.op);
+      if (dg === 'timeout') throw this.timeoutError(req.op, timeoutMs);
+      if (dg === 'overrun') throw this.overrunError(req.op);
+      for (const msg of parseMessages(dg)) {
+        if (msg.header.seq !== seq) continue;
+        if (msg.header.type === C.NLMSG_ERROR) {
+          const e = decodeNlMsgErr(msg);
+          if (e.errno === 0) return replies;
+          throw new NetlinkError({ errno: e.errno, op: req.op, extAck: e.extAck, extAckOffset: e.extAckOffset });
+        }
+        if (msg.header.type === C.NLMSG_DONE) return replies;
+        replies.push(msg);
+      }
+    }
+  }
+
+  /**
+   * Runs a dump (RTM_GET* with NLM_F_DUMP) to NLMSG_DONE and returns all
+   * data messages. If the kernel marks the dump inconsistent
+   * (NLM_F_DUMP_INTR: the table changed while being walked), it is re-run
+   * up to `maxRetries` times; after that the error is EINTR.
+   */
+  dump(req: NetlinkRequest, opts: DumpOptions = {}): NlMessage[] {
+    this.checkOpen(req.op);
+    if (!isDumpRequest(req)) {
+      throw new TypeError(`${req.op}: not a dump request (RTM_GET* with NLM_F_DUMP)`);
+    }
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    const maxRetries = opts.maxRetries ?? 5;
+    for (let attempt = 0; attempt <= maxRetries; attempt++) {
+      const deadline = Date.now() + timeoutMs;
+      const seq = this.nextSeq();
+      const flags = (req.flags | C.NLM_F_REQUEST) & ~C.NLM_F_ACK;
+      this.send(serializeRequest({ ...req, flags }, seq), req.op);
+      const out: NlMessage[] = [];
+      let interrupted = false;
+      let done = false;
+      while (!done) {
+        const dg = this.recvDatagram(deadline, req.op);
+        if (dg === 'timeout') throw this.timeoutError(req.op, timeoutMs);
+        if (dg === 'overrun') throw this.overrunError(req.op);
+        for (const msg of parseMessages(dg)) {
+          if (msg.header.seq !== seq) continue;
+          if (msg.header.flags & C.NLM_F_DUMP_INTR) interrupted = true;
+          if (msg.header.type === C.NLMSG_DONE) {
+            const d = decodeDone(msg);
+            if (d.errno !== 0) {
+              throw new NetlinkError({ errno: d.errno, op: req.op, extAck: d.extAck, extAckOffset: d.extAckOffset });
+            }
+            done = true;
+            break;
+          }
+          if (msg.header.type === C.NLMSG_ERROR) {
+            const e = decodeNlMsgErr(msg);
+            if (e.errno !== 0) {
+              throw new NetlinkError({ errno: e.errno, op: req.op, extAck: e.extAck, extAckOffset: e.extAckOffset });
+            }
+            continue;
+          }
+          if (msg.header.type === C.NLMSG_NOOP) continue;
+          out.push(msg);
+        }
+      }
+      if (!interrupted) return out;
+    }
+    throw new NetlinkError({
+      errno: EINTR,
+      op: req.op,
+      detail: `dump was interrupted by concurrent changes ${maxRetries + 1} times`,
+    });
+  }
+
+  /**
+   * Pipelines many requests: they are packed back-to-back into datagrams of
+   * up to `chunkSize` messages, each with NLM_F_ACK and its own sequence
+   * number. The kernel handles a datagram's messages in order, acking each
+   * and continuing past failures, so one sendto() and a burst of recv()s
+   * replace a round trip per request. Returns one reply per request, in
+   * order; failures are values, not exceptions, so one bad entry does not
+   * hide the others' outcome. Only transport failures (socket closed, send
+   * error, malformed reply) throw.
+   */
+  batch(reqs: readonly NetlinkRequest[], opts: BatchOptions = {}): BatchReply[] {
+    this.checkOpen('batch');
+    const results: (BatchReply | undefined)[] = new Array(reqs.length);
+    const timeoutMs = opts.timeoutMs ?? 5000 + 2 * reqs.length;
+    const deadline = Date.now() + timeoutMs;
+    const chunkSize = Math.max(1, opts.chunkSize ?? 256);
+
+    let next = 0;
+    while (next < reqs.length) {
+      // Build one datagram.
+      const parts: Buffer[] = [];
+      const pending = new Map<number, number>(); // seq -> request index
+      const gathered = new Map<number, NlMessage[]>();
+      let bytes = 0;
+      while (next < reqs.length && pending.size < chunkSize) {
+        const req = reqs[next]!;
+        const seq = this.nextSeq();
+        const wire = serializeRequest({ ...req, flags: req.flags | C.NLM_F_REQUEST | C.NLM_F_ACK }, seq);
+        if (parts.length > 0 && bytes + wire.length > MAX_BATCH_DATAGRAM) break;
+        parts.push(wire);
+        bytes += wire.length;
+        pending.set(seq, next);
+        next++;
+      }
+      this.send(parts.length === 1 ? parts[0]! : Buffer.concat(parts), `batch of ${parts.length} requests`);
+
+      let overrun = false;
+      while (pending.size > 0) {
+        // After an overrun the surviving ACKs are already queued (the kernel
+        // processed the datagram inside sendto), so drain without waiting.
+        const dg = this.recvDatagram(overrun ? 0 : deadline, 'batch');
+        if (dg === 'overrun') {
+          overrun = true;
+          continue;
+        }
+        if (dg === 'timeout') {
+          for (const [, idx] of pending) {
+            results[idx] = {
+              ok: false,
+              error: overrun ? this.overrunError(reqs[idx]!.op) : this.timeoutError(reqs[idx]!.op, timeoutMs),
+            };
+          }
+          pending.clear();
+          break;
+        }
+        for (const msg of parseMessages(dg)) {
+          const idx = pending.get(msg.header.seq);
+          if (idx === undefined) continue;
+          if (msg.header.type === C.NLMSG_ERROR) {
+            const e = decodeNlMsgErr(msg);
+            const req = reqs[idx]!;
+            results[idx] =
+              e.errno === 0
+                ? { ok: true, messages: gathered.get(msg.header.seq) ?? [] }
+                : {
+                    ok: false,
+                    error: new NetlinkError({ errno: e.errno, op: req.op, extAck: e.extAck, extAckOffset: e.extAckOffset }),
+                  };
+            pending.delete(msg.header.seq);
+          } else {
+            let list = gathered.get(msg.header.seq);
+            if (!list) gathered.set(msg.header.seq, (list = []));
+            list.push(msg);
+          }
+        }
+      }
+    }
+    return results.map(
+      (r, i) =>
+        r ?? { ok: false, error: new NetlinkError({ errno: EPROTO, op: reqs[i]!.op, detail: 'no reply recorded' }) },
+    );
+  }
+
+  /**
+   * One receive for notification listeners: waits up to `timeoutMs` for a
+   * datagram. Overruns are reported as a result, not thrown, because for a
+   * listener they are an expected signal to re-dump.
+   */
+  receive(timeoutMs: number): ReceiveResult {
+    this.checkOpen('receive');
+    const dg = this.recvDatagram(Date.now() + timeoutMs, 'receive');
+    if (dg === 'timeout' || dg === 'overrun') return { kind: dg };
+    return { kind: 'messages', messages: parseMessages(dg) };
+  }
+}
