@@ -6,6 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { BackendRegistry } from '../../backend/backend.js';
 import { AllocBackend } from '../../backend/alloc/alloc.js';
+import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
+import { NetlinkChangeFeed } from '../../kernel/feed.js';
+import { RtNetlink } from '../../kernel/rtnetlink.js';
 import { Daemon } from '../../daemon/daemon.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
 import { realHost } from '../../daemon/iface.js';
@@ -14,8 +17,13 @@ import { openStore } from '../../store/open.js';
 import { VERSION } from '../../version.js';
 import { FlagError, parseFlanneldFlags } from './flags.js';
 
-export function defaultBackends(): BackendRegistry {
-  return new BackendRegistry().register('alloc', (ctx) => new AllocBackend(ctx));
+/** Backends by type; the netlink socket is opened only by a backend that needs one. */
+function defaultBackends(): { registry: BackendRegistry; close(): void } {
+  let kernel: RtNetlink | null = null;
+  const registry = new BackendRegistry()
+    .register('alloc', (ctx) => new AllocBackend(ctx))
+    .register('vxlan', (ctx) => new VxlanBackend(ctx, { kernel: (kernel ??= RtNetlink.open()), feed: new NetlinkChangeFeed() }));
+  return { registry, close: () => kernel?.close() };
 }
 
 async function main(): Promise<number> {
@@ -81,9 +89,10 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  const backends = defaultBackends();
   const daemon = new Daemon({
     store,
-    backends: defaultBackends(),
+    backends: backends.registry,
     log,
     host: realHost,
     iface: { iface: f.iface, ifaceRegex: f.ifaceRegex, ...(f.publicIp ? { publicIP: f.publicIp } : {}) },
@@ -108,6 +117,7 @@ async function main(): Promise<number> {
   const exit = await daemon.run(ac.signal);
   await health?.close();
   await store.close();
+  backends.close();
   if (exit.code === 0) log.info('Exiting cleanly...');
   return exit.code;
 }

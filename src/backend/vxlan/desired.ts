@@ -1,0 +1,59 @@
+// Pure: remote leases -> the kernel entries the VXLAN backend wants on
+// flannel.<VNI> (spec §5.5). Leases of another backend type, and ones whose
+// VtepMAC is missing, malformed, multicast or all-zero, are left out with a
+// reason, so nothing unvalidated reaches the kernel.
+
+import { formatIPv4, formatIPv4Net, ipv4NetContains, type IPv4Net } from '../../lease/ip.js';
+import { leaseId, type Lease } from '../../lease/lease.js';
+import { normaliseMac } from './options.js';
+
+export interface PeerEntries {
+  readonly id: string;
+  /** the onlink next hop and neighbour IP: the remote subnet's network address */
+  readonly gw: string;
+  readonly dst: string;
+  readonly mac: string;
+  readonly publicIP: string;
+  /** true: a plain route via the peer's public IP, no neighbour/FDB */
+  readonly direct: boolean;
+}
+
+export interface Desired {
+  readonly peers: PeerEntries[];
+  readonly skipped: Array<{ id: string; reason: string }>;
+}
+
+export function vtepMacOf(l: Lease): string | null {
+  const d = l.attrs.backendData;
+  if (!d || typeof d !== 'object' || Array.isArray(d)) return null;
+  for (const [k, v] of Object.entries(d)) if (k.toLowerCase() === 'vtepmac') return normaliseMac(v);
+  return null;
+}
+
+export function desiredEntries(remote: readonly Lease[], directNets: readonly IPv4Net[] | null): Desired {
+  const peers: PeerEntries[] = [];
+  const skipped: Desired['skipped'] = [];
+  for (const l of remote) {
+    const id = leaseId(l);
+    if (l.attrs.backendType !== 'vxlan') {
+      skipped.push({ id, reason: `backend type "${l.attrs.backendType || '(none)'}" is not vxlan` });
+      continue;
+    }
+    const publicIP = formatIPv4(l.attrs.publicIP);
+    const direct = directNets !== null && directNets.some((n) => ipv4NetContains(n, l.attrs.publicIP));
+    const mac = vtepMacOf(l);
+    if (!direct) {
+      if (!mac) {
+        skipped.push({ id, reason: `BackendData.VtepMAC ${JSON.stringify(l.attrs.backendData)} is not a MAC address` });
+        continue;
+      }
+      const first = parseInt(mac.slice(0, 2), 16);
+      if (first & 1 || mac === '00:00:00:00:00:00') {
+        skipped.push({ id, reason: `BackendData.VtepMAC ${mac} is not a unicast address` });
+        continue;
+      }
+    }
+    peers.push({ id, gw: formatIPv4(l.subnet.ip), dst: formatIPv4Net(l.subnet), mac: mac ?? '', publicIP, direct });
+  }
+  return { peers, skipped };
+}

@@ -1,0 +1,138 @@
+// The VXLAN reconciler: converge the neighbour, FDB and route entries on
+// flannel.<VNI> on a desired set of peers.
+//
+// Contract (see backend.ts): reading the kernel first and only sending what
+// differs makes a repeat with the same input a no-op (zero requests). Adds go
+// before deletes; within a peer the order is flannel's (§5.5): neighbour, FDB,
+// then the route last, so the kernel never has to ARP for the onlink next hop.
+// A peer whose neighbour or FDB entry failed gets no route this round; the
+// error is reported and the next reconcile tries again. Nothing stops at the
+// first failure: every error is returned.
+//
+// What we own: permanent neighbours with an IP inside Network and `self` FDB
+// entries with a remote dst on flannel.<VNI>; routes into Network on
+// flannel.<VNI>; and, with DirectRouting, gateway routes into Network on the
+// external interface. Anything else on those devices is left alone.
+
+import { ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
+import type { KernelNet, KernelOp } from '../../kernel/types.js';
+import type { PeerEntries } from './desired.js';
+
+export interface ReconcileTarget {
+  readonly dev: number;
+  readonly extDev: number;
+  readonly network: IPv4Net;
+}
+
+export interface ReconcileResult {
+  /** kernel requests sent (0 when already converged) */
+  readonly changes: number;
+  readonly errors: Error[];
+}
+
+function inNet(net: IPv4Net, cidrOrIp: string): boolean {
+  const ip = cidrOrIp.includes('/') ? parseIPv4Net(cidrOrIp) : { ip: parseIPv4(cidrOrIp), prefix: 32 };
+  return ipv4NetContains(net, ip.ip) && ip.prefix >= net.prefix;
+}
+
+function describe(op: KernelOp): string {
+  switch (op.op) {
+    case 'replaceNeigh':
+      return `neighbour ${op.neigh.ip} lladdr ${op.neigh.mac}`;
+    case 'delNeigh':
+      return `delete neighbour ${op.neigh.ip}`;
+    case 'replaceFdb':
+    case 'appendFdb':
+      return `fdb ${op.fdb.mac} dst ${op.fdb.dst}`;
+    case 'delFdb':
+      return `delete fdb ${op.fdb.mac} dst ${op.fdb.dst}`;
+    case 'replaceRoute':
+      return `route ${op.route.dst} via ${op.route.gw}`;
+    case 'delRoute':
+      return `delete route ${op.route.dst}`;
+  }
+}
+
+export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: readonly PeerEntries[]): Promise<ReconcileResult> {
+  const [neighs, fdbs, routes, extRoutes] = await Promise.all([
+    k.listNeighs(t.dev),
+    k.listFdb(t.dev),
+    k.listRoutes({ oif: t.dev }),
+    k.listRoutes({ oif: t.extDev }),
+  ]);
+  const ourNeighs = neighs.filter((n) => n.ifindex === t.dev && n.permanent && inNet(t.network, n.ip));
+  const ourFdbs = fdbs.filter((f) => f.ifindex === t.dev && f.self && f.dst !== undefined);
+  const ourRoutes = routes.filter((r) => r.oif === t.dev && r.gateway !== undefined && inNet(t.network, r.dst));
+  const ourDirect = extRoutes.filter((r) => r.oif === t.extDev && r.gateway !== undefined && inNet(t.network, r.dst));
+
+  const errors: Error[] = [];
+  let changes = 0;
+  const run = async (ops: KernelOp[]): Promise<Set<number>> => {
+    const failed = new Set<number>();
+    if (ops.length === 0) return failed;
+    changes += ops.length;
+    const res = await k.applyBatch(ops);
+    for (const f of res.failures) {
+      failed.add(f.index);
+      errors.push(new Error(`${describe(f.op)} on dev #${t.dev}: ${f.error.message}`));
+    }
+    return failed;
+  };
+
+  // 1. neighbour + FDB entries for every tunnelled peer that needs them
+  const l2: KernelOp[] = [];
+  const l2Owner: string[] = [];
+  for (const p of peers) {
+    if (p.direct) continue;
+    const n = ourNeighs.find((x) => x.ip === p.gw);
+    if (!n || n.mac !== p.mac) {
+      l2.push({ op: 'replaceNeigh', neigh: { ifindex: t.dev, ip: p.gw, mac: p.mac, permanent: true } });
+      l2Owner.push(p.id);
+    }
+    const f = ourFdbs.find((x) => x.mac === p.mac && x.dst === p.publicIP);
+    if (!f || !f.permanent) {
+      l2.push({ op: 'replaceFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true, permanent: true } });
+      l2Owner.push(p.id);
+    }
+  }
+  const l2Failed = await run(l2);
+  const badPeers = new Set([...l2Failed].map((i) => l2Owner[i]!));
+
+  // 2. routes, last, only for peers whose L2 entries are in place
+  const rt: KernelOp[] = [];
+  for (const p of peers) {
+    if (badPeers.has(p.id)) continue;
+    if (p.direct) {
+      const r = ourDirect.find((x) => x.dst === p.dst);
+      if (!r || r.gateway !== p.publicIP) rt.push({ op: 'replaceRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } });
+      // a tunnelled route for the same subnet would win over nothing but confuses users: drop it below
+    } else {
+      const r = ourRoutes.find((x) => x.dst === p.dst);
+      if (!r || r.gateway !== p.gw || !r.onlink) rt.push({ op: 'replaceRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, onlink: true } });
+    }
+  }
+  await run(rt);
+
+  // 3. deletes: whatever we own that no peer wants (routes first, then L2)
+  const want = new Map(peers.map((p) => [p.dst, p]));
+  const del: KernelOp[] = [];
+  for (const r of ourRoutes) {
+    const p = want.get(r.dst);
+    if (!p || p.direct) del.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: t.dev } });
+  }
+  for (const r of ourDirect) {
+    const p = want.get(r.dst);
+    if (!p || !p.direct) del.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: t.extDev } });
+  }
+  const tunnelled = peers.filter((p) => !p.direct);
+  for (const f of ourFdbs) {
+    if (!tunnelled.some((p) => p.mac === f.mac && p.publicIP === f.dst)) {
+      del.push({ op: 'delFdb', fdb: { ifindex: t.dev, mac: f.mac, dst: f.dst!, self: true } });
+    }
+  }
+  for (const n of ourNeighs) {
+    if (!tunnelled.some((p) => p.gw === n.ip)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: n.ip } });
+  }
+  await run(del);
+  return { changes, errors };
+}

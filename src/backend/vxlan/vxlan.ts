@@ -1,0 +1,235 @@
+// VXLAN backend (spec §5): flannel.<VNI> with a permanent neighbour, a
+// permanent `self` FDB entry and an onlink route per remote lease, all in the
+// kernel; flanneld only programs them.
+//
+// Design notes
+// * Device reuse: an existing compatible flannel.<VNI> is kept, so its MAC (our
+//   published VtepMAC) survives restarts; an incompatible one is recreated.
+// * Self-healing, which flannel lacks for VXLAN (§5.8): a netlink subscriber
+//   reacts to deletions of our device or of any entry we own and re-runs the
+//   reconciler within milliseconds; a periodic full reconcile is the safety
+//   net (and covers lost notifications, ENOBUFS "overrun").
+// * ⚠ §App. A.7: after flannel recreates a deleted device it never re-adds the
+//   peers' entries. We recreate it with the same MAC (so peers' FDB/ARP entries
+//   stay valid) and then reconcile everything.
+// * Stop leaves all kernel state in place, so a restart drops no packets.
+
+import { randomBytes } from 'node:crypto';
+import { formatIPv4, ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
+import type { Lease } from '../../lease/lease.js';
+import type { KernelNet, Link } from '../../kernel/types.js';
+import { NetlinkError } from '../../netlink/errors.js';
+import type { NetlinkEvent } from '../../netlink/subscriber.js';
+import { RateLimitedLog } from '../../log/log.js';
+import { BackendError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
+import { desiredEntries } from './desired.js';
+import { parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
+import { reconcileVxlan, type ReconcileResult } from './reconciler.js';
+
+export const VXLAN_OVERHEAD = 50;
+
+/** Kernel change notifications, injectable so tests can run without a subscriber. */
+export interface ChangeFeed {
+  start(onEvent: (e: NetlinkEvent) => void, onOverrun: () => void): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface VxlanBackendOptions {
+  kernel: KernelNet;
+  feed?: ChangeFeed;
+  /** periodic full reconcile; 0 disables (default 10 s) */
+  resyncMs?: number;
+}
+
+export class VxlanBackend implements Backend {
+  readonly type = 'vxlan';
+  readonly opts: VxlanOptions;
+  readonly devName: string;
+  private readonly k: KernelNet;
+  private dev: Link | null = null;
+  private mac = '';
+  private own: Lease | null = null;
+  private remote: readonly Lease[] = [];
+  private chain: Promise<unknown> = Promise.resolve();
+  private pending = false;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly warnOnce = new Set<string>();
+  private readonly errLog = new RateLimitedLog(10_000);
+  /** what the last reconcile did; tests and metrics read it */
+  last: ReconcileResult = { changes: 0, errors: [] };
+  reconciles = 0;
+  heals = 0;
+
+  constructor(
+    private readonly ctx: BackendContext,
+    private readonly o: VxlanBackendOptions,
+  ) {
+    this.opts = parseVxlanOptions(ctx.config.backend.raw);
+    this.devName = `flannel.${this.opts.vni}`;
+    this.k = o.kernel;
+    if (!ctx.config.network) throw new BackendError('vxlan: IPv4 Network is required');
+  }
+
+  get mtu(): number {
+    return (this.opts.mtu ?? this.ctx.extIface.mtu) - VXLAN_OVERHEAD;
+  }
+
+  get vtepMac(): string {
+    return this.mac;
+  }
+
+  private spec(mac: string) {
+    return {
+      name: this.devName,
+      vni: this.opts.vni,
+      port: this.opts.port,
+      local: formatIPv4(this.ctx.extIface.publicIP),
+      linkIndex: this.ctx.extIface.index,
+      learning: this.opts.learning,
+      gbp: this.opts.gbp,
+      mtu: this.mtu,
+      mac,
+    };
+  }
+
+  /** Create flannel.<VNI>, or reuse a compatible one (keeping its MAC). */
+  private async ensureDevice(preferMac: string | null): Promise<Link> {
+    const existing = await this.k.getLinkByName(this.devName);
+    const mac = preferMac ?? (existing?.kind === 'vxlan' && existing.mac ? existing.mac : randomVtepMac((n) => randomBytes(n)));
+    try {
+      return await this.k.createVxlan(this.spec(mac));
+    } catch (e) {
+      if (!(e instanceof NetlinkError) || e.code !== 'EEXIST' || !existing) throw e;
+      this.ctx.log.warn(`${this.devName} exists but is incompatible (${e.message}); recreating it`);
+      await this.k.deleteLink(existing.index);
+      return await this.k.createVxlan(this.spec(mac));
+    }
+  }
+
+  async prepare(): Promise<PublishedAttrs> {
+    this.dev = await this.ensureDevice(null);
+    this.mac = this.dev.mac ?? '';
+    this.ctx.log.info(`using ${this.devName} (index ${this.dev.index}, VTEP MAC ${this.mac}, MTU ${this.mtu})`);
+    return { backendType: 'vxlan', backendData: { VNI: this.opts.vni, VtepMAC: this.mac } };
+  }
+
+  /** Address = the subnet's network address /32; other Network addresses go; link up. */
+  private async configureDevice(own: Lease): Promise<void> {
+    const dev = this.dev!;
+    const want = `${formatIPv4(own.subnet.ip)}/32`;
+    const addrs = await this.k.listAddrs(dev.index);
+    if (!addrs.some((a) => a.cidr === want)) await this.k.addAddr(dev.index, want);
+    const net = this.ctx.config.network!;
+    for (const a of addrs) {
+      if (a.cidr !== want && inNetwork(net, a.cidr)) await this.k.delAddr(dev.index, a.cidr);
+    }
+    if (!dev.up) await this.k.setLinkUp(dev.index);
+    const now = await this.k.getLinkByIndex(dev.index);
+    if (now?.mac && now.mac !== this.mac) throw new BackendError(`${this.devName} has MAC ${now.mac}, expected ${this.mac}`);
+    if (now) this.dev = now;
+  }
+
+  async activate(own: Lease): Promise<{ mtu: number }> {
+    this.own = own;
+    await this.configureDevice(own);
+    if (this.o.feed) {
+      await this.o.feed.start(
+        (e) => this.onKernelEvent(e),
+        () => this.kick('netlink overrun'),
+      );
+    }
+    const every = this.o.resyncMs ?? 10_000;
+    if (every > 0) {
+      this.timer = setInterval(() => this.kick('periodic'), every);
+      this.timer.unref();
+    }
+    return { mtu: this.mtu };
+  }
+
+  async reconcile(remote: readonly Lease[]): Promise<Error[]> {
+    this.remote = remote;
+    return this.enqueue();
+  }
+
+  /** Serialise runs; a kick during a run schedules exactly one more. */
+  private enqueue(): Promise<Error[]> {
+    const p = this.chain.then(() => this.runOnce());
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  private kick(why: string): void {
+    if (this.closed || this.pending) return;
+    this.pending = true;
+    setTimeout(() => {
+      this.pending = false;
+      if (this.closed) return;
+      void this.enqueue().then((errs) => {
+        if (this.last.changes > 0) {
+          this.heals++;
+          this.ctx.log.info(`restored ${this.last.changes} kernel entr${this.last.changes === 1 ? 'y' : 'ies'} (${why})`);
+        }
+        for (const e of errs) if (this.errLog.allow(e.message)) this.ctx.log.warn(`reconcile: ${e.message}`);
+      });
+    }, 5);
+  }
+
+  private onKernelEvent(e: NetlinkEvent): void {
+    if (this.closed || !this.dev) return;
+    const dev = this.dev.index;
+    if (e.kind === 'link' && e.action === 'del' && (e.link.index === dev || e.link.name === this.devName)) {
+      this.ctx.log.warn(`${this.devName} was deleted; recreating it`);
+      this.kick('device deleted');
+      return;
+    }
+    if (e.action !== 'del') return;
+    if ((e.kind === 'neigh' && e.neigh.ifindex === dev) || (e.kind === 'fdb' && e.fdb.ifindex === dev) || (e.kind === 'route' && (e.route.oif === dev || e.route.oif === this.ctx.extIface.index))) {
+      this.kick(`${e.kind} deleted`);
+    }
+  }
+
+  private async directNets(): Promise<IPv4Net[] | null> {
+    if (!this.opts.directRouting) return null;
+    const addrs = await this.k.listAddrs(this.ctx.extIface.index);
+    return addrs.map((a) => parseIPv4Net(a.cidr));
+  }
+
+  private async runOnce(): Promise<Error[]> {
+    if (this.closed || !this.own) return [];
+    const errors: Error[] = [];
+    // The device may be gone (deleted by someone): bring it back with the same MAC.
+    const dev = await this.k.getLinkByName(this.devName);
+    if (!dev || dev.kind !== 'vxlan' || dev.index !== this.dev?.index || !dev.up) {
+      try {
+        this.dev = await this.ensureDevice(this.mac);
+        await this.configureDevice(this.own);
+      } catch (e) {
+        return [new Error(`cannot restore ${this.devName}: ${(e as Error).message}`)];
+      }
+    }
+    const { peers, skipped } = desiredEntries(this.remote, await this.directNets());
+    for (const s of skipped) {
+      const key = `${s.id}:${s.reason}`;
+      if (!this.warnOnce.has(key)) {
+        this.warnOnce.add(key);
+        this.ctx.log.warn(`ignoring lease ${s.id}: ${s.reason}`);
+      }
+    }
+    this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, peers);
+    this.reconciles++;
+    errors.push(...this.last.errors);
+    return errors;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.o.feed?.stop();
+    await this.chain;
+  }
+}
+
+function inNetwork(net: IPv4Net, cidr: string): boolean {
+  return ipv4NetContains(net, parseIPv4(cidr.split('/')[0]!));
+}
