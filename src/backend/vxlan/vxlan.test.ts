@@ -1,0 +1,150 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseIPv4, parseIPv4Net } from '../../lease/ip.js';
+import type { Lease } from '../../lease/lease.js';
+import { MemoryLogger } from '../../log/log.js';
+import { parseNetworkConfig } from '../../subnet/config.js';
+import { FakeKernel } from '../../testing/fake-kernel.js';
+import { ConfigError } from '../../subnet/config.js';
+import { parseVxlanOptions, normaliseMac } from './options.js';
+import { VxlanBackend } from './vxlan.js';
+
+const peer = (n: number, mac = `0a:00:00:00:00:0${n}`, type = 'vxlan'): Lease => ({
+  subnet: parseIPv4Net(`10.244.${n}.0/24`),
+  subnet6: null,
+  attrs: { publicIP: parseIPv4(`192.0.2.${10 + n}`), publicIPv6: null, backendType: type, backendData: { VNI: 1, VtepMAC: mac } },
+  expiration: null,
+});
+
+async function setup(backend = '{"Type":"vxlan"}') {
+  const k = new FakeKernel();
+  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
+  k.addrs.push({ family: 2, index: eth0.index, prefixLen: 24, flags: 0, scope: 0, local: '192.0.2.11', address: '192.0.2.11', cidr: '192.0.2.11/24' });
+  const log = new MemoryLogger();
+  const b = new VxlanBackend(
+    { config: parseNetworkConfig(`{"Network":"10.244.0.0/16","Backend":${backend}}`), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
+    { kernel: k, resyncMs: 0 },
+  );
+  const attrs = await b.prepare();
+  const own = { ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } };
+  const { mtu } = await b.activate(own);
+  return { k, b, log, mtu, attrs, eth0 };
+}
+
+test('options: defaults, case-insensitive keys, errors name the field', () => {
+  assert.deepEqual(parseVxlanOptions({ Type: 'vxlan' }), { vni: 1, port: 0, mtu: null, gbp: false, learning: false, directRouting: false });
+  assert.equal(parseVxlanOptions({ vni: 7, port: 4789, directRouting: true }).vni, 7);
+  assert.throws(() => parseVxlanOptions({ VNI: -1 }), (e: unknown) => e instanceof ConfigError && /^Backend\.VNI: .* got -1/.test(e.message));
+  assert.throws(() => parseVxlanOptions({ VNI: 1 << 24 }), /Backend\.VNI/);
+  assert.throws(() => parseVxlanOptions({ Port: 'x' }), /Backend\.Port/);
+  assert.throws(() => parseVxlanOptions({ GBP: 1 }), /Backend\.GBP: expected true or false/);
+  assert.equal(normaliseMac('0A-00-00-00-00-01'), '0a:00:00:00:00:01');
+  assert.equal(normaliseMac('0a00.0000.0001'), '0a:00:00:00:00:01');
+  assert.equal(normaliseMac('zz'), null);
+});
+
+test('prepare creates flannel.1 with a locally administered unicast MAC; lease data is flannel\'s', async () => {
+  const { k, attrs, mtu } = await setup();
+  const dev = (await k.getLinkByName('flannel.1'))!;
+  assert.equal(dev.kind, 'vxlan');
+  assert.equal(dev.mtu, 1450);
+  assert.equal(mtu, 1450);
+  const first = parseInt(dev.mac!.slice(0, 2), 16);
+  assert.equal(first & 1, 0, 'unicast');
+  assert.equal(first & 2, 2, 'locally administered');
+  assert.deepEqual(attrs, { backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: dev.mac } });
+  assert.deepEqual((await k.listAddrs(dev.index)).map((a) => a.cidr), ['10.244.1.0/32']);
+  assert.equal(dev.up, true);
+});
+
+test('reconcile programs neighbour, FDB and onlink route per peer; a repeat makes zero changes', async () => {
+  const { k, b } = await setup();
+  const dev = (await k.getLinkByName('flannel.1'))!;
+  assert.deepEqual(await b.reconcile([peer(2), peer(3)]), []);
+  assert.deepEqual(k.neighs.map((n) => [n.ip, n.mac, n.permanent]).sort(), [['10.244.2.0', '0a:00:00:00:00:02', true], ['10.244.3.0', '0a:00:00:00:00:03', true]]);
+  assert.deepEqual(k.fdb.map((f) => [f.mac, f.dst, f.self, f.permanent]).sort(), [['0a:00:00:00:00:02', '192.0.2.12', true, true], ['0a:00:00:00:00:03', '192.0.2.13', true, true]]);
+  assert.deepEqual(k.routes.map((r) => [r.dst, r.gateway, r.oif, r.onlink]).sort(), [['10.244.2.0/24', '10.244.2.0', dev.index, true], ['10.244.3.0/24', '10.244.3.0', dev.index, true]]);
+  const before = k.mutations;
+  assert.deepEqual(await b.reconcile([peer(2), peer(3)]), []);
+  assert.equal(k.mutations, before, 'second run: zero kernel changes');
+  assert.equal(b.last.changes, 0);
+});
+
+test('a peer leaving removes its entries; a changed MAC is replaced; adds happen before deletes', async () => {
+  const { k, b } = await setup();
+  await b.reconcile([peer(2), peer(3)]);
+  const order: string[] = [];
+  const orig = k.applyBatch.bind(k);
+  k.applyBatch = async (ops) => {
+    order.push(...ops.map((o) => o.op));
+    return orig(ops);
+  };
+  await b.reconcile([peer(3, '0a:00:00:00:00:33'), peer(4)]);
+  assert.deepEqual(k.neighs.map((n) => `${n.ip} ${n.mac}`).sort(), ['10.244.3.0 0a:00:00:00:00:33', '10.244.4.0 0a:00:00:00:00:04']);
+  assert.deepEqual(k.fdb.map((f) => `${f.mac} ${f.dst}`).sort(), ['0a:00:00:00:00:04 192.0.2.14', '0a:00:00:00:00:33 192.0.2.13']);
+  assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.3.0/24', '10.244.4.0/24']);
+  const firstDelete = order.findIndex((o) => o.startsWith('del'));
+  assert.ok(firstDelete > order.lastIndexOf('replaceRoute'), `adds before deletes: ${order.join(',')}`);
+});
+
+test('one failing peer does not stop the others; all errors are returned; its route waits', async () => {
+  const { k, b } = await setup();
+  k.failWhen = (op) => (op.op === 'replaceFdb' && op.fdb.dst === '192.0.2.13' ? 105 : null);
+  const errs = await b.reconcile([peer(2), peer(3), peer(4)]);
+  assert.equal(errs.length, 1);
+  assert.match(errs[0]!.message, /fdb 0a:00:00:00:00:03 dst 192\.0\.2\.13.*ENOBUFS/);
+  assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.4.0/24']);
+  k.failWhen = null;
+  assert.deepEqual(await b.reconcile([peer(2), peer(3), peer(4)]), []);
+  assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24']);
+});
+
+test('leases of another backend or with a bad VtepMAC never reach the kernel', async () => {
+  const { k, b, log } = await setup();
+  await b.reconcile([peer(2, 'x', 'vxlan'), peer(3, '0a:00:00:00:00:03', 'host-gw'), peer(4, '01:00:5e:00:00:01'), peer(5)]);
+  assert.deepEqual(k.routes.map((r) => r.dst), ['10.244.5.0/24']);
+  const warns = log.lines.filter((l) => l.level === 'warn').map((l) => l.msg).join('\n');
+  assert.match(warns, /10\.244\.2\.0-24: BackendData\.VtepMAC .* is not a MAC address/);
+  assert.match(warns, /10\.244\.3\.0-24: backend type "host-gw" is not vxlan/);
+  assert.match(warns, /10\.244\.4\.0-24: BackendData\.VtepMAC 01:00:5e:00:00:01 is not a unicast address/);
+});
+
+test('a deleted device is recreated with the same MAC and every entry re-added (⚠ App. A.7)', async () => {
+  const { k, b } = await setup();
+  await b.reconcile([peer(2)]);
+  const mac = b.vtepMac;
+  await k.deleteLink((await k.getLinkByName('flannel.1'))!.index);
+  assert.deepEqual(await b.reconcile([peer(2)]), []);
+  const dev = (await k.getLinkByName('flannel.1'))!;
+  assert.equal(dev.mac, mac);
+  assert.deepEqual((await k.listAddrs(dev.index)).map((a) => a.cidr), ['10.244.1.0/32']);
+  assert.equal(k.routes.length, 1);
+  assert.equal(k.neighs.length, 1);
+  assert.equal(k.fdb.length, 1);
+});
+
+test('an existing compatible device is reused (MAC kept); an incompatible one is recreated', async () => {
+  const k = new FakeKernel();
+  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
+  const old = await k.createVxlan({ name: 'flannel.1', vni: 1, local: '192.0.2.11', linkIndex: eth0.index, mac: '0e:11:22:33:44:55' });
+  const mk = () =>
+    new VxlanBackend(
+      { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log: new MemoryLogger() },
+      { kernel: k, resyncMs: 0 },
+    );
+  assert.deepEqual(await mk().prepare(), { backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: '0e:11:22:33:44:55' } });
+  assert.equal((await k.getLinkByName('flannel.1'))!.index, old.index);
+  k.links.set(old.index, { ...old, vxlan: { ...old.vxlan!, vni: 9 } });
+  const again = await mk().prepare();
+  assert.notEqual((await k.getLinkByName('flannel.1'))!.index, old.index, 'recreated');
+  assert.equal((again.backendData as { VtepMAC: string }).VtepMAC, '0e:11:22:33:44:55', 'MAC carried over');
+});
+
+test('DirectRouting: a peer on our L2 subnet gets a plain route via its public IP, no tunnel entries', async () => {
+  const { k, b, eth0 } = await setup('{"Type":"vxlan","DirectRouting":true}');
+  const far = { ...peer(3), attrs: { ...peer(3).attrs, publicIP: parseIPv4('198.51.100.7') } };
+  await b.reconcile([peer(2), far]);
+  const dev = (await k.getLinkByName('flannel.1'))!;
+  assert.deepEqual(k.routes.map((r) => [r.dst, r.gateway, r.oif]).sort(), [['10.244.2.0/24', '192.0.2.12', eth0.index], ['10.244.3.0/24', '10.244.3.0', dev.index]]);
+  assert.deepEqual(k.neighs.map((n) => n.ip), ['10.244.3.0']);
+});
