@@ -58,6 +58,7 @@ export class Daemon {
   private finish: ((e: DaemonExit) => void) | null = null;
   private reconciling: Promise<void> = Promise.resolve();
   private pendingEvents: LeaseEvent[] = [];
+  private reconcileQueued = false;
   private readonly errLog = new RateLimitedLog(10_000);
   /** remote leases last handed to the backend */
   remote: Lease[] = [];
@@ -174,12 +175,19 @@ export class Daemon {
   /** Serialise reconciles; coalesce events that arrive while one runs. */
   private kickReconcile(events: readonly LeaseEvent[]): void {
     this.pendingEvents.push(...events);
+    // At most one run waiting behind the current one: it will see the latest
+    // desired set, so a burst of 1000 lease events costs two reconciles, not 1000.
+    if (this.reconcileQueued) return;
+    this.reconcileQueued = true;
     this.reconciling = this.reconciling.then(async () => {
+      this.reconcileQueued = false;
       if (!this.backend || this.state === 'stopping') return;
       const evs = this.pendingEvents;
       this.pendingEvents = [];
+      const t0 = performance.now();
       try {
         const errs = await this.backend.reconcile(this.remote, evs);
+        this.log.debug('reconciled', { peers: this.remote.length, events: evs.length, ms: Number((performance.now() - t0).toFixed(1)) });
         for (const err of errs) if (this.errLog.allow(err.message)) this.log.warn(`reconcile: ${err.message}`);
       } catch (e) {
         this.log.error(`reconcile failed: ${(e as Error).message}`);

@@ -1,0 +1,180 @@
+// The VXLAN overlay end to end: three hosts as network namespaces on an
+// underlay bridge, one real etcd, one flanneld per host, two pods per host.
+// Asserts what the article shows: pods talk across hosts, and flannel.1, its
+// PERMANENT neighbours, its `self permanent` FDB entries and the onlink routes
+// look exactly as flannel leaves them.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isRoot, Topology, type Host } from '../helpers/netns.js';
+import type { FlanneldProc } from '../helpers/flanneld.js';
+
+const skip = isRoot() ? false : 'needs root (network namespaces)';
+let topo: Topology;
+const flanneld = new Map<Host, FlanneldProc>();
+
+interface HostLease {
+  subnet: string; // 10.244.5.0/24
+  gw: string; // 10.244.5.0
+  mac: string;
+  ip: string;
+}
+
+async function leases(): Promise<Map<string, HostLease>> {
+  const out = await topo.etcdctl('get', '--prefix', '/coreos.com/network/subnets/');
+  const lines = out.trim().split('\n');
+  const m = new Map<string, HostLease>();
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const key = lines[i]!.split('/').pop()!;
+    const v = JSON.parse(lines[i + 1]!) as { PublicIP: string; BackendData: { VtepMAC: string } };
+    const [net, len] = key.split('-');
+    m.set(v.PublicIP, { subnet: `${net}/${len}`, gw: net!, mac: v.BackendData.VtepMAC, ip: v.PublicIP });
+  }
+  return m;
+}
+
+async function waitUntil(what: string, cond: () => Promise<boolean>, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    if (await cond()) return Date.now() - t0;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+before(async () => {
+  if (skip) return;
+  topo = await Topology.create({ hosts: 3, podsPerHost: 2 });
+  await topo.startEtcd();
+  await topo.etcdctl('put', '/coreos.com/network/config', '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+  for (const h of topo.hosts) flanneld.set(h, topo.startFlanneld(h));
+  await Promise.all([...flanneld.values()].map((f) => f.waitReady()));
+  for (const h of topo.hosts) await topo.wirePods(h);
+});
+
+after(async () => {
+  await topo?.destroy();
+});
+
+test('full pod mesh across hosts', { skip }, async () => {
+  // the last lease to appear may still be programming on the others: allow a moment
+  await waitUntil('mesh', async () => (await topo.pingMesh({ timeoutS: 1 })).every((r) => r.ok), 5000);
+  const mesh = await topo.pingMesh();
+  const bad = mesh.filter((r) => !r.ok).map((r) => `${r.from.name}->${r.to.name}`);
+  assert.deepEqual(bad, []);
+  assert.equal(mesh.length, 6 * 5);
+});
+
+test('kernel state on every host matches the article, entry for entry', { skip }, async () => {
+  const all = await leases();
+  assert.equal(all.size, 3);
+  for (const h of topo.hosts) {
+    const me = all.get(h.ip)!;
+    const env = topo.subnetEnv(h);
+    assert.equal(env.FLANNEL_MTU, 1450);
+    assert.equal(env.FLANNEL_SUBNET, me.subnet.replace('.0/', '.1/'));
+    const link = await topo.ip(h.name, '-d', 'link', 'show', 'flannel.1');
+    assert.match(link, /mtu 1450 /);
+    assert.match(link, new RegExp(`link/ether ${me.mac} `));
+    assert.match(link, new RegExp(`vxlan id 1 local ${h.ip.replace(/\./g, '\\.')} dev eth0 srcport 0 0 dstport 8472 nolearning `));
+    assert.match(await topo.ip(h.name, '-4', 'addr', 'show', 'flannel.1'), new RegExp(`inet ${me.gw.replace(/\./g, '\\.')}/32 `));
+
+    const peers = [...all.values()].filter((l) => l.ip !== h.ip).sort((a, b) => a.gw.localeCompare(b.gw));
+    const neigh = (await topo.ip(h.name, 'neigh', 'show', 'dev', 'flannel.1')).trim().split('\n').map((s) => s.trim()).sort();
+    assert.deepEqual(neigh, peers.map((p) => `${p.gw} lladdr ${p.mac} PERMANENT`).sort());
+    const fdb = (await topo.exec(h.name, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])).trim().split('\n').map((s) => s.trim()).sort();
+    assert.deepEqual(fdb, peers.map((p) => `${p.mac} dst ${p.ip} self permanent`).sort());
+    const routes = (await topo.ip(h.name, 'route', 'show', 'dev', 'flannel.1')).trim().split('\n').map((s) => s.trim()).sort();
+    assert.deepEqual(routes, peers.map((p) => `${p.subnet} via ${p.gw} onlink`).sort());
+  }
+});
+
+test('self-healing: a deleted neighbour, FDB entry, route or the whole device is restored within 1 s', { skip }, async () => {
+  const h = topo.hosts[0]!;
+  const all = await leases();
+  const peer = [...all.values()].find((l) => l.ip !== h.ip)!;
+  const show = async (...a: string[]) => topo.ip(h.name, ...a);
+
+  await show('neigh', 'del', peer.gw, 'dev', 'flannel.1');
+  const tN = await waitUntil('neighbour restored', async () => (await show('neigh', 'show', 'dev', 'flannel.1')).includes(`${peer.gw} lladdr ${peer.mac} PERMANENT`), 1000);
+
+  await topo.exec(h.name, ['bridge', 'fdb', 'del', peer.mac, 'dev', 'flannel.1', 'self', 'dst', peer.ip]);
+  const tF = await waitUntil('fdb restored', async () => (await topo.exec(h.name, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])).includes(`${peer.mac} dst ${peer.ip} self permanent`), 1000);
+
+  await show('route', 'del', peer.subnet);
+  const tR = await waitUntil('route restored', async () => (await show('route', 'show', 'dev', 'flannel.1')).includes(`${peer.subnet} via ${peer.gw} onlink`), 1000);
+
+  const mac = (await show('link', 'show', 'flannel.1')).match(/link\/ether (\S+)/)![1];
+  const index = Number((await show('link', 'show', 'flannel.1')).split(':')[0]);
+  await show('link', 'del', 'flannel.1');
+  const tD = await waitUntil(
+    'device and entries restored',
+    async () => {
+      const r = await topo.run(h.name, ['ip', 'route', 'show', 'dev', 'flannel.1']);
+      return r.code === 0 && r.stdout.trim().split('\n').length === 2;
+    },
+    1000,
+  );
+  assert.equal((await show('link', 'show', 'flannel.1')).match(/link\/ether (\S+)/)![1], mac, 'same VTEP MAC after recreation');
+  assert.notEqual(Number((await show('link', 'show', 'flannel.1')).split(':')[0]), index, 'a new device');
+  console.log(`# restored: neighbour ${tN} ms, fdb ${tF} ms, route ${tR} ms, whole device ${tD} ms`);
+  const p = topo.hosts[1]!.pods[0]!;
+  assert.ok((await topo.ping(h.pods[0]!.name, p.ip)).ok);
+});
+
+test('encapsulation on the wire: UDP 8472, VNI 1, inner pod addresses', { skip }, async () => {
+  const [a, b] = [topo.hosts[0]!.pods[0]!, topo.hosts[1]!.pods[0]!];
+  const text = await topo.capture(topo.underlay, 'br0', ['-v', '-T', 'vxlan', 'udp', 'port', '8472'], async () => {
+    await topo.ping(a.name, b.ip, { count: 2 });
+  }, { count: 2 });
+  const outer = new RegExp(`${topo.hosts[0]!.ip.replace(/\./g, '\\.')}\\.\\d+ > ${topo.hosts[1]!.ip.replace(/\./g, '\\.')}\\.8472: VXLAN, flags \\[I\\] \\(0x08\\), vni 1`);
+  assert.match(text, outer, text);
+  assert.match(text, new RegExp(`${a.ip.replace(/\./g, '\\.')} > ${b.ip.replace(/\./g, '\\.')}: ICMP echo request`), text);
+});
+
+test('restart keeps the subnet and VTEP MAC, and a ping across the restart loses nothing', { skip }, async () => {
+  const h = topo.hosts[1]!;
+  const before = (await leases()).get(h.ip)!;
+  const src = topo.hosts[0]!.pods[0]!;
+  const dst = h.pods[0]!;
+  const pinger = topo.spawn(src.name, ['ping', '-i', '0.05', '-c', '80', '-W', '1', dst.ip], { label: 'ping across restart' });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await flanneld.get(h)!.stop(), 0);
+  const again = topo.startFlanneld(h);
+  flanneld.set(h, again);
+  const acquired = await again.waitFor((l) => /acquired lease/.test(l.msg));
+  assert.match(acquired.msg, /reused-by-public-ip/);
+  await again.waitReady();
+  await pinger.exited;
+  const after = (await leases()).get(h.ip)!;
+  assert.equal(after.subnet, before.subnet);
+  assert.equal(after.mac, before.mac);
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(pinger.stdout)!;
+  assert.ok(m, pinger.stdout);
+  assert.equal(m[2], m[1], `no loss across restart: ${m[0]}`);
+});
+
+test('node departure: stop flanneld, delete its lease; peers drop its entries within 1 s; the rest keep talking', { skip }, async () => {
+  const gone = topo.hosts[2]!;
+  const all = await leases();
+  const lease = all.get(gone.ip)!;
+  assert.equal(await flanneld.get(gone)!.stop(), 0);
+  await topo.etcdctl('del', `/coreos.com/network/subnets/${lease.subnet.replace('/', '-')}`);
+  for (const h of topo.hosts.slice(0, 2)) {
+    const t = await waitUntil(
+      `${h.name} forgets ${lease.subnet}`,
+      async () => {
+        const [n, f, r] = await Promise.all([
+          topo.ip(h.name, 'neigh', 'show', 'dev', 'flannel.1'),
+          topo.exec(h.name, ['bridge', 'fdb', 'show', 'dev', 'flannel.1']),
+          topo.ip(h.name, 'route', 'show', 'dev', 'flannel.1'),
+        ]);
+        return !n.includes(lease.gw + ' ') && !f.includes(lease.mac) && !r.includes(lease.subnet);
+      },
+      1000,
+    );
+    console.log(`# ${h.name} removed the departed node's entries in ${t} ms`);
+  }
+  const [a, b] = [topo.hosts[0]!.pods[1]!, topo.hosts[1]!.pods[1]!];
+  assert.ok((await topo.ping(a.name, b.ip)).ok);
+  assert.ok((await topo.ping(b.name, a.ip)).ok);
+});
