@@ -1,6 +1,7 @@
 // Build a LeaseStore from flanneld's store flags.
 import type { Logger } from '../log/log.js';
 import { EtcdStore } from './etcd/etcd-store.js';
+import { LocalStore } from './local/local-store.js';
 import type { LeaseStore } from './store.js';
 
 export interface StoreFlags {
@@ -15,7 +16,13 @@ export interface StoreFlags {
 }
 
 export async function openStore(f: StoreFlags, log: Logger): Promise<LeaseStore> {
-  if (f.store !== 'etcd') throw new Error(`--store: unknown store "${f.store}" (supported: etcd)`);
+  if (f.store.startsWith('local:')) {
+    const file = f.store.slice('local:'.length);
+    if (!file) throw new Error('--store local: needs a database path, e.g. local:/var/lib/flannel/leases.db');
+    // --etcd-prefix still selects the network inside the file.
+    return LocalStore.open(file, { prefix: f.etcdPrefix });
+  }
+  if (f.store !== 'etcd') throw new Error(`--store: unknown store "${f.store}" (supported: etcd, local:/path/leases.db)`);
   const endpoints = f.etcdEndpoints.split(',').map((s) => s.trim()).filter(Boolean);
   if (endpoints.length === 0) throw new Error('--etcd-endpoints: no endpoints given');
   let store: EtcdStore;
