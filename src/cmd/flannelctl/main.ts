@@ -6,6 +6,8 @@ import { stderrLogger } from '../../log/log.js';
 import { openStore, type StoreFlags } from '../../store/open.js';
 import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from '../../store/etcd/etcd-store.js';
 import { VERSION } from '../../version.js';
+import { spawnSync } from 'node:child_process';
+import { DEFAULT_LAB_PREFIX, LabError, labDown, labNamespace, labStatus, labUp, loadState } from '../../lab/lab.js';
 
 function storeOptions(c: Command): Command {
   const env = process.env;
@@ -38,8 +40,72 @@ for (const name of ['leases', 'status']) {
     });
 }
 
+const lab = program.command('lab').description('a multi-host flannel overlay on this machine, in network namespaces (needs root)');
+const labOpts = (c: Command) =>
+  c
+    .addOption(new Option('--dir <dir>', 'where the lab keeps its state, logs and leases').default(process.env.FLANNEL_LAB_DIR || '/run/flannel-ts-lab'))
+    .addOption(new Option('--prefix <prefix>', 'namespace name prefix').default(DEFAULT_LAB_PREFIX));
+
+labOpts(lab.command('up'))
+  .description('create hosts, start one flanneld per host and attach pods through the flannel CNI plugin')
+  .addOption(new Option('--hosts <n>', 'number of hosts').default(3).argParser((v) => intArg('--hosts', v)))
+  .addOption(new Option('--pods <n>', 'pods per host').default(2).argParser((v) => intArg('--pods', v)))
+  .addOption(new Option('--backend <type>', 'flannel backend').default('vxlan').choices(['vxlan']))
+  .addOption(new Option('--store <store>', 'lease store: the embedded local store, or a real etcd-server').default('local').choices(['local', 'etcd']))
+  .action(async (o: { hosts: number; pods: number; backend: string; store: 'local' | 'etcd'; dir: string; prefix: string }) => {
+    const progress = (l: string) => process.stderr.write(l + '\n');
+    const t0 = Date.now();
+    let state;
+    try {
+      state = await labUp({ ...o, progress });
+    } catch (e) {
+      if (e instanceof LabError && /already up/.test(e.message)) throw e;
+      process.stderr.write(`lab up failed: ${(e as Error).message}\ncleaning up...\n`);
+      await labDown(o.dir, o.prefix, progress);
+      throw new Error('lab up failed');
+    }
+    const { text, reach } = await labStatus(state);
+    process.stdout.write(text);
+    process.stderr.write(`lab up took ${((Date.now() - t0) / 1000).toFixed(1)} s. Try: flannelctl lab exec h1p1 -- ping ${state.hosts.at(-1)?.pods[0]?.ip ?? ''}; remove it with: flannelctl lab down\n`);
+    if (reach.some((r) => !r.ok)) process.exitCode = 1;
+  });
+
+labOpts(lab.command('status'))
+  .description('show each host\'s flannel.1, neighbours, FDB, routes and the pod reachability matrix')
+  .action(async (o: { dir: string }) => {
+    const s = loadState(o.dir);
+    if (!s) throw new Error(`no lab is up (no state in ${o.dir})`);
+    const { text, reach } = await labStatus(s);
+    process.stdout.write(text);
+    if (reach.some((r) => !r.ok)) process.exitCode = 1;
+  });
+
+labOpts(lab.command('exec'))
+  .description('run a command in a pod (or host) namespace, e.g. lab exec h1p1 -- ping 10.244.3.11')
+  .argument('<name>', 'pod or host: h1p1, h2, or the full namespace name')
+  .argument('<cmd...>', 'command and arguments')
+  .action(async (name: string, cmd: string[], o: { dir: string }) => {
+    const s = loadState(o.dir);
+    if (!s) throw new Error(`no lab is up (no state in ${o.dir})`);
+    const ns = labNamespace(s, name);
+    if (!ns) throw new Error(`no pod or host named "${name}" in the lab (pods: ${s.hosts.flatMap((h) => h.pods.map((p) => p.name.slice(s.prefix.length))).join(', ')})`);
+    const r = spawnSync('ip', ['netns', 'exec', ns, ...cmd], { stdio: 'inherit' });
+    process.exitCode = r.status ?? 1;
+  });
+
+labOpts(lab.command('down'))
+  .description('remove every namespace, process and file the lab made (safe to run twice)')
+  .action(async (o: { dir: string; prefix: string }) => {
+    await labDown(o.dir, o.prefix, (l) => process.stderr.write(l + '\n'));
+  });
+
+function intArg(name: string, v: string): number {
+  if (!/^\d+$/.test(v)) throw new Error(`${name}: "${v}" is not a whole number`);
+  return Number(v);
+}
+
 program.parseAsync(process.argv).then(
-  () => process.exit(0),
+  () => process.exit(process.exitCode ?? 0),
   (e: unknown) => {
     process.stderr.write(`flannelctl: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(1);

@@ -1,0 +1,438 @@
+// `flannelctl lab`: a multi-host flannel overlay on one machine.
+//
+//   <prefix>ul          underlay: bridge br0 192.0.2.1/24 (TEST-NET-1); etcd with --store etcd
+//   <prefix>h1..hN      hosts: eth0 192.0.2.(10+i)/24, one flanneld each
+//   <prefix>h1p1..      pods, attached through the flannel CNI plugin
+//                       (which delegates to the real bridge + host-local plugins)
+//
+// The default prefix is "ftslab-". Everything the lab makes lives in those
+// namespaces or under its state directory, and the PIDs it starts are recorded
+// there, so `lab down` can undo it even after a crash. The root namespace's
+// interfaces, routes and firewall are never touched: veths are created from
+// inside one namespace straight into another.
+//
+// The lab builds its hosts with ip(8), as an operator would by hand; the
+// daemon itself (flanneld) programs the overlay through rtnetlink only.
+
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseEnvText } from '../subnet/subnet-env.js';
+import { LocalStore } from '../store/local/local-store.js';
+import { mapLimit, run, sh } from './sh.js';
+
+export const DEFAULT_LAB_PREFIX = 'ftslab-';
+export const UNDERLAY_IP = '192.0.2.1';
+export const NETWORK = '10.244.0.0/16';
+const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const FLANNELD = path.join(DIST, 'cmd/flanneld/main.js');
+const CNI_PLUGIN = path.join(DIST, 'cmd/cni/main.js');
+const CNI_DIRS = ['/usr/lib/cni', '/opt/cni/bin'];
+
+export class LabError extends Error {
+  override name = 'LabError';
+}
+
+export interface LabOptions {
+  hosts: number;
+  pods: number;
+  backend: string;
+  store: 'local' | 'etcd';
+  dir: string;
+  prefix: string;
+  progress: (line: string) => void;
+}
+
+export interface LabPod {
+  name: string;
+  ip: string | null;
+}
+
+export interface LabHost {
+  name: string;
+  index: number;
+  ip: string;
+  dir: string;
+  pods: LabPod[];
+}
+
+export interface LabState {
+  version: 1;
+  prefix: string;
+  dir: string;
+  backend: string;
+  store: 'local' | 'etcd';
+  createdAt: string;
+  hosts: LabHost[];
+  /** processes the lab started, with a word their command line must contain (guards against PID reuse) */
+  procs: Array<{ pid: number; what: string; mark: string }>;
+}
+
+const stateFile = (dir: string) => path.join(dir, 'state.json');
+
+export function loadState(dir: string): LabState | null {
+  try {
+    return JSON.parse(readFileSync(stateFile(dir), 'utf8')) as LabState;
+  } catch {
+    return null;
+  }
+}
+
+function saveState(s: LabState): void {
+  mkdirSync(s.dir, { recursive: true });
+  writeFileSync(stateFile(s.dir), JSON.stringify(s, null, 2));
+}
+
+export async function labNamespaces(prefix: string): Promise<string[]> {
+  const out = await run(['ip', 'netns', 'list']);
+  return out.stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.startsWith(prefix));
+}
+
+function findPlugin(name: string): string | null {
+  for (const d of CNI_DIRS) if (existsSync(path.join(d, name))) return d;
+  return null;
+}
+
+async function which(cmd: string): Promise<boolean> {
+  return (await run(['sh', '-c', `command -v ${cmd}`])).code === 0;
+}
+
+/** Start a long-lived process detached from us, its output in a log file. */
+function spawnDetached(argv: string[], log: string, env: Record<string, string> = {}): number {
+  const fd = openSync(log, 'a');
+  try {
+    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
+    child.unref();
+    if (!child.pid) throw new LabError(`could not start ${argv.join(' ')}`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function netConf(backend: string): string {
+  return JSON.stringify({ Network: NETWORK, Backend: { Type: backend } });
+}
+
+export async function labUp(o: LabOptions): Promise<LabState> {
+  if (o.hosts < 1 || o.hosts > 50) throw new LabError(`--hosts: ${o.hosts} is out of range (1..50)`);
+  if (o.pods < 0 || o.pods > 50) throw new LabError(`--pods: ${o.pods} is out of range (0..50)`);
+  const existing = await labNamespaces(o.prefix);
+  if (loadState(o.dir) || existing.length > 0) {
+    throw new LabError(`a lab is already up (${existing.length} namespaces named ${o.prefix}*); see "flannelctl lab status", or remove it with "flannelctl lab down"`);
+  }
+  const cniDir = findPlugin('bridge');
+  if (!cniDir || !findPlugin('host-local')) {
+    throw new LabError('the CNI bridge and host-local plugins are not installed; install them with: apt-get install containernetworking-plugins');
+  }
+  if (o.store === 'etcd' && !((await which('etcd')) && (await which('etcdctl')))) {
+    throw new LabError('--store etcd needs etcd-server and etcd-client; install them with: apt-get install etcd-server etcd-client');
+  }
+  const t0 = Date.now();
+  const step = (n: number, total: number, what: string) => o.progress(`[${n}/${total}] ${what} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  const s: LabState = {
+    version: 1,
+    prefix: o.prefix,
+    dir: o.dir,
+    backend: o.backend,
+    store: o.store,
+    createdAt: new Date().toISOString(),
+    hosts: [],
+    procs: [],
+  };
+  rmSync(o.dir, { recursive: true, force: true });
+  saveState(s);
+  const ul = `${o.prefix}ul`;
+  const ipn = (ns: string, ...a: string[]) => sh(['ip', '-n', ns, ...a]);
+
+  step(1, 5, `creating the underlay and ${o.hosts} hosts`);
+  await sh(['ip', 'netns', 'add', ul]);
+  await ipn(ul, 'link', 'set', 'lo', 'up');
+  await ipn(ul, 'link', 'add', 'br0', 'type', 'bridge');
+  await ipn(ul, 'addr', 'add', `${UNDERLAY_IP}/24`, 'dev', 'br0');
+  await ipn(ul, 'link', 'set', 'br0', 'up');
+  for (let i = 1; i <= o.hosts; i++) {
+    const name = `${o.prefix}h${i}`;
+    const h: LabHost = { name, index: i, ip: `192.0.2.${10 + i}`, dir: path.join(o.dir, `h${i}`), pods: [] };
+    mkdirSync(h.dir, { recursive: true });
+    await sh(['ip', 'netns', 'add', name]);
+    s.hosts.push(h);
+    saveState(s);
+    await ipn(ul, 'link', 'add', `vh${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name);
+    await ipn(ul, 'link', 'set', `vh${i}`, 'master', 'br0', 'up');
+    await ipn(name, 'link', 'set', 'lo', 'up');
+    await ipn(name, 'addr', 'add', `${h.ip}/24`, 'dev', 'eth0');
+    await ipn(name, 'link', 'set', 'eth0', 'up');
+    await ipn(name, 'route', 'add', 'default', 'via', UNDERLAY_IP);
+    await sh(['ip', 'netns', 'exec', name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  }
+
+  step(2, 5, `starting the ${o.store} lease store`);
+  let storeArgs: string[];
+  if (o.store === 'local') {
+    const db = path.join(o.dir, 'leases.db');
+    const st = LocalStore.open(db);
+    await st.setNetworkConfig(netConf(o.backend));
+    await st.close();
+    storeArgs = [`--store=local:${db}`];
+  } else {
+    const ep = `http://${UNDERLAY_IP}:2379`;
+    const pid = spawnDetached(
+      ['ip', 'netns', 'exec', ul, 'etcd', '--name', 'lab', '--data-dir', path.join(o.dir, 'etcd'), '--listen-client-urls', ep, '--advertise-client-urls', ep,
+        '--listen-peer-urls', `http://${UNDERLAY_IP}:2380`, '--initial-advertise-peer-urls', `http://${UNDERLAY_IP}:2380`, '--initial-cluster', `lab=http://${UNDERLAY_IP}:2380`, '--log-level', 'error', '--logger', 'zap'],
+      path.join(o.dir, 'etcd.log'),
+    );
+    s.procs.push({ pid, what: 'etcd', mark: 'etcd' });
+    saveState(s);
+    const etcdctl = (...a: string[]) => run(['ip', 'netns', 'exec', ul, 'etcdctl', '--endpoints', ep, ...a], { env: { ETCDCTL_API: '3' } });
+    for (let i = 0; ; i++) {
+      if ((await etcdctl('endpoint', 'health')).code === 0) break;
+      if (i > 100) throw new LabError(`etcd did not become healthy; see ${path.join(o.dir, 'etcd.log')}`);
+      await sleep(100);
+    }
+    const put = await etcdctl('put', '/coreos.com/network/config', netConf(o.backend));
+    if (put.code !== 0) throw new LabError(`could not write the network config to etcd: ${put.stderr.trim()}`);
+    storeArgs = [`--etcd-endpoints=${ep}`];
+  }
+
+  step(3, 5, `starting ${o.hosts} flanneld`);
+  for (const h of s.hosts) {
+    const pid = spawnDetached(
+      ['ip', 'netns', 'exec', h.name, process.execPath, FLANNELD, ...storeArgs, `--subnet-file=${path.join(h.dir, 'subnet.env')}`, '--iface=eth0'],
+      path.join(h.dir, 'flanneld.log'),
+    );
+    s.procs.push({ pid, what: `flanneld ${h.name}`, mark: 'flanneld' });
+  }
+  saveState(s);
+  for (const h of s.hosts) {
+    const f = path.join(h.dir, 'subnet.env');
+    for (let i = 0; !existsSync(f); i++) {
+      if (i > 300) {
+        const log = existsSync(path.join(h.dir, 'flanneld.log')) ? readFileSync(path.join(h.dir, 'flanneld.log'), 'utf8').trim().split('\n').slice(-5).join('\n') : '';
+        throw new LabError(`flanneld on ${h.name} did not write ${f} within 30 s; last log lines:\n${log}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  step(4, 5, `attaching ${o.hosts * o.pods} pods through the flannel CNI plugin`);
+  for (const h of s.hosts) {
+    for (let j = 1; j <= o.pods; j++) {
+      const pod = `${h.name}p${j}`;
+      await sh(['ip', 'netns', 'add', pod]);
+      h.pods.push({ name: pod, ip: null });
+      saveState(s);
+      await ipn(pod, 'link', 'set', 'lo', 'up');
+      const res = await cni(h, 'ADD', pod, cniDir);
+      const ip = /"address":\s*"([\d.]+)\//.exec(res)?.[1] ?? null;
+      h.pods[j - 1]!.ip = ip;
+    }
+  }
+  saveState(s);
+  step(5, 5, 'checking pod-to-pod reachability');
+  return s;
+}
+
+function cniConfig(h: LabHost): string {
+  // The kube-flannel conflist's flannel entry, with per-host paths so hosts don't share CNI state.
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'cbr0',
+    type: 'flannel',
+    subnetFile: path.join(h.dir, 'subnet.env'),
+    dataDir: path.join(h.dir, 'cni'),
+    delegate: { hairpinMode: true, isDefaultGateway: true },
+    ipam: { dataDir: path.join(h.dir, 'ipam') },
+  });
+}
+
+async function cni(h: LabHost, command: 'ADD' | 'DEL', pod: string, cniDir: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', h.name, process.execPath, CNI_PLUGIN], {
+      env: { ...process.env, CNI_COMMAND: command, CNI_CONTAINERID: pod, CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: 'eth0', CNI_PATH: cniDir },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new LabError(`CNI ${command} for ${pod} failed: ${out.trim() || err.trim()}`))));
+    child.stdin.end(cniConfig(h));
+  });
+}
+
+// ------------------------------------------------------------------ report
+
+export interface HostReport {
+  host: LabHost;
+  subnet: string;
+  mtu: string;
+  device: string;
+  neigh: string[];
+  fdb: string[];
+  routes: string[];
+}
+
+const lines = (s: string) => s.trim().split('\n').map((l) => l.trim()).filter(Boolean);
+
+export async function hostReport(h: LabHost, backend: string): Promise<HostReport> {
+  let subnet = '?';
+  let mtu = '?';
+  try {
+    const env = parseEnvText(readFileSync(path.join(h.dir, 'subnet.env'), 'utf8'));
+    subnet = env.get('FLANNEL_SUBNET') ?? '?';
+    mtu = env.get('FLANNEL_MTU') ?? '?';
+  } catch {
+    /* flanneld not up */
+  }
+  const dev = backend === 'vxlan' ? 'flannel.1' : '';
+  let device = '(none)';
+  let neigh: string[] = [];
+  let fdb: string[] = [];
+  if (dev) {
+    const link = await run(['ip', '-n', h.name, '-d', 'link', 'show', dev]);
+    const addr = await run(['ip', '-n', h.name, '-4', '-br', 'addr', 'show', dev]);
+    if (link.code === 0) {
+      const mac = /link\/ether (\S+)/.exec(link.stdout)?.[1] ?? '?';
+      const vx = /vxlan id (\d+).*?dstport (\d+)( nolearning)?/.exec(link.stdout);
+      const m = /mtu (\d+)/.exec(link.stdout)?.[1] ?? '?';
+      device = `${dev}  mac ${mac}  addr ${addr.stdout.trim().split(/\s+/).slice(2).join(' ')}  mtu ${m}${vx ? `  vxlan id ${vx[1]} dstport ${vx[2]}${vx[3] ?? ''}` : ''}`;
+    } else device = `${dev} is missing`;
+    neigh = lines((await run(['ip', '-n', h.name, 'neigh', 'show', 'dev', dev])).stdout);
+    fdb = lines((await run(['bridge', '-n', h.name, 'fdb', 'show', 'dev', dev])).stdout);
+  }
+  const routes = lines((await run(['ip', '-n', h.name, 'route'])).stdout);
+  return { host: h, subnet, mtu, device, neigh, fdb, routes };
+}
+
+export interface Reach {
+  from: string;
+  to: string;
+  ok: boolean;
+  rttMs: number | null;
+}
+
+export async function reachability(s: LabState): Promise<Reach[]> {
+  const pods = s.hosts.flatMap((h) => h.pods);
+  const pairs = pods.flatMap((a) => pods.filter((b) => b !== a && b.ip).map((b) => ({ a, b })));
+  return mapLimit(pairs, 8, async ({ a, b }) => {
+    const r = await run(['ip', 'netns', 'exec', a.name, 'ping', '-c', '1', '-W', '1', '-q', b.ip!]);
+    const rtt = /= [\d.]+\/([\d.]+)\//.exec(r.stdout)?.[1];
+    return { from: a.name, to: b.name, ok: r.code === 0, rttMs: rtt ? Number(rtt) : null };
+  });
+}
+
+export function renderReport(s: LabState, reports: HostReport[], reach: Reach[]): string {
+  const out: string[] = [];
+  out.push(`lab ${s.prefix}*  backend ${s.backend}  store ${s.store}  network ${NETWORK}  state ${s.dir}`);
+  for (const r of reports) {
+    out.push('');
+    out.push(`host ${r.host.name}  underlay ${r.host.ip}  FLANNEL_SUBNET=${r.subnet}  FLANNEL_MTU=${r.mtu}`);
+    out.push(`  ${r.device}`);
+    if (s.backend === 'vxlan') {
+      out.push('  $ ip neigh show dev flannel.1');
+      out.push(...(r.neigh.length ? r.neigh : ['(none)']).map((l) => `    ${l}`));
+      out.push('  $ bridge fdb show dev flannel.1');
+      out.push(...(r.fdb.length ? r.fdb : ['(none)']).map((l) => `    ${l}`));
+    }
+    out.push('  $ ip route');
+    out.push(...r.routes.map((l) => `    ${l}`));
+    out.push(`  pods: ${r.host.pods.map((p) => `${p.name.slice(s.prefix.length)}=${p.ip ?? '?'}`).join('  ') || '(none)'}`);
+  }
+  const pods = s.hosts.flatMap((h) => h.pods);
+  if (pods.length > 1) {
+    const short = (n: string) => n.slice(s.prefix.length);
+    const w = Math.max(...pods.map((p) => short(p.name).length), 9);
+    out.push('');
+    out.push('reachability (ping, RTT in ms)');
+    out.push(`${'from \\ to'.padEnd(w)}  ${pods.map((p) => short(p.name).padStart(9)).join('')}`);
+    for (const a of pods) {
+      const cells = pods.map((b) => {
+        if (a === b) return '-'.padStart(9);
+        const r = reach.find((x) => x.from === a.name && x.to === b.name);
+        return (r?.ok ? `✓ ${r.rttMs?.toFixed(2) ?? ''}` : '✗').padStart(9);
+      });
+      out.push(`${short(a.name).padEnd(w)}  ${cells.join('')}`);
+    }
+    const ok = reach.filter((r) => r.ok).length;
+    out.push(`${ok}/${reach.length} pairs reachable`);
+  }
+  return out.join('\n') + '\n';
+}
+
+export async function labStatus(s: LabState): Promise<{ text: string; reach: Reach[] }> {
+  const reports = await Promise.all(s.hosts.map((h) => hostReport(h, s.backend)));
+  const reach = await reachability(s);
+  return { text: renderReport(s, reports, reach), reach };
+}
+
+// -------------------------------------------------------------------- down
+
+function cmdlineHas(pid: number, mark: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(mark);
+  } catch {
+    return false;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Remove everything a lab made. Safe to run twice and after a crash. */
+export async function labDown(dir: string, prefix: string, progress: (l: string) => void): Promise<{ killed: number; namespaces: number }> {
+  const s = loadState(dir);
+  const pids = new Set<number>();
+  for (const p of s?.procs ?? []) if (cmdlineHas(p.pid, p.mark)) pids.add(p.pid);
+  const nss = await labNamespaces(s?.prefix ?? prefix);
+  // Anything still running inside the lab's namespaces (state lost in a crash) goes too.
+  for (const ns of nss) {
+    const r = await run(['ip', 'netns', 'pids', ns]);
+    for (const l of r.stdout.split('\n')) if (/^\d+$/.test(l.trim())) pids.add(Number(l.trim()));
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+  }
+  for (let i = 0; i < 30 && [...pids].some(alive); i++) await sleep(100);
+  for (const pid of pids) {
+    if (alive(pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  // pods, then hosts, then the underlay
+  const order = (n: string) => (/p\d+$/.test(n) ? 0 : n.endsWith('ul') ? 2 : 1);
+  for (const ns of [...nss].sort((a, b) => order(a) - order(b))) {
+    const r = await run(['ip', 'netns', 'del', ns]);
+    if (r.code !== 0 && (await labNamespaces(ns)).includes(ns)) throw new LabError(`could not delete namespace ${ns}: ${r.stderr.trim()}`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+  progress(`removed ${nss.length} namespaces, stopped ${pids.size} processes, deleted ${dir}`);
+  return { killed: pids.size, namespaces: nss.length };
+}
+
+/** The namespace of a pod or host, by short (h1p1, h2) or full name. */
+export function labNamespace(s: LabState, name: string): string | null {
+  const names = s.hosts.flatMap((h) => [h.name, ...h.pods.map((p) => p.name)]);
+  return names.find((n) => n === name || n === s.prefix + name) ?? null;
+}
