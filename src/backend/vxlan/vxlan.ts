@@ -22,6 +22,7 @@ import { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
 import { RateLimitedLog } from '../../log/log.js';
 import { BackendError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
+import { removeOtherBackends } from '../cleanup.js';
 import { desiredEntries } from './desired.js';
 import { parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
 import { reconcileVxlan, type ReconcileResult } from './reconciler.js';
@@ -132,6 +133,9 @@ export class VxlanBackend implements Backend {
 
   async activate(own: Lease): Promise<{ mtu: number }> {
     this.own = own;
+    // A stale flannel0 (udp) would route the whole Network; host-gw's gateway
+    // routes are removed by the reconciler (it owns gateway routes into Network).
+    await removeOtherBackends(this.k, 'vxlan', this.ctx.config.network!, this.ctx.extIface.index, this.ctx.log);
     await this.configureDevice(own);
     if (this.o.feed) {
       await this.o.feed.start(

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { BackendRegistry } from '../../backend/backend.js';
 import { AllocBackend } from '../../backend/alloc/alloc.js';
 import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
+import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink } from '../../kernel/rtnetlink.js';
 import { Daemon } from '../../daemon/daemon.js';
@@ -22,7 +23,8 @@ function defaultBackends(): { registry: BackendRegistry; close(): void } {
   let kernel: RtNetlink | null = null;
   const registry = new BackendRegistry()
     .register('alloc', (ctx) => new AllocBackend(ctx))
-    .register('vxlan', (ctx) => new VxlanBackend(ctx, { kernel: (kernel ??= RtNetlink.open()), feed: new NetlinkChangeFeed() }));
+    .register('vxlan', (ctx) => new VxlanBackend(ctx, { kernel: (kernel ??= RtNetlink.open()), feed: new NetlinkChangeFeed() }))
+    .register('host-gw', (ctx) => new HostGwBackend(ctx, { kernel: (kernel ??= RtNetlink.open()), feed: new NetlinkChangeFeed() }));
   return { registry, close: () => kernel?.close() };
 }
 

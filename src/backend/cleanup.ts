@@ -1,0 +1,32 @@
+// When a host switches backends (vxlan -> host-gw -> udp ...), the previous
+// backend's kernel state must not linger: a stale flannel.1 with onlink routes,
+// or stale gateway routes into the Network, would shadow the new data path.
+// Each backend calls this when it activates, naming itself.
+
+import { ipv4NetContains, parseIPv4, type IPv4Net } from '../lease/ip.js';
+import type { KernelNet } from '../kernel/types.js';
+import type { Logger } from '../log/log.js';
+
+export type BackendKind = 'vxlan' | 'host-gw' | 'udp';
+
+export async function removeOtherBackends(k: KernelNet, keep: BackendKind, network: IPv4Net, extIndex: number, log: Logger): Promise<void> {
+  for (const l of await k.listLinks()) {
+    const staleVxlan = keep !== 'vxlan' && l.kind === 'vxlan' && /^flannel(-v6)?\.\d+$/.test(l.name);
+    const staleTun = keep !== 'udp' && l.kind === 'tun' && /^flannel\d+$/.test(l.name);
+    if (staleVxlan || staleTun) {
+      log.info(`removing ${l.name}, left by a previous ${staleVxlan ? 'vxlan' : 'udp'} backend`);
+      await k.deleteLink(l.index);
+    }
+  }
+  // Gateway routes into the Network on the external interface are host-gw's
+  // (or vxlan DirectRouting's, which the vxlan reconciler manages itself).
+  if (keep === 'udp') {
+    for (const r of await k.listRoutes({ oif: extIndex })) {
+      const dst = r.dst.split('/');
+      if (r.oif === extIndex && r.gateway && ipv4NetContains(network, parseIPv4(dst[0]!)) && Number(dst[1]) >= network.prefix) {
+        log.info(`removing route ${r.dst} via ${r.gateway}, left by a previous host-gw backend`);
+        await k.delRoute({ dst: r.dst, gw: r.gateway, oif: extIndex });
+      }
+    }
+  }
+}

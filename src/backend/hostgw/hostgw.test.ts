@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseIPv4, parseIPv4Net } from '../../lease/ip.js';
+import type { Lease } from '../../lease/lease.js';
+import { MemoryLogger } from '../../log/log.js';
+import { parseNetworkConfig } from '../../subnet/config.js';
+import { FakeKernel } from '../../testing/fake-kernel.js';
+import { HostGwBackend } from './hostgw.js';
+
+const peer = (n: number, ip = `192.0.2.${10 + n}`, type = 'host-gw'): Lease => ({
+  subnet: parseIPv4Net(`10.244.${n}.0/24`),
+  subnet6: null,
+  attrs: { publicIP: parseIPv4(ip), publicIPv6: null, backendType: type },
+  expiration: null,
+});
+
+async function setup(publicIP = '192.0.2.11') {
+  const k = new FakeKernel();
+  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
+  k.addrs.push({ family: 2, index: eth0.index, prefixLen: 24, flags: 0, scope: 0, local: '192.0.2.11', address: '192.0.2.11', cidr: '192.0.2.11/24' });
+  const stale = await k.createVxlan({ name: 'flannel.1', vni: 1, local: '192.0.2.11', linkIndex: eth0.index });
+  const log = new MemoryLogger();
+  const b = new HostGwBackend(
+    { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4(publicIP) }, log },
+    { kernel: k, resyncMs: 0 },
+  );
+  return { k, b, log, eth0, stale };
+}
+
+test('host-gw publishes BackendType host-gw, MTU = interface MTU, and removes a stale flannel.1', async () => {
+  const { k, b, stale } = await setup();
+  assert.deepEqual(await b.prepare(), { backendType: 'host-gw' });
+  assert.deepEqual(await b.activate(), { mtu: 1500 });
+  assert.equal(k.links.has(stale.index), false);
+});
+
+test('host-gw refuses to run behind NAT (public IP differs from the interface address)', async () => {
+  const { b } = await setup('203.0.113.9');
+  await assert.rejects(b.prepare(), /probably you're on a NAT/);
+});
+
+test('routes via peer public IPs; repeat is a no-op; removed peers lose their route; off-L2 peers are refused', async () => {
+  const { k, b, eth0, log } = await setup();
+  await b.prepare();
+  await b.activate();
+  const errs = await b.reconcile([peer(2), peer(3), peer(4, '198.51.100.4'), peer(5, '192.0.2.15', 'vxlan')]);
+  assert.equal(errs.length, 1);
+  assert.match(errs[0]!.message, /refusing lease 10\.244\.4\.0-24: its public IP 198\.51\.100\.4 is not on eth0's L2 subnet/);
+  assert.match(log.lines.map((l) => l.msg).join('\n'), /10\.244\.5\.0-24: backend type "vxlan" is not host-gw/);
+  assert.deepEqual(k.routes.map((r) => [r.dst, r.gateway, r.oif]).sort(), [['10.244.2.0/24', '192.0.2.12', eth0.index], ['10.244.3.0/24', '192.0.2.13', eth0.index]]);
+  const m = k.mutations;
+  await b.reconcile([peer(2), peer(3)]);
+  assert.equal(k.mutations, m, 'no changes on repeat');
+  await b.reconcile([peer(3)]);
+  assert.deepEqual(k.routes.map((r) => r.dst), ['10.244.3.0/24']);
+});
