@@ -16,6 +16,7 @@ import { SubnetManager, sleep, type HeldLease } from '../subnet/manager.js';
 import { readPreviousSubnets, writeSubnetEnv } from '../subnet/subnet-env.js';
 import { LeaseWatch, type LeaseUpdate } from '../subnet/watch.js';
 import type { LeaseStore } from '../store/store.js';
+import { DaemonMetrics } from './metrics.js';
 import { describeIface, selectExternalInterface, type HostView, type IfaceOptions } from './iface.js';
 
 export interface DaemonOptions {
@@ -62,6 +63,7 @@ export class Daemon {
   private readonly errLog = new RateLimitedLog(10_000);
   /** remote leases last handed to the backend */
   remote: Lease[] = [];
+  readonly metrics = new DaemonMetrics();
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.log;
@@ -128,6 +130,7 @@ export class Daemon {
         ipMasq: this.o.ipMasq,
       });
       this.state = 'ready';
+      this.metrics.ready.set(1);
       this.log.info(`wrote ${this.o.subnetFile}; ready`);
     } catch (e) {
       // As flannel: a write failure is a warning; we stay not-ready.
@@ -163,12 +166,15 @@ export class Daemon {
 
   private onLeases(u: LeaseUpdate): void {
     const own = this.lease ? leaseId(this.lease) : null;
+    if (u.snapshot) this.metrics.relists.inc();
+    for (const e of u.events) this.metrics.leaseEvents.inc({ type: e.type });
     const ownEvents = u.events.filter((e) => leaseId(e.lease) === own);
     for (const e of ownEvents) {
       if (e.type === 'removed') void this.ownLeaseGone();
       else void this.ownLeaseWritten();
     }
     this.remote = u.leases.filter((l) => leaseId(l) !== own);
+    this.metrics.remoteLeases.set(this.remote.length);
     this.kickReconcile(u.events.filter((e) => leaseId(e.lease) !== own));
   }
 
@@ -187,6 +193,8 @@ export class Daemon {
       const t0 = performance.now();
       try {
         const errs = await this.backend.reconcile(this.remote, evs);
+        this.metrics.reconciles.observe((performance.now() - t0) / 1000);
+        this.metrics.reconcileErrors.inc(errs.length);
         this.log.debug('reconciled', { peers: this.remote.length, events: evs.length, ms: Number((performance.now() - t0).toFixed(1)) });
         for (const err of errs) if (this.errLog.allow(err.message)) this.log.warn(`reconcile: ${err.message}`);
       } catch (e) {
@@ -218,9 +226,11 @@ export class Daemon {
     try {
       const renewed = await this.manager.renewLease(this.lease);
       this.lease = { ...this.lease, expiration: renewed.expiration };
+      this.metrics.renewals.inc({ result: 'ok' });
       this.log.info(`renewed lease ${leaseId(this.lease)}, expires ${this.lease.expiration?.toISOString() ?? 'never'}`);
       this.scheduleRenew();
     } catch (e) {
+      this.metrics.renewals.inc({ result: 'error' });
       const retry = this.o.renewRetryMs ?? 60_000;
       if (this.errLog.allow('renew')) this.log.warn(`lease renewal failed: ${(e as Error).message}; trying again in ${retry / 1000} s`);
       this.scheduleRenew(retry);
@@ -277,6 +287,7 @@ export class Daemon {
 
   private async shutdown(): Promise<void> {
     this.state = 'stopping';
+    this.metrics.ready.set(0);
     if (this.renewTimer) clearTimeout(this.renewTimer);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     await this.watch?.stop();

@@ -1,15 +1,22 @@
-// /healthz and /readyz (spec §10.1). Any method is accepted, as in flannel.
+// /healthz and /readyz (spec §10.1; any method is accepted, as in flannel),
+// plus /metrics (Prometheus) when a registry is given.
 import http from 'node:http';
+import type { Registry } from 'prom-client';
 
 export interface HealthServer {
   readonly port: number;
   close(): Promise<void>;
 }
 
-export async function startHealthServer(host: string, port: number, isReady: () => boolean): Promise<HealthServer> {
+export async function startHealthServer(host: string, port: number, isReady: () => boolean, metrics?: Registry): Promise<HealthServer> {
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
-    if (url === '/healthz') {
+    if (url === '/metrics' && metrics) {
+      metrics.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+        (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(e.message),
+      );
+    } else if (url === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('flanneld is running');
     } else if (url === '/readyz') {
       if (isReady()) res.writeHead(200, { 'content-type': 'text/plain' }).end('flanneld is ready');

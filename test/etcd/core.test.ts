@@ -329,6 +329,10 @@ test('healthz and readyz', async () => {
   const r = await fetch(`http://127.0.0.1:${port}/readyz`, { method: 'POST' });
   assert.equal(r.status, 200);
   assert.equal(await r.text(), 'flanneld is ready');
+  const m = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  assert.match(m, /^flannel_ready 1$/m);
+  assert.match(m, /^flannel_watch_relists_total 1$/m);
+  assert.match(m, /^flannel_remote_leases 1$/m, 'the other daemon\'s lease');
   assert.equal(await b.stop(), 0);
 });
 

@@ -107,7 +107,7 @@ async function main(): Promise<number> {
   let health: HealthServer | null = null;
   if (f.healthzPort > 0) {
     try {
-      health = await startHealthServer(f.healthzIp, f.healthzPort, () => daemon.ready);
+      health = await startHealthServer(f.healthzIp, f.healthzPort, () => daemon.ready, daemon.metrics.registry);
       log.info(`healthz listening on ${f.healthzIp}:${health.port}`);
     } catch (e) {
       log.error(`--healthz-port: cannot listen on ${f.healthzIp}:${f.healthzPort}: ${(e as Error).message}`);
