@@ -17,6 +17,7 @@ import {
   type IPv4Net,
   type IPv6Net,
 } from './ip.js';
+import { foldKeys } from './json.js';
 
 export class LeaseDataError extends Error {
   override name = 'LeaseDataError';
@@ -96,7 +97,7 @@ export function encodeLeaseAttrs(a: LeaseAttrs): string {
   return s + '}';
 }
 
-const ATTR_FIELDS = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data'];
+const ATTR_FIELDS = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data'] as const;
 
 /** Decode lease JSON written by anyone (Go decodes keys case-insensitively). */
 export function decodeLeaseAttrs(text: string): LeaseAttrs {
@@ -109,12 +110,7 @@ export function decodeLeaseAttrs(text: string): LeaseAttrs {
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
     throw new LeaseDataError(`lease value must be a JSON object, got ${JSON.stringify(doc)}`);
   }
-  const f: Record<string, unknown> = {};
-  const byLower = new Map(ATTR_FIELDS.map((n) => [n.toLowerCase(), n]));
-  for (const [k, v] of Object.entries(doc)) {
-    const canon = byLower.get(k.toLowerCase());
-    if (canon) f[canon] = v;
-  }
+  const f = foldKeys(doc as Record<string, unknown>, ATTR_FIELDS);
   let publicIP = 0;
   if (f.PublicIP !== undefined && f.PublicIP !== null) {
     if (typeof f.PublicIP !== 'string') throw new LeaseDataError(`PublicIP: expected a string, got ${JSON.stringify(f.PublicIP)}`);

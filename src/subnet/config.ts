@@ -30,6 +30,9 @@ import {
   type IPv4Net,
   type IPv6Net,
 } from '../lease/ip.js';
+import { foldKeys } from '../lease/json.js';
+
+export { foldKeys };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -76,17 +79,6 @@ const FIELDS = [
   'Backend',
 ] as const;
 type Field = (typeof FIELDS)[number];
-
-/** Fold the keys of a JSON object onto canonical names, case-insensitively, last one wins. */
-export function foldKeys<K extends string>(obj: Record<string, unknown>, names: readonly K[]): Partial<Record<K, unknown>> {
-  const byLower = new Map(names.map((n) => [n.toLowerCase(), n]));
-  const out: Partial<Record<K, unknown>> = {};
-  for (const [k, v] of Object.entries(obj)) {
-    const canon = byLower.get(k.toLowerCase());
-    if (canon !== undefined) out[canon] = v;
-  }
-  return out;
-}
 
 function show(v: unknown): string {
   return JSON.stringify(v) ?? String(v);

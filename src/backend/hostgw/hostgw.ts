@@ -10,9 +10,9 @@ import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, parseIPv4Net, ty
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { RateLimitedLog } from '../../log/log.js';
 import { BackendError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
+import { ReconcileLoop } from '../loop.js';
 import type { ChangeFeed } from '../vxlan/vxlan.js';
 
 export interface HostGwOptions {
@@ -25,13 +25,10 @@ export class HostGwBackend implements Backend {
   readonly type = 'host-gw';
   private readonly k: KernelNet;
   private remote: readonly Lease[] = [];
-  private chain: Promise<unknown> = Promise.resolve();
-  private pending = false;
-  private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private active = false;
+  private readonly loop: ReconcileLoop;
   private readonly warned = new Set<string>();
-  private readonly errLog = new RateLimitedLog(10_000);
   last = { changes: 0 };
 
   constructor(
@@ -40,6 +37,7 @@ export class HostGwBackend implements Backend {
   ) {
     this.k = o.kernel;
     if (!ctx.config.network) throw new BackendError('host-gw: IPv4 Network is required');
+    this.loop = new ReconcileLoop(async () => ({ errors: await this.runOnce(), changes: this.last.changes }), ctx.log);
   }
 
   async prepare(): Promise<PublishedAttrs> {
@@ -55,43 +53,17 @@ export class HostGwBackend implements Backend {
   async activate(): Promise<{ mtu: number }> {
     await removeOtherBackends(this.k, 'host-gw', this.ctx.config.network!, this.ctx.extIface.index, this.ctx.log);
     this.active = true;
-    await this.o.feed?.start(
-      (ev) => this.onKernelEvent(ev),
-      () => this.kick(),
-    );
-    const every = this.o.resyncMs ?? 10_000;
-    if (every > 0) {
-      this.timer = setInterval(() => this.kick(), every);
-      this.timer.unref();
-    }
+    await this.loop.start(this.o.feed, (ev) => this.onKernelEvent(ev), this.o.resyncMs ?? 10_000);
     return { mtu: this.ctx.extIface.mtu };
   }
 
   private onKernelEvent(ev: NetlinkEvent): void {
-    if (ev.kind === 'route' && ev.action === 'del' && ev.route.oif === this.ctx.extIface.index) this.kick();
-  }
-
-  private kick(): void {
-    if (this.closed || this.pending) return;
-    this.pending = true;
-    setTimeout(() => {
-      this.pending = false;
-      void this.enqueue().then((errs) => {
-        if (this.last.changes > 0) this.ctx.log.info(`restored ${this.last.changes} route(s)`);
-        for (const e of errs) if (this.errLog.allow(e.message)) this.ctx.log.warn(`reconcile: ${e.message}`);
-      });
-    }, 5);
+    if (ev.kind === 'route' && ev.action === 'del' && ev.route.oif === this.ctx.extIface.index) this.loop.kick('route deleted');
   }
 
   async reconcile(remote: readonly Lease[]): Promise<Error[]> {
     this.remote = remote;
-    return this.enqueue();
-  }
-
-  private enqueue(): Promise<Error[]> {
-    const p = this.chain.then(() => this.runOnce());
-    this.chain = p.catch(() => undefined);
-    return p;
+    return this.loop.enqueue();
   }
 
   private async runOnce(): Promise<Error[]> {
@@ -136,9 +108,7 @@ export class HostGwBackend implements Backend {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.o.feed?.stop();
-    await this.chain;
+    await this.loop.close(this.o.feed);
   }
 }
 

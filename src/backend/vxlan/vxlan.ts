@@ -20,9 +20,9 @@ import type { Lease } from '../../lease/lease.js';
 import type { KernelNet, Link } from '../../kernel/types.js';
 import { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { RateLimitedLog } from '../../log/log.js';
 import { BackendError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
+import { ReconcileLoop } from '../loop.js';
 import { desiredEntries } from './desired.js';
 import { parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
 import { reconcileVxlan, type ReconcileResult } from './reconciler.js';
@@ -51,16 +51,12 @@ export class VxlanBackend implements Backend {
   private mac = '';
   private own: Lease | null = null;
   private remote: readonly Lease[] = [];
-  private chain: Promise<unknown> = Promise.resolve();
-  private pending = false;
-  private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  private readonly loop: ReconcileLoop;
   private readonly warnOnce = new Set<string>();
-  private readonly errLog = new RateLimitedLog(10_000);
   /** what the last reconcile did; tests and metrics read it */
   last: ReconcileResult = { changes: 0, errors: [] };
   reconciles = 0;
-  heals = 0;
 
   constructor(
     private readonly ctx: BackendContext,
@@ -70,6 +66,11 @@ export class VxlanBackend implements Backend {
     this.devName = `flannel.${this.opts.vni}`;
     this.k = o.kernel;
     if (!ctx.config.network) throw new BackendError('vxlan: IPv4 Network is required');
+    this.loop = new ReconcileLoop(async () => ({ errors: await this.runOnce(), changes: this.last.changes }), ctx.log);
+  }
+
+  get heals(): number {
+    return this.loop.heals;
   }
 
   get mtu(): number {
@@ -137,46 +138,13 @@ export class VxlanBackend implements Backend {
     // routes are removed by the reconciler (it owns gateway routes into Network).
     await removeOtherBackends(this.k, 'vxlan', this.ctx.config.network!, this.ctx.extIface.index, this.ctx.log);
     await this.configureDevice(own);
-    if (this.o.feed) {
-      await this.o.feed.start(
-        (e) => this.onKernelEvent(e),
-        () => this.kick('netlink overrun'),
-      );
-    }
-    const every = this.o.resyncMs ?? 10_000;
-    if (every > 0) {
-      this.timer = setInterval(() => this.kick('periodic'), every);
-      this.timer.unref();
-    }
+    await this.loop.start(this.o.feed, (e) => this.onKernelEvent(e), this.o.resyncMs ?? 10_000);
     return { mtu: this.mtu };
   }
 
   async reconcile(remote: readonly Lease[]): Promise<Error[]> {
     this.remote = remote;
-    return this.enqueue();
-  }
-
-  /** Serialise runs; a kick during a run schedules exactly one more. */
-  private enqueue(): Promise<Error[]> {
-    const p = this.chain.then(() => this.runOnce());
-    this.chain = p.catch(() => undefined);
-    return p;
-  }
-
-  private kick(why: string): void {
-    if (this.closed || this.pending) return;
-    this.pending = true;
-    setTimeout(() => {
-      this.pending = false;
-      if (this.closed) return;
-      void this.enqueue().then((errs) => {
-        if (this.last.changes > 0) {
-          this.heals++;
-          this.ctx.log.info(`restored ${this.last.changes} kernel entr${this.last.changes === 1 ? 'y' : 'ies'} (${why})`);
-        }
-        for (const e of errs) if (this.errLog.allow(e.message)) this.ctx.log.warn(`reconcile: ${e.message}`);
-      });
-    }, 5);
+    return this.loop.enqueue();
   }
 
   private onKernelEvent(e: NetlinkEvent): void {
@@ -184,12 +152,12 @@ export class VxlanBackend implements Backend {
     const dev = this.dev.index;
     if (e.kind === 'link' && e.action === 'del' && (e.link.index === dev || e.link.name === this.devName)) {
       this.ctx.log.warn(`${this.devName} was deleted; recreating it`);
-      this.kick('device deleted');
+      this.loop.kick('device deleted');
       return;
     }
     if (e.action !== 'del') return;
     if ((e.kind === 'neigh' && e.neigh.ifindex === dev) || (e.kind === 'fdb' && e.fdb.ifindex === dev) || (e.kind === 'route' && (e.route.oif === dev || e.route.oif === this.ctx.extIface.index))) {
-      this.kick(`${e.kind} deleted`);
+      this.loop.kick(`${e.kind} deleted`);
     }
   }
 
@@ -228,9 +196,7 @@ export class VxlanBackend implements Backend {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.o.feed?.stop();
-    await this.chain;
+    await this.loop.close(this.o.feed);
   }
 }
 
