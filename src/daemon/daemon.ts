@@ -19,6 +19,12 @@ import type { LeaseStore } from '../store/store.js';
 import { DaemonMetrics } from './metrics.js';
 import { describeIface, selectExternalInterface, type HostView, type IfaceOptions } from './iface.js';
 
+/** Host firewall rules that go with the lease (iptables masquerade / forward). */
+export interface TrafficRules {
+  setup(config: NetworkConfig, own: Lease): Promise<void>;
+  close(): void;
+}
+
 export interface DaemonOptions {
   store: LeaseStore;
   backends: BackendRegistry;
@@ -37,6 +43,8 @@ export interface DaemonOptions {
   configRetryMs?: number;
   /** periodic full reconcile, the safety net under event-driven updates */
   resyncMs?: number;
+  /** installed after the lease, before subnet.env (flannel's order, spec §9.6) */
+  traffic?: TrafficRules;
 }
 
 export interface DaemonExit {
@@ -120,6 +128,7 @@ export class Daemon {
     if (signal.aborted) return { code: 0, reason: 'signal' };
 
     const { mtu } = await this.backend.activate(this.lease);
+    await this.o.traffic?.setup(cfg, this.lease);
     try {
       writeSubnetEnv(this.o.subnetFile, {
         network: cfg.network,
@@ -293,6 +302,7 @@ export class Daemon {
     await this.watch?.stop();
     await this.reconciling.catch(() => undefined);
     await this.backend?.close();
+    this.o.traffic?.close();
     this.state = 'stopped';
   }
 }

@@ -52,6 +52,8 @@ function flanneld(prefix: string, publicIP: string, extra: string[] = []): Flann
     `--etcd-endpoints=${etcd.endpoint}`,
     `--etcd-prefix=${prefix}`,
     '--iface=lo',
+    // this flanneld runs in the root namespace: never touch its firewall
+    '--iptables-forward-rules=false',
     `--public-ip=${publicIP}`,
     `--subnet-file=${path.join(tmp, `${prefix.replace(/\W/g, '_')}-${publicIP}.env`)}`,
     ...extra,

@@ -10,7 +10,8 @@ import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
 import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink } from '../../kernel/rtnetlink.js';
-import { Daemon } from '../../daemon/daemon.js';
+import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
+import { forwardRules, IptablesManager, masqRules } from '../../kernel/iptables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
 import { realHost } from '../../daemon/iface.js';
 import { stderrLogger } from '../../log/log.js';
@@ -92,6 +93,23 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
 
   const backends = defaultBackends();
+  let traffic: TrafficRules | undefined;
+  if (f.ipMasq || f.iptablesForwardRules) {
+    const ipt = new IptablesManager(log.child('iptables'), f.iptablesResync);
+    traffic = {
+      setup: async (cfg, own) => {
+        if (cfg.enableNFTables) {
+          log.warn('EnableNFTables: nftables mode is not implemented in flannel-ts yet; no masquerade/forward rules installed');
+          return;
+        }
+        const sets = [];
+        if (f.ipMasq && cfg.network) sets.push(masqRules(cfg.network, own.subnet, !f.ipMasqFullyRandomDisable));
+        if (f.iptablesForwardRules && cfg.network) sets.push(forwardRules(cfg.network));
+        await ipt.setup(sets);
+      },
+      close: () => ipt.close(),
+    };
+  }
   const daemon = new Daemon({
     store,
     backends: backends.registry,
@@ -101,6 +119,7 @@ async function main(): Promise<number> {
     subnetFile: f.subnetFile,
     ipMasq: f.ipMasq,
     renewMarginMinutes: f.subnetLeaseRenewMargin,
+    ...(traffic ? { traffic } : {}),
     ...(configText !== undefined ? { configText } : {}),
   });
 
