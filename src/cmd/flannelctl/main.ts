@@ -50,7 +50,7 @@ labOpts(lab.command('up'))
   .description('create hosts, start one flanneld per host and attach pods through the flannel CNI plugin')
   .addOption(new Option('--hosts <n>', 'number of hosts').default(3).argParser((v) => intArg('--hosts', v)))
   .addOption(new Option('--pods <n>', 'pods per host').default(2).argParser((v) => intArg('--pods', v)))
-  .addOption(new Option('--backend <type>', 'flannel backend').default('vxlan').choices(['vxlan', 'host-gw']))
+  .addOption(new Option('--backend <type>', 'flannel backend').default('vxlan').choices(['vxlan', 'host-gw', 'udp']))
   .addOption(new Option('--store <store>', 'lease store: the embedded local store, or a real etcd-server').default('local').choices(['local', 'etcd']))
   .action(async (o: { hosts: number; pods: number; backend: string; store: 'local' | 'etcd'; dir: string; prefix: string }) => {
     const progress = (l: string) => process.stderr.write(l + '\n');

@@ -8,6 +8,7 @@ import { BackendRegistry } from '../../backend/backend.js';
 import { AllocBackend } from '../../backend/alloc/alloc.js';
 import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
 import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
+import { UdpBackend } from '../../backend/udp/udp.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink } from '../../kernel/rtnetlink.js';
 import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
@@ -25,7 +26,8 @@ function defaultBackends(): { registry: BackendRegistry; close(): void } {
   const registry = new BackendRegistry()
     .register('alloc', (ctx) => new AllocBackend(ctx))
     .register('vxlan', (ctx) => new VxlanBackend(ctx, { kernel: (kernel ??= RtNetlink.open()), feed: new NetlinkChangeFeed() }))
-    .register('host-gw', (ctx) => new HostGwBackend(ctx, { kernel: (kernel ??= RtNetlink.open()), feed: new NetlinkChangeFeed() }));
+    .register('host-gw', (ctx) => new HostGwBackend(ctx, { kernel: (kernel ??= RtNetlink.open()), feed: new NetlinkChangeFeed() }))
+    .register('udp', (ctx) => new UdpBackend(ctx, { kernel: (kernel ??= RtNetlink.open()) }));
   return { registry, close: () => kernel?.close() };
 }
 
