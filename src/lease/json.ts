@@ -12,3 +12,17 @@ export function foldKeys<K extends string>(obj: Record<string, unknown>, names: 
   }
   return out;
 }
+
+/** JSON.parse that insists on an object; `fail` builds the caller's error type from one line. */
+export function parseJsonObject(text: string, what: string, fail: (msg: string) => Error): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw fail(`${what} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw fail(`${what} must be a JSON object, got ${JSON.stringify(doc)}`);
+  }
+  return doc as Record<string, unknown>;
+}

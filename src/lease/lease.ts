@@ -17,7 +17,7 @@ import {
   type IPv4Net,
   type IPv6Net,
 } from './ip.js';
-import { foldKeys } from './json.js';
+import { foldKeys, parseJsonObject } from './json.js';
 
 export class LeaseDataError extends Error {
   override name = 'LeaseDataError';
@@ -101,16 +101,8 @@ const ATTR_FIELDS = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'Ba
 
 /** Decode lease JSON written by anyone (Go decodes keys case-insensitively). */
 export function decodeLeaseAttrs(text: string): LeaseAttrs {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    throw new LeaseDataError(`lease value is not valid JSON: ${(e as Error).message}`);
-  }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new LeaseDataError(`lease value must be a JSON object, got ${JSON.stringify(doc)}`);
-  }
-  const f = foldKeys(doc as Record<string, unknown>, ATTR_FIELDS);
+  const doc = parseJsonObject(text, 'lease value', (m) => new LeaseDataError(m));
+  const f = foldKeys(doc, ATTR_FIELDS);
   let publicIP = 0;
   if (f.PublicIP !== undefined && f.PublicIP !== null) {
     if (typeof f.PublicIP !== 'string') throw new LeaseDataError(`PublicIP: expected a string, got ${JSON.stringify(f.PublicIP)}`);

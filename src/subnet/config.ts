@@ -30,7 +30,7 @@ import {
   type IPv4Net,
   type IPv6Net,
 } from '../lease/ip.js';
-import { foldKeys } from '../lease/json.js';
+import { foldKeys, parseJsonObject } from '../lease/json.js';
 
 export { foldKeys };
 
@@ -109,16 +109,8 @@ function uint(f: Partial<Record<Field, unknown>>, name: Field): number {
 
 /** Parse net-conf.json text; throws ConfigError with one clear line. */
 export function parseNetworkConfig(text: string): NetworkConfig {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`network config is not valid JSON: ${(e as Error).message}`);
-  }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new ConfigError(`network config must be a JSON object, got ${show(doc)}`);
-  }
-  const f = foldKeys(doc as Record<string, unknown>, FIELDS);
+  const doc = parseJsonObject(text, 'network config', (m) => new ConfigError(m));
+  const f = foldKeys(doc, FIELDS);
   const enableIPv4 = bool(f, 'EnableIPv4', true);
   const enableIPv6 = bool(f, 'EnableIPv6', false);
   const enableNFTables = bool(f, 'EnableNFTables', false);

@@ -110,6 +110,17 @@ const k = {
   rx: (name: RxCounter): number => RX_BASE + RX_COUNTERS.indexOf(name),
 };
 
+/** Counter slots for the parser's drop verdicts shared by both directions. */
+function verdictSlots(slot: (name: 'dropShort' | 'dropNotIPv4' | 'dropBadHeaderLen' | 'dropBadTotalLen' | 'dropTtlExpired') => number): Int32Array {
+  const d = new Int32Array(P.VERDICT_NAMES.length);
+  d[P.SHORT] = slot('dropShort');
+  d[P.NOT_IPV4] = slot('dropNotIPv4');
+  d[P.BAD_HEADER_LEN] = slot('dropBadHeaderLen');
+  d[P.BAD_TOTAL_LEN] = slot('dropBadTotalLen');
+  d[P.TTL_EXPIRED] = slot('dropTtlExpired');
+  return d;
+}
+
 // ================================================================== tx
 
 class TxLoop {
@@ -171,12 +182,7 @@ class TxLoop {
     this.kIcmp = k.tx('icmpUnreachableSent');
     this.kDropCsum = k.tx('dropBadChecksumOffload');
     this.kDropSend = k.tx('dropSendError');
-    this.kDrop = new Int32Array(P.VERDICT_NAMES.length);
-    this.kDrop[P.SHORT] = k.tx('dropShort');
-    this.kDrop[P.NOT_IPV4] = k.tx('dropNotIPv4');
-    this.kDrop[P.BAD_HEADER_LEN] = k.tx('dropBadHeaderLen');
-    this.kDrop[P.BAD_TOTAL_LEN] = k.tx('dropBadTotalLen');
-    this.kDrop[P.TTL_EXPIRED] = k.tx('dropTtlExpired');
+    this.kDrop = verdictSlots(k.tx);
     this.kDrop[P.NO_ROUTE] = k.tx('dropNoRoute');
     this.kDrop[P.BAD_GSO] = k.tx('dropBadGso');
 
@@ -515,12 +521,7 @@ class RxLoop {
     this.kTrunc = k.rx('dropTruncated');
     this.kWriteErr = k.rx('dropTunWriteError');
     this.kLocalSrc = k.rx('dropLocalSource');
-    this.kDrop = new Int32Array(P.VERDICT_NAMES.length);
-    this.kDrop[P.SHORT] = k.rx('dropShort');
-    this.kDrop[P.NOT_IPV4] = k.rx('dropNotIPv4');
-    this.kDrop[P.BAD_HEADER_LEN] = k.rx('dropBadHeaderLen');
-    this.kDrop[P.BAD_TOTAL_LEN] = k.rx('dropBadTotalLen');
-    this.kDrop[P.TTL_EXPIRED] = k.rx('dropTtlExpired');
+    this.kDrop = verdictSlots(k.rx);
 
     this.slots = Math.max(1, init.batch);
     this.offMsgs = this.offSlots + this.slots * SLOT_SIZE;
