@@ -13,6 +13,7 @@ import type { LeaseEvent } from '../lease/tracker.js';
 import type { Logger } from '../log/log.js';
 import type { NetworkConfig } from '../subnet/config.js';
 import type { ExternalInterface } from '../daemon/iface.js';
+import type { NetlinkEvent } from '../netlink/subscriber.js';
 
 export interface BackendContext {
   readonly config: NetworkConfig;
@@ -60,4 +61,10 @@ export class BackendRegistry {
   types(): string[] {
     return [...this.factories.keys()].sort();
   }
+}
+
+/** Kernel change notifications, injectable so tests can run without a subscriber. */
+export interface ChangeFeed {
+  start(onEvent: (e: NetlinkEvent) => void, onOverrun: () => void): Promise<void>;
+  stop(): Promise<void>;
 }

@@ -4,7 +4,7 @@
 // coalesced, so a burst of notifications costs one extra run.
 
 import { RateLimitedLog, type Logger } from '../log/log.js';
-import type { ChangeFeed } from './vxlan/vxlan.js';
+import type { ChangeFeed } from './backend.js';
 import type { NetlinkEvent } from '../netlink/subscriber.js';
 
 export interface LoopRun {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { leaseId } from '../lease/lease.js';
-import { MemoryLogger } from '../log/log.js';
+import { MemoryLogger } from '../testing/memory-logger.js';
 import { BackendRegistry } from '../backend/backend.js';
 import { MemoryStore } from '../testing/memory-store.js';
 import { RecordingBackend } from '../testing/recording-backend.js';

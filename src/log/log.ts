@@ -23,22 +23,6 @@ export function stderrLogger(verbosity = 0, name = 'flanneld'): Logger {
   return new PinoAdapter(pino({ name, level: verbosity > 0 ? 'debug' : 'info', base: { pid: process.pid } }, pino.destination(2)));
 }
 
-/** A logger that keeps lines in memory; tests assert on it. */
-export class MemoryLogger implements Logger {
-  readonly lines: { level: string; msg: string; fields?: Record<string, unknown> }[];
-  constructor(lines?: MemoryLogger['lines'], private readonly prefix = '') {
-    this.lines = lines ?? [];
-  }
-  private add(level: string, msg: string, fields?: Record<string, unknown>): void {
-    this.lines.push({ level, msg: this.prefix + msg, ...(fields ? { fields } : {}) });
-  }
-  debug(msg: string, f?: Record<string, unknown>): void { this.add('debug', msg, f); }
-  info(msg: string, f?: Record<string, unknown>): void { this.add('info', msg, f); }
-  warn(msg: string, f?: Record<string, unknown>): void { this.add('warn', msg, f); }
-  error(msg: string, f?: Record<string, unknown>): void { this.add('error', msg, f); }
-  child(component: string): Logger { return new MemoryLogger(this.lines, `${this.prefix}[${component}] `); }
-}
-
 /** Logs at most once per interval per key; used for noisy retry paths (etcd outages). */
 export class RateLimitedLog {
   private last = new Map<string, number>();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatIPv4Net, parseIPv4, parseIPv4Net } from '../lease/ip.js';
 import { leaseId, type LeaseAttrs } from '../lease/lease.js';
-import { MemoryLogger } from '../log/log.js';
+import { MemoryLogger } from '../testing/memory-logger.js';
 import { MemoryStore } from '../testing/memory-store.js';
 import { freeSubnets } from './allocator.js';
 import { parseNetworkConfig } from './config.js';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { formatIPv4, parseIPv4 } from '../../src/lease/ip.js';
 import { leaseId, type LeaseAttrs } from '../../src/lease/lease.js';
-import { MemoryLogger } from '../../src/log/log.js';
+import { MemoryLogger } from '../../src/testing/memory-logger.js';
 import { EtcdStore } from '../../src/store/etcd/etcd-store.js';
 import type { LeaseStore } from '../../src/store/store.js';
 import { parseNetworkConfig } from '../../src/subnet/config.js';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseIPv4, parseIPv4Net } from '../../lease/ip.js';
 import type { Lease } from '../../lease/lease.js';
-import { MemoryLogger } from '../../log/log.js';
+import { MemoryLogger } from '../../testing/memory-logger.js';
 import { parseNetworkConfig } from '../../subnet/config.js';
 import { FakeKernel } from '../../testing/fake-kernel.js';
 import { HostGwBackend } from './hostgw.js';

@@ -10,10 +10,9 @@ import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, parseIPv4Net, ty
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { BackendError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
+import { BackendError, type Backend, type BackendContext, type ChangeFeed, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { ReconcileLoop } from '../loop.js';
-import type { ChangeFeed } from '../vxlan/vxlan.js';
 
 export interface HostGwOptions {
   kernel: KernelNet;

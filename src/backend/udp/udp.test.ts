@@ -2,7 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseIPv4, parseIPv4Net } from '../../lease/ip.js';
 import { encodeLeaseAttrs, type Lease } from '../../lease/lease.js';
-import { MemoryLogger } from '../../log/log.js';
+import { MemoryLogger } from '../../testing/memory-logger.js';
 import { ConfigError, parseNetworkConfig } from '../../subnet/config.js';
 import type { KernelNet } from '../../kernel/types.js';
 import { BackendError } from '../backend.js';

@@ -20,7 +20,7 @@ import type { Lease } from '../../lease/lease.js';
 import type { KernelNet, Link } from '../../kernel/types.js';
 import { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { BackendError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
+import { BackendError, type Backend, type BackendContext, type ChangeFeed, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { ReconcileLoop } from '../loop.js';
 import { desiredEntries } from './desired.js';
@@ -28,12 +28,6 @@ import { parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.j
 import { reconcileVxlan, type ReconcileResult } from './reconciler.js';
 
 export const VXLAN_OVERHEAD = 50;
-
-/** Kernel change notifications, injectable so tests can run without a subscriber. */
-export interface ChangeFeed {
-  start(onEvent: (e: NetlinkEvent) => void, onOverrun: () => void): Promise<void>;
-  stop(): Promise<void>;
-}
 
 export interface VxlanBackendOptions {
   kernel: KernelNet;

@@ -197,7 +197,8 @@ export class EtcdStore implements LeaseStore {
           this.watchers.delete(watcher);
           // A watcher the server already cancelled (e.g. compaction) is gone
           // from the client's books; cancelling it again would wait forever.
-          if (!failed) await watcher.cancel().catch(() => undefined);
+          // Bounded: a cancel racing a server-side cancellation must not hang shutdown.
+          if (!failed) await Promise.race([watcher.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
         }
       },
     };

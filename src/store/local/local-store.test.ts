@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { MemoryLogger } from '../../log/log.js';
+import { MemoryLogger } from '../../testing/memory-logger.js';
 import { storeContract } from '../../testing/store-contract.js';
 import { openStore } from '../open.js';
 import { StoreError, type StoreEvent } from '../store.js';
