@@ -422,3 +422,26 @@ test('local: a cancelled watch and a closed store do not keep the process alive'
   assert.equal(code, 0, `child hung or failed: ${err}`);
   assert.equal(out.trim(), 'done');
 });
+
+test('local: the subnet policy on this store: 50 concurrent acquisitions give 50 distinct subnets', async () => {
+  const { SubnetManager } = await import('../../subnet/manager.js');
+  const { parseNetworkConfig } = await import('../../subnet/config.js');
+  const { leaseId } = await import('../../lease/lease.js');
+  const { parseIPv4 } = await import('../../lease/ip.js');
+  const cfgText = '{"Network":"10.50.0.0/18","Backend":{"Type":"alloc"}}';
+  const file = fresh('policy');
+  const stores = Array.from({ length: 5 }, () => LocalStore.open(file));
+  try {
+    await stores[0]!.setNetworkConfig(cfgText);
+    const cfg = parseNetworkConfig(cfgText);
+    const leases = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        new SubnetManager(stores[i % 5]!, { log: new MemoryLogger() }).acquireLease(cfg, { attrs: { publicIP: parseIPv4(`198.51.100.${i + 1}`), publicIPv6: null, backendType: '' } }),
+      ),
+    );
+    assert.equal(new Set(leases.map(leaseId)).size, 50);
+    assert.equal((await stores[0]!.listSubnets()).entries.length, 50);
+  } finally {
+    await Promise.all(stores.map((s) => s.close()));
+  }
+});
