@@ -7,6 +7,7 @@ import { openStore, type StoreFlags } from '../../store/open.js';
 import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from '../../store/etcd/etcd-store.js';
 import { VERSION } from '../../version.js';
 import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { DEFAULT_LAB_PREFIX, LabError, labDown, labNamespace, labStatus, labUp, loadState } from '../../lab/lab.js';
 
 function storeOptions(c: Command): Command {
@@ -66,7 +67,11 @@ labOpts(lab.command('up'))
     }
     const { text, reach } = await labStatus(state);
     process.stdout.write(text);
-    process.stderr.write(`lab up took ${((Date.now() - t0) / 1000).toFixed(1)} s. Try: flannelctl lab exec h1p1 -- ping ${state.hosts.at(-1)?.pods[0]?.ip ?? ''}; remove it with: flannelctl lab down\n`);
+    // Show the command the way the user can type it (flannelctl may not be on PATH).
+    const self = /main\.js$/.test(process.argv[1] ?? '') ? `node ${path.relative(process.cwd(), process.argv[1]!)}` : 'flannelctl';
+    process.stderr.write(
+      `lab up took ${((Date.now() - t0) / 1000).toFixed(1)} s.\nTry:    ${self} lab exec h1p1 -- ping -c 3 ${state.hosts.at(-1)?.pods[0]?.ip ?? ''}\nStatus: ${self} lab status\nRemove: ${self} lab down\n`,
+    );
     if (reach.some((r) => !r.ok)) process.exitCode = 1;
   });
 
