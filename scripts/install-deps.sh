@@ -2,7 +2,7 @@
 # Installs what flannel-ts's tests and lab need on a fresh Debian machine
 # (run as root). Safe to run again.
 set -euo pipefail
-pkgs=(etcd-server etcd-client containernetworking-plugins iptables nftables iproute2 iperf3 iputils-ping tcpdump)
+pkgs=(openssl etcd-server etcd-client containernetworking-plugins iptables nftables iproute2 iperf3 iputils-ping tcpdump)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,8 @@
 // Starts a real etcd-server (Debian's etcd) on loopback for a test file, on
 // free ports, with its own data dir; stop() kills it by pid and removes the
 // data dir. Tests fail with a clear message if etcd is not installed.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,11 +27,20 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-export async function startEtcd(bind = '127.0.0.1'): Promise<EtcdServer> {
+export interface EtcdTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  /** client certificate and key the harness itself uses */
+  clientCert: string;
+  clientKey: string;
+}
+
+export async function startEtcd(bind = '127.0.0.1', tls?: EtcdTls): Promise<EtcdServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fts-etcd-'));
   const cport = await freePort(bind);
   const pport = await freePort(bind);
-  const client = `http://${bind}:${cport}`;
+  const client = `${tls ? 'https' : 'http'}://${bind}:${cport}`;
   const peer = `http://${bind}:${pport}`;
   const proc: ChildProcess = spawn(
     'etcd',
@@ -40,6 +49,7 @@ export async function startEtcd(bind = '127.0.0.1'): Promise<EtcdServer> {
       '--listen-client-urls', client, '--advertise-client-urls', client,
       '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
       '--initial-cluster', `fts=${peer}`, '--log-level', 'error', '--logger', 'zap',
+      ...(tls ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, '--client-cert-auth'] : []),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -49,7 +59,10 @@ export async function startEtcd(bind = '127.0.0.1'): Promise<EtcdServer> {
   const spawnErr = new Promise<never>((_, reject) =>
     proc.once('error', (e) => reject(new Error(`cannot start etcd (install Debian's etcd-server): ${e.message}`))),
   );
-  const c = new Etcd3({ hosts: client });
+  const c = new Etcd3({
+    hosts: client,
+    ...(tls ? { credentials: { rootCertificate: readFileSync(tls.caFile), privateKey: readFileSync(tls.clientKey), certChain: readFileSync(tls.clientCert) } } : {}),
+  });
   const stop = async () => {
     c.close();
     if (proc.exitCode === null && proc.signalCode === null) {
@@ -77,4 +90,17 @@ export async function startEtcd(bind = '127.0.0.1'): Promise<EtcdServer> {
     throw e;
   }
   return { endpoint: client, pid: proc.pid!, client: c, stop };
+}
+
+/** A throwaway CA with a server certificate for 127.0.0.1 and a client certificate (openssl). */
+export function makeTlsFiles(dir: string): EtcdTls {
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=fts-test-ca');
+  for (const [name, ext] of [['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth'], ['client', 'extendedKeyUsage=clientAuth']] as const) {
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=fts-${name}`);
+    writeFileSync(path.join(dir, `${name}.ext`), ext + '\n');
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`);
+  }
+  const f = (n: string) => path.join(dir, n);
+  return { certFile: f('server.crt'), keyFile: f('server.key'), caFile: f('ca.crt'), clientCert: f('client.crt'), clientKey: f('client.key') };
 }
