@@ -60,6 +60,8 @@ async function main(): Promise<number> {
     log.error('--kube-subnet-mgr: the Kubernetes subnet manager is not implemented yet in flannel-ts; use etcd');
     return 1;
   }
+  if (f.ipBlackholeRoute) log.warn('--ip-blackhole-route: not implemented yet in flannel-ts; no blackhole route is kept');
+  if (f.publicIpv6) log.warn('--public-ipv6: the IPv6 data path is not implemented yet in flannel-ts; only IPv4 is programmed');
   if (f.ifaceCanReach) {
     log.error('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
     return 1;
