@@ -111,6 +111,7 @@ export class Daemon {
       );
     }
     this.log.info(`network config: ${describeConfig(cfg)}`);
+    if (cfg.enableIPv6) this.log.warn('EnableIPv6: IPv6 subnets are leased and written to subnet.env, but the IPv6 data path is not implemented yet in flannel-ts');
 
     const ext = selectExternalInterface(this.o.host, this.o.iface);
     this.log.info(`using interface ${describeIface(ext)}`);
