@@ -56,6 +56,10 @@ export async function startEtcd(bind = '127.0.0.1', tls?: EtcdTls): Promise<Etcd
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  // If the test process dies without running its after() hooks, take etcd with it.
+  const reap = () => proc.kill('SIGKILL');
+  process.once('exit', reap);
+  void exited.then(() => process.off('exit', reap));
   const spawnErr = new Promise<never>((_, reject) =>
     proc.once('error', (e) => reject(new Error(`cannot start etcd (install Debian's etcd-server): ${e.message}`))),
   );
