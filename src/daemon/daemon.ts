@@ -129,7 +129,9 @@ export class Daemon {
     if (signal.aborted) return { code: 0, reason: 'signal' };
 
     const { mtu } = await this.backend.activate(this.lease);
+    if (signal.aborted) return { code: 0, reason: 'signal' };
     await this.o.traffic?.setup(cfg, this.lease);
+    if (signal.aborted) return { code: 0, reason: 'signal' };
     try {
       writeSubnetEnv(this.o.subnetFile, {
         network: cfg.network,
