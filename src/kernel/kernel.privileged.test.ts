@@ -17,24 +17,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { AgentError, EventPattern } from './testkit/netns-agent.js';
 import type { BatchResult, FdbEntry, KernelOp, Link, Neigh, Route } from './types.js';
+import { hasCommand, privilegedSkip } from '../testing/privileged.js';
 
 const NS_PREFIX = `ftsnl-${process.pid}-`;
 
-function which(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function skipReason(): string | false {
-  if (process.platform !== 'linux') return 'Linux only';
-  if (process.getuid?.() !== 0) return 'needs root (creates a network namespace); run the suite as root to include it';
-  if (!which('ip') || !which('bridge')) return 'needs iproute2 (ip, bridge) to set up and verify';
-  return false;
-}
+const skipReason = (): string | false => privilegedSkip('creates a network namespace', ['ip', 'bridge']);
+const which = hasCommand;
 
 function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

@@ -383,7 +383,7 @@ function cmdlineHas(pid: number, mark: string): boolean {
   }
 }
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { FLANNELCTL } from '../helpers/flanneld.js';
+import { alive } from '../../src/lab/lab.js';
 import { isRoot, listNamespaces, sh } from '../helpers/netns.js';
 
 const skip = isRoot() ? false : 'needs root (network namespaces)';
@@ -24,14 +25,6 @@ async function ctl(args: string[]): Promise<{ code: number; stdout: string; stde
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 for (const store of ['local', 'etcd'] as const) {
   test(`lab up --hosts 3 --pods 2 --store ${store}: full matrix, article's tables, clean down`, { skip }, async () => {

@@ -16,27 +16,15 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { UdpStats } from './udp.js';
+import { hasCommand, privilegedSkip } from '../../testing/privileged.js';
 
 const PREFIX = `ftsudp${randomBytes(2).toString('hex')}-`;
 const NS_A = `${PREFIX}a`;
 const NS_B = `${PREFIX}b`;
 const FIXTURE = fileURLToPath(new URL('./testkit/udp-node.js', import.meta.url));
 
-function which(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function skipReason(): string | false {
-  if (process.platform !== 'linux') return 'Linux only';
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces, /dev/net/tun); run the suite as root to include it';
-  if (!which('ip') || !which('ping')) return 'needs iproute2 and ping';
-  return false;
-}
+const skipReason = (): string | false => privilegedSkip('network namespaces, /dev/net/tun', ['ip', 'ping']);
+const which = hasCommand;
 
 const children = new Set<ChildProcess>();
 const namespaces = new Set<string>();
