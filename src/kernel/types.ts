@@ -12,6 +12,7 @@
 //  - Everything else rejects with NetlinkError (errno/code preserved).
 
 import type { NetlinkError } from '../netlink/errors.js';
+import type * as R from '../netlink/requests.js';
 import type { Addr, FdbEntry, Link, Neigh, Route, VxlanInfo } from '../netlink/rtnl.js';
 
 export type { Addr, FdbEntry, Link, Neigh, Route, VxlanInfo };
@@ -33,42 +34,16 @@ export interface VxlanCreateSpec {
   mac?: string;
 }
 
-export interface NeighSpec {
-  ifindex: number;
-  ip: string;
-  mac: string;
-  /** Default true (NUD_PERMANENT). */
-  permanent?: boolean;
-}
+/** A permanent (by default) IPv4 neighbour; the codec's NeighSpec without raw NUD state. */
+export type NeighSpec = Pick<R.NeighSpec, 'ifindex' | 'ip' | 'mac' | 'permanent'>;
 
-export interface NeighKey {
-  ifindex: number;
-  ip: string;
-}
+export type NeighKey = Pick<R.NeighSpec, 'ifindex' | 'ip'>;
 
-export interface FdbSpec {
-  ifindex: number;
-  mac: string;
-  /** Remote VTEP IPv4. */
-  dst: string;
-  /** NTF_SELF (the vxlan device's own table). Default true. */
-  self?: boolean;
-  /** Default true (NUD_PERMANENT). */
-  permanent?: boolean;
-}
+/** A VXLAN `self` FDB entry towards a remote VTEP (dst required here). */
+export type FdbSpec = Pick<R.FdbSpec, 'ifindex' | 'mac' | 'self' | 'permanent'> & { dst: string };
 
-export interface RouteSpec {
-  /** 'a.b.c.d/len' */
-  dst: string;
-  gw?: string;
-  oif?: number;
-  onlink?: boolean;
-  /** Default RT_TABLE_MAIN (254). */
-  table?: number;
-  priority?: number;
-  /** Default 'unicast'. */
-  type?: 'unicast' | 'blackhole';
-}
+/** An IPv4 route as backends need it: the codec's RouteSpec without protocol/scope/prefsrc tuning. */
+export type RouteSpec = Pick<R.RouteSpec, 'dst' | 'gw' | 'oif' | 'onlink' | 'table' | 'priority'> & { type?: 'unicast' | 'blackhole' };
 
 export interface RouteFilter {
   /** Table to list; default RT_TABLE_MAIN, 'all' for every table. */
