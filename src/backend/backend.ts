@@ -19,6 +19,8 @@ export interface BackendContext {
   readonly config: NetworkConfig;
   readonly extIface: ExternalInterface;
   readonly log: Logger;
+  /** the VTEP MAC an earlier run published (kube mode: read back from backend-data) */
+  readonly storedVtepMac?: string;
 }
 
 /** What goes into our lease besides PublicIP(v6). */

@@ -12,9 +12,10 @@ import type { LeaseEvent } from '../lease/tracker.js';
 import { RateLimitedLog, type Logger } from '../log/log.js';
 import type { Backend, BackendRegistry } from '../backend/backend.js';
 import { ConfigError, describeConfig, parseNetworkConfig, type NetworkConfig } from '../subnet/config.js';
-import { SubnetManager, sleep, type HeldLease } from '../subnet/manager.js';
+import { sleep, type HeldLease } from '../subnet/manager.js';
+import { StoreLeaseSource, type LeaseFeed, type LeaseSource } from '../subnet/source.js';
 import { readPreviousSubnets, writeSubnetEnv } from '../subnet/subnet-env.js';
-import { LeaseWatch, type LeaseUpdate } from '../subnet/watch.js';
+import type { LeaseUpdate } from '../subnet/watch.js';
 import type { LeaseStore } from '../store/store.js';
 import { DaemonMetrics } from './metrics.js';
 import { describeIface, selectExternalInterface, type HostView, type IfaceOptions } from './iface.js';
@@ -26,7 +27,10 @@ export interface TrafficRules {
 }
 
 export interface DaemonOptions {
-  store: LeaseStore;
+  /** leases as keys in a store (etcd, local); give this or `leases` */
+  store?: LeaseStore;
+  /** any other lease source (Kubernetes mode); wins over `store` */
+  leases?: LeaseSource;
   backends: BackendRegistry;
   log: Logger;
   host: HostView;
@@ -45,6 +49,10 @@ export interface DaemonOptions {
   resyncMs?: number;
   /** installed after the lease, before subnet.env (flannel's order, spec §9.6) */
   traffic?: TrafficRules;
+  /** called once, right after subnet.env is first written (systemd READY=1) */
+  onReady?: () => void;
+  /** how long to wait before retrying a failed complete() (kube: the node condition) */
+  completeRetryMs?: number;
 }
 
 export interface DaemonExit {
@@ -56,12 +64,14 @@ export type DaemonState = 'starting' | 'ready' | 'stopping' | 'stopped';
 
 export class Daemon {
   private readonly log: Logger;
-  private readonly manager: SubnetManager;
+  readonly source: LeaseSource;
   state: DaemonState = 'starting';
   lease: HeldLease | null = null;
   config: NetworkConfig | null = null;
   private backend: Backend | null = null;
-  private watch: LeaseWatch | null = null;
+  private watch: LeaseFeed | null = null;
+  private completeTimer: NodeJS.Timeout | null = null;
+  private ownLossWarned = false;
   private renewTimer: NodeJS.Timeout | null = null;
   private resyncTimer: NodeJS.Timeout | null = null;
   private finish: ((e: DaemonExit) => void) | null = null;
@@ -75,7 +85,9 @@ export class Daemon {
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.log;
-    this.manager = new SubnetManager(o.store, { log: o.log.child('subnet') });
+    if (o.leases) this.source = o.leases;
+    else if (o.store) this.source = new StoreLeaseSource(o.store, o.log.child('subnet'));
+    else throw new Error('Daemon: either store or leases is required');
   }
 
   get ready(): boolean {
@@ -113,15 +125,30 @@ export class Daemon {
     this.log.info(`network config: ${describeConfig(cfg)}`);
     if (cfg.enableIPv6) this.log.warn('EnableIPv6: IPv6 subnets are leased and written to subnet.env, but the IPv6 data path is not implemented yet in flannel-ts');
 
-    const ext = selectExternalInterface(this.o.host, this.o.iface);
+    // The source may remember things about this node: an operator's
+    // node-public-ip annotation overrides --public-ip (spec §0 step 10), and a
+    // VTEP MAC published by an earlier run is reused when the device is new.
+    const stored = await this.source.storedNodeInfo();
+    if (signal.aborted) return { code: 0, reason: 'signal' };
+    let ifaceOpts = this.o.iface;
+    if (stored.publicIP) {
+      this.log.info(`using public IP ${stored.publicIP} stored for this node (overrides --public-ip)`);
+      ifaceOpts = { ...ifaceOpts, publicIP: stored.publicIP };
+    }
+    const ext = selectExternalInterface(this.o.host, ifaceOpts);
     this.log.info(`using interface ${describeIface(ext)}`);
 
-    this.backend = this.o.backends.create({ config: cfg, extIface: ext, log: this.log.child(cfg.backend.type) });
+    this.backend = this.o.backends.create({
+      config: cfg,
+      extIface: ext,
+      log: this.log.child(cfg.backend.type),
+      ...(stored.vtepMac ? { storedVtepMac: stored.vtepMac } : {}),
+    });
     const published = await this.backend.prepare();
     if (signal.aborted) return { code: 0, reason: 'signal' };
 
     const previous = readPreviousSubnets(this.o.subnetFile);
-    this.lease = await this.manager.acquireLease(cfg, {
+    this.lease = await this.source.acquire(cfg, {
       attrs: { publicIP: ext.publicIP, publicIPv6: null, ...published },
       previous,
     });
@@ -144,13 +171,19 @@ export class Daemon {
       this.state = 'ready';
       this.metrics.ready.set(1);
       this.log.info(`wrote ${this.o.subnetFile}; ready`);
+      try {
+        this.o.onReady?.();
+      } catch (e) {
+        this.log.warn(`ready notification failed: ${(e as Error).message}`);
+      }
     } catch (e) {
       // As flannel: a write failure is a warning; we stay not-ready.
       this.log.warn(`could not write ${this.o.subnetFile}: ${(e as Error).message}`);
     }
 
-    this.watch = new LeaseWatch(this.o.store, cfg, this.log.child('watch'), (u) => this.onLeases(u));
+    this.watch = this.source.watch(cfg, this.log.child('watch'), (u) => this.onLeases(u));
     this.watch.start();
+    void this.complete();
     this.scheduleRenew();
     const resync = this.o.resyncMs ?? 60_000;
     if (resync > 0) {
@@ -165,7 +198,7 @@ export class Daemon {
     const log = new RateLimitedLog(30_000);
     while (!signal.aborted) {
       try {
-        return await this.manager.getNetworkConfig();
+        return await this.source.getNetworkConfig();
       } catch (e) {
         // Present but invalid: that won't fix itself; say which field and stop.
         if (e instanceof ConfigError && !e.message.startsWith('no network config')) throw e;
@@ -182,7 +215,12 @@ export class Daemon {
     for (const e of u.events) this.metrics.leaseEvents.inc({ type: e.type });
     const ownEvents = u.events.filter((e) => leaseId(e.lease) === own);
     for (const e of ownEvents) {
-      if (e.type === 'removed') void this.ownLeaseGone();
+      if (this.source.ownLoss === 'ignored') {
+        if (e.type === 'removed' && !this.ownLossWarned) {
+          this.ownLossWarned = true;
+          this.log.warn(`our own lease ${leaseId(e.lease)} disappeared from ${this.source.description}; keeping the data path as it is`);
+        } else if (e.type === 'added') this.ownLossWarned = false;
+      } else if (e.type === 'removed') void this.ownLeaseGone();
       else void this.ownLeaseWritten();
     }
     this.remote = u.leases.filter((l) => leaseId(l) !== own);
@@ -236,7 +274,7 @@ export class Daemon {
   private async renew(): Promise<void> {
     if (!this.lease) return;
     try {
-      const renewed = await this.manager.renewLease(this.lease);
+      const renewed = await this.source.renew(this.lease);
       this.lease = { ...this.lease, expiration: renewed.expiration };
       this.metrics.renewals.inc({ result: 'ok' });
       this.log.info(`renewed lease ${leaseId(this.lease)}, expires ${this.lease.expiration?.toISOString() ?? 'never'}`);
@@ -253,9 +291,8 @@ export class Daemon {
   private async ownLeaseWritten(): Promise<void> {
     if (!this.lease) return;
     try {
-      const e = await this.o.store.getSubnet(leaseId(this.lease));
-      if (!e || !this.lease) return;
-      const expiration = e.permanent ? null : new Date(Date.now() + (e.ttlSeconds ?? 0) * 1000);
+      const expiration = await this.source.storedExpiration(this.lease);
+      if (expiration === undefined || !this.lease) return;
       this.lease = { ...this.lease, expiration };
       this.scheduleRenew();
     } catch {
@@ -280,7 +317,7 @@ export class Daemon {
     }
     this.log.warn(`lease ${leaseId(lease)} expired before it could be renewed; acquiring again`);
     try {
-      const again = await this.manager.acquireLease(this.config, {
+      const again = await this.source.acquire(this.config, {
         attrs: lease.attrs,
         previous: { subnet: lease.subnet, subnet6: lease.subnet6 },
       });
@@ -297,12 +334,28 @@ export class Daemon {
     }
   }
 
+  /** The source's last start-up step (kube: the node condition); retried until it works. */
+  private async complete(): Promise<void> {
+    const lease = this.lease;
+    if (!lease || this.state === 'stopping' || this.state === 'stopped') return;
+    try {
+      await this.source.complete(lease);
+    } catch (e) {
+      const retry = this.o.completeRetryMs ?? 10_000;
+      if (this.errLog.allow('complete')) this.log.warn(`${(e as Error).message}; trying again in ${retry / 1000} s`);
+      this.completeTimer = setTimeout(() => void this.complete(), retry);
+      this.completeTimer.unref();
+    }
+  }
+
   private async shutdown(): Promise<void> {
     this.state = 'stopping';
     this.metrics.ready.set(0);
+    if (this.completeTimer) clearTimeout(this.completeTimer);
     if (this.renewTimer) clearTimeout(this.renewTimer);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     await this.watch?.stop();
+    await this.source.close();
     await this.reconciling.catch(() => undefined);
     await this.backend?.close();
     this.o.traffic?.close();

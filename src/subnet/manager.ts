@@ -41,7 +41,7 @@ export interface AcquireRequest {
 
 /** The lease this node holds, with where it came from. */
 export interface HeldLease extends Lease {
-  readonly how: 'reused-by-public-ip' | 'reused-previous' | 'allocated';
+  readonly how: 'reused-by-public-ip' | 'reused-previous' | 'allocated' | 'node-pod-cidr';
 }
 
 export interface SubnetManagerOptions {

@@ -24,7 +24,7 @@ import { BackendError, type Backend, type BackendContext, type ChangeFeed, type 
 import { removeOtherBackends } from '../cleanup.js';
 import { ReconcileLoop } from '../loop.js';
 import { desiredEntries } from './desired.js';
-import { parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
+import { normaliseMac, parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
 import { reconcileVxlan, type ReconcileResult } from './reconciler.js';
 
 export const VXLAN_OVERHEAD = 50;
@@ -92,7 +92,11 @@ export class VxlanBackend implements Backend {
   /** Create flannel.<VNI>, or reuse a compatible one (keeping its MAC). */
   private async ensureDevice(preferMac: string | null): Promise<Link> {
     const existing = await this.k.getLinkByName(this.devName);
-    const mac = preferMac ?? (existing?.kind === 'vxlan' && existing.mac ? existing.mac : randomVtepMac((n) => randomBytes(n)));
+    // An existing device's MAC wins (peers already point at it); then the MAC
+    // an earlier run published (kube mode, spec §5.2); then a fresh one.
+    let stored = normaliseMac(this.ctx.storedVtepMac);
+    if (stored && (parseInt(stored.slice(0, 2), 16) & 1) === 1) stored = null; // a multicast MAC can't be a VTEP's
+    const mac = preferMac ?? (existing?.kind === 'vxlan' && existing.mac ? existing.mac : stored ?? randomVtepMac((n) => randomBytes(n)));
     try {
       return await this.k.createVxlan(this.spec(mac));
     } catch (e) {

@@ -38,6 +38,8 @@ export interface FlanneldFlags {
   /** true when --net-config-path came from the command line or env, not the default */
   netConfigPathSet: boolean;
   setNodeNetworkUnavailable: boolean;
+  /** true when --set-node-network-unavailable came from the command line or env */
+  setNodeNetworkUnavailableSet: boolean;
   v: number;
   /** flannel-ts extension: "etcd" (default) or "local:/path/leases.db" */
   store: string;
@@ -71,7 +73,7 @@ const SPECS: Spec[] = [
   { name: 'subnet-lease-renew-margin', kind: 'int', dflt: 60, help: 'subnet lease renewal margin, in minutes, ranging from 1 to 1439' },
   { name: 'ip-masq', kind: 'bool', dflt: false, help: 'setup IP masquerade rule for traffic destined outside of overlay network' },
   { name: 'ip-masq-fully-random-disable', kind: 'bool', dflt: false, help: 'disable fully random source port masquerading' },
-  { name: 'kube-subnet-mgr', kind: 'bool', dflt: false, help: 'contact the Kubernetes API for subnet assignment instead of etcd (not yet supported)' },
+  { name: 'kube-subnet-mgr', kind: 'bool', dflt: false, help: 'contact the Kubernetes API for subnet assignment instead of etcd' },
   { name: 'kube-api-url', kind: 'string', dflt: '', help: 'Kubernetes API server URL' },
   { name: 'kube-annotation-prefix', kind: 'string', dflt: 'flannel.alpha.coreos.com', help: 'Kubernetes annotation prefix' },
   { name: 'kubeconfig-file', kind: 'string', dflt: '', help: 'kubeconfig file location' },
@@ -81,7 +83,7 @@ const SPECS: Spec[] = [
   { name: 'iptables-resync', kind: 'int', dflt: 5, help: 'resync period for iptables rules, in seconds' },
   { name: 'iptables-forward-rules', kind: 'bool', dflt: true, help: 'add default accept rules to FORWARD chain in iptables' },
   { name: 'ip-blackhole-route', kind: 'bool', dflt: false, help: 'add a blackhole route for the local subnet' },
-  { name: 'net-config-path', kind: 'string', dflt: '/etc/kube-flannel/net-conf.json', help: 'path to the network configuration file (read instead of etcd when given)' },
+  { name: 'net-config-path', kind: 'string', dflt: '/etc/kube-flannel/net-conf.json', help: 'path to the network configuration file (kube mode; in etcd mode read instead of etcd when given)' },
   { name: 'set-node-network-unavailable', kind: 'bool', dflt: true, help: 'set NetworkUnavailable=False on the node (kube mode)' },
   { name: 'v', kind: 'int', dflt: 0, help: 'log verbosity (0 info, 1+ debug)' },
   { name: 'store', kind: 'string', dflt: 'etcd', help: 'flannel-ts: lease store, "etcd" or "local:/path/leases.db"' },
@@ -148,6 +150,7 @@ export function parseFlanneldFlags(argv: readonly string[], env: Record<string, 
   const given = cmd.opts() as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   let netConfigPathSet = false;
+  let setNodeNetworkUnavailableSet = false;
   for (const s of SPECS) {
     const key = camel(s.name);
     let v = given[key];
@@ -162,8 +165,10 @@ export function parseFlanneldFlags(argv: readonly string[], env: Record<string, 
       }
     }
     if (s.name === 'net-config-path' && v !== undefined) netConfigPathSet = true;
+    if (s.name === 'set-node-network-unavailable' && v !== undefined) setNodeNetworkUnavailableSet = true;
     out[key] = v ?? s.dflt;
   }
   out.netConfigPathSet = netConfigPathSet;
+  out.setNodeNetworkUnavailableSet = setNodeNetworkUnavailableSet;
   return { kind: 'flags', flags: out as unknown as FlanneldFlags };
 }

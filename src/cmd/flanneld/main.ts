@@ -17,6 +17,10 @@ import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
 import { realHost } from '../../daemon/iface.js';
 import { stderrLogger } from '../../log/log.js';
 import { openStore } from '../../store/open.js';
+import type { LeaseStore } from '../../store/store.js';
+import type { LeaseSource } from '../../subnet/source.js';
+import { AnnotationPrefixError, annotationNames, DEFAULT_ANNOTATION_PREFIX } from '../../store/kube/annotations.js';
+import { sdNotify } from '../../daemon/sdnotify.js';
 import { VERSION } from '../../version.js';
 import { FlagError, parseFlanneldFlags } from './flags.js';
 
@@ -57,8 +61,26 @@ async function main(): Promise<number> {
     return 1;
   }
   if (f.kubeSubnetMgr) {
-    log.error('--kube-subnet-mgr: the Kubernetes subnet manager is not implemented yet in flannel-ts; use etcd');
-    return 1;
+    if (f.store !== 'etcd') {
+      log.error(`--store ${f.store}: cannot be combined with --kube-subnet-mgr (Kubernetes is the store in that mode)`);
+      return 1;
+    }
+    try {
+      annotationNames(f.kubeAnnotationPrefix);
+    } catch (e) {
+      if (!(e instanceof AnnotationPrefixError)) throw e;
+      log.error(e.message);
+      return 1;
+    }
+  } else {
+    // As in flannel these only matter in kube mode; say so rather than ignore them silently.
+    const kubeOnly = [
+      f.kubeconfigFile && '--kubeconfig-file',
+      f.kubeApiUrl && '--kube-api-url',
+      f.kubeAnnotationPrefix !== DEFAULT_ANNOTATION_PREFIX && '--kube-annotation-prefix',
+      f.setNodeNetworkUnavailableSet && '--set-node-network-unavailable',
+    ].filter(Boolean);
+    if (kubeOnly.length > 0) log.warn(`${kubeOnly.join(', ')}: only used with --kube-subnet-mgr; ignored`);
   }
   if (f.ipBlackholeRoute) log.warn('--ip-blackhole-route: not implemented yet in flannel-ts; no blackhole route is kept');
   if (f.publicIpv6) log.warn('--public-ipv6: the IPv6 data path is not implemented yet in flannel-ts; only IPv4 is programmed');
@@ -68,21 +90,15 @@ async function main(): Promise<number> {
   }
 
   let configText: string | undefined;
-  if (f.netConfigPathSet) {
+  // kube mode always reads net-conf from the file (the mounted ConfigMap);
+  // etcd mode only when the flag was given (flannel-ts extension).
+  if (f.netConfigPathSet || f.kubeSubnetMgr) {
     try {
       configText = readFileSync(f.netConfigPath, 'utf8');
     } catch (e) {
       log.error(`--net-config-path: failed to read net conf ${f.netConfigPath}: ${(e as Error).message}`);
       return 1;
     }
-  }
-
-  let store;
-  try {
-    store = await openStore(f, log);
-  } catch (e) {
-    log.error((e as Error).message);
-    return 1;
   }
 
   const ac = new AbortController();
@@ -95,6 +111,46 @@ async function main(): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+
+  let store: LeaseStore | undefined;
+  let leases: LeaseSource | undefined;
+  try {
+    if (f.kubeSubnetMgr) {
+      const { connectKube, SERVICE_ACCOUNT_DIR } = await import('../../store/kube/kube-api.js');
+      const { KubeSubnetManager, resolveNodeName } = await import('../../store/kube/kube-manager.js');
+      const env = process.env;
+      const api = await connectKube({
+        ...(f.kubeconfigFile ? { kubeconfigFile: f.kubeconfigFile } : {}),
+        ...(f.kubeApiUrl ? { apiUrl: f.kubeApiUrl } : {}),
+        ...(env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT
+          ? { inCluster: { host: env.KUBERNETES_SERVICE_HOST, port: env.KUBERNETES_SERVICE_PORT, tokenFile: `${SERVICE_ACCOUNT_DIR}/token`, caFile: `${SERVICE_ACCOUNT_DIR}/ca.crt` } }
+          : {}),
+      });
+      log.info(`kube subnet manager: API server ${api.server}`);
+      const nodeName = await resolveNodeName(
+        api,
+        {
+          ...(env.NODE_NAME ? { nodeName: env.NODE_NAME } : {}),
+          ...(env.POD_NAME ? { podName: env.POD_NAME } : {}),
+          ...(env.POD_NAMESPACE ? { podNamespace: env.POD_NAMESPACE } : {}),
+        },
+        log,
+        ac.signal,
+      );
+      leases = new KubeSubnetManager(nodeName, {
+        api,
+        log: log.child('kube'),
+        annotationPrefix: f.kubeAnnotationPrefix,
+        setNodeNetworkUnavailable: f.setNodeNetworkUnavailable,
+      });
+    } else {
+      store = await openStore(f, log);
+    }
+  } catch (e) {
+    if (ac.signal.aborted) return 0;
+    log.error((e as Error).message);
+    return 1;
+  }
 
   const backends = defaultBackends();
   let traffic: TrafficRules | undefined;
@@ -114,8 +170,17 @@ async function main(): Promise<number> {
       close: () => ipt.close(),
     };
   }
+  const notifySocket = process.env.NOTIFY_SOCKET;
   const daemon = new Daemon({
-    store,
+    ...(leases ? { leases } : { store: store! }),
+    // systemd Type=notify: READY=1 once subnet.env is written (spec §0 step 19); errors are only logged.
+    onReady: () => {
+      try {
+        if (sdNotify(notifySocket, 'READY=1')) log.info(`notified systemd: READY=1 (${notifySocket})`);
+      } catch (e) {
+        log.warn((e as Error).message);
+      }
+    },
     backends: backends.registry,
     log,
     host: realHost,
@@ -134,14 +199,15 @@ async function main(): Promise<number> {
       log.info(`healthz listening on ${f.healthzIp}:${health.port}`);
     } catch (e) {
       log.error(`--healthz-port: cannot listen on ${f.healthzIp}:${f.healthzPort}: ${(e as Error).message}`);
-      await store.close();
+      await store?.close();
+      await leases?.close();
       return 1;
     }
   }
 
   const exit = await daemon.run(ac.signal);
   await health?.close();
-  await store.close();
+  await store?.close();
   backends.close();
   if (exit.code === 0) log.info('Exiting cleanly...');
   return exit.code;
