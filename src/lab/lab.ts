@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseEnvText } from '../subnet/subnet-env.js';
 import { LocalStore } from '../store/local/local-store.js';
 import { mapLimit, run, sh } from './sh.js';
+import { kubeApiserverBinary, nodeAnnotations, startLabKube } from './kube.js';
 
 export const DEFAULT_LAB_PREFIX = 'ftslab-';
 export const UNDERLAY_IP = '192.0.2.1';
@@ -34,11 +35,18 @@ export class LabError extends Error {
   override name = 'LabError';
 }
 
+/** lab up refused before it created anything: nothing to clean up (and a running lab is left alone). */
+export class LabRefused extends LabError {
+  override name = 'LabRefused';
+}
+
+export type LabStore = 'local' | 'etcd' | 'kube';
+
 export interface LabOptions {
   hosts: number;
   pods: number;
   backend: string;
-  store: 'local' | 'etcd';
+  store: LabStore;
   dir: string;
   prefix: string;
   progress: (line: string) => void;
@@ -62,8 +70,10 @@ export interface LabState {
   prefix: string;
   dir: string;
   backend: string;
-  store: 'local' | 'etcd';
+  store: LabStore;
   createdAt: string;
+  /** --store kube: where the control plane's files are (admin kubeconfig, apiserver.sock) */
+  kube?: { dir: string; url: string; adminKubeconfig: string };
   hosts: LabHost[];
   /** processes the lab started, with a word their command line must contain (guards against PID reuse) */
   procs: Array<{ pid: number; what: string; mark: string }>;
@@ -92,7 +102,7 @@ export async function labNamespaces(prefix: string): Promise<string[]> {
     .filter((n) => n.startsWith(prefix));
 }
 
-function findPlugin(name: string): string | null {
+export function findPlugin(name: string): string | null {
   for (const d of CNI_DIRS) if (existsSync(path.join(d, name))) return d;
   return null;
 }
@@ -121,18 +131,31 @@ function netConf(backend: string): string {
 }
 
 export async function labUp(o: LabOptions): Promise<LabState> {
-  if (o.hosts < 1 || o.hosts > 50) throw new LabError(`--hosts: ${o.hosts} is out of range (1..50)`);
-  if (o.pods < 0 || o.pods > 50) throw new LabError(`--pods: ${o.pods} is out of range (0..50)`);
+  if (!Number.isInteger(o.hosts) || o.hosts < 1 || o.hosts > 50) throw new LabRefused(`--hosts: ${o.hosts} is out of range (1..50)`);
+  if (!Number.isInteger(o.pods) || o.pods < 0 || o.pods > 50) throw new LabRefused(`--pods: ${o.pods} is out of range (0..50)`);
   const existing = await labNamespaces(o.prefix);
   if (loadState(o.dir) || existing.length > 0) {
-    throw new LabError(`a lab is already up (${existing.length} namespaces named ${o.prefix}*); see "flannelctl lab status", or remove it with "flannelctl lab down"`);
+    throw new LabRefused(`a lab is already up (${existing.length} namespaces named ${o.prefix}*); see "flannelctl lab status", or remove it with "flannelctl lab down"`);
   }
   const cniDir = findPlugin('bridge');
   if (!cniDir || !findPlugin('host-local')) {
-    throw new LabError('the CNI bridge and host-local plugins are not installed; install them with: apt-get install containernetworking-plugins');
+    throw new LabRefused('the CNI bridge and host-local plugins are not installed; install them with: apt-get install containernetworking-plugins');
   }
   if (o.store === 'etcd' && !((await which('etcd')) && (await which('etcdctl')))) {
-    throw new LabError('--store etcd needs etcd-server and etcd-client; install them with: apt-get install etcd-server etcd-client');
+    throw new LabRefused('--store etcd needs etcd-server and etcd-client; install them with: apt-get install etcd-server etcd-client');
+  }
+  if (o.store === 'kube' && !(await which('etcd'))) {
+    throw new LabRefused('--store kube needs etcd-server (for the kube-apiserver); install it with: apt-get install etcd-server');
+  }
+  // Build (or find) the kube-apiserver before anything is created: the first
+  // build takes minutes, and an error here must leave nothing behind.
+  let kubeBinary: string | null = null;
+  if (o.store === 'kube') {
+    try {
+      kubeBinary = await kubeApiserverBinary(o.progress);
+    } catch (e) {
+      throw new LabRefused((e as Error).message);
+    }
   }
   const t0 = Date.now();
   const step = (n: number, total: number, what: string) => o.progress(`[${n}/${total}] ${what} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -173,9 +196,27 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     await sh(['ip', 'netns', 'exec', name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   }
 
-  step(2, 5, `starting the ${o.store} lease store`);
+  step(2, 5, o.store === 'kube' ? 'starting etcd and kube-apiserver in the underlay, creating the Node objects' : `starting the ${o.store} lease store`);
   let storeArgs: string[];
-  if (o.store === 'local') {
+  const hostEnv = new Map<string, Record<string, string>>();
+  if (o.store === 'kube') {
+    const k = await startLabKube({
+      dir: path.join(o.dir, 'kube'),
+      binary: kubeBinary!,
+      netns: ul,
+      bindIP: UNDERLAY_IP,
+      hosts: s.hosts,
+      netConf: netConf(o.backend),
+      onProcess: (p) => {
+        s.procs.push({ pid: p.pid, what: p.what, mark: p.mark });
+        saveState(s);
+      },
+    });
+    s.kube = { dir: k.dir, url: k.url, adminKubeconfig: k.adminKubeconfig };
+    saveState(s);
+    storeArgs = k.flanneldArgs;
+    for (const h of s.hosts) hostEnv.set(h.name, { NODE_NAME: h.name });
+  } else if (o.store === 'local') {
     const db = path.join(o.dir, 'leases.db');
     const st = LocalStore.open(db);
     await st.setNetworkConfig(netConf(o.backend));
@@ -206,6 +247,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     const pid = spawnDetached(
       ['ip', 'netns', 'exec', h.name, process.execPath, FLANNELD, ...storeArgs, `--subnet-file=${path.join(h.dir, 'subnet.env')}`, '--iface=eth0'],
       path.join(h.dir, 'flanneld.log'),
+      hostEnv.get(h.name) ?? {},
     );
     s.procs.push({ pid, what: `flanneld ${h.name}`, mark: 'flanneld' });
   }
@@ -229,7 +271,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
       h.pods.push({ name: pod, ip: null });
       saveState(s);
       await ipn(pod, 'link', 'set', 'lo', 'up');
-      const res = await cni(h, 'ADD', pod, cniDir);
+      const res = await cniInvoke(h, 'ADD', pod, cniDir);
       const ip = /"address":\s*"([\d.]+)\//.exec(res)?.[1] ?? null;
       h.pods[j - 1]!.ip = ip;
     }
@@ -239,7 +281,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
   return s;
 }
 
-function cniConfig(h: LabHost): string {
+function cniConfig(h: Pick<LabHost, 'dir'>): string {
   // The kube-flannel conflist's flannel entry, with per-host paths so hosts don't share CNI state.
   return JSON.stringify({
     cniVersion: '1.0.0',
@@ -252,7 +294,8 @@ function cniConfig(h: LabHost): string {
   });
 }
 
-async function cni(h: LabHost, command: 'ADD' | 'DEL', pod: string, cniDir: string): Promise<string> {
+/** Run the flannel CNI plugin in host namespace h.name for pod namespace `pod`; its state lives under h.dir. */
+export async function cniInvoke(h: Pick<LabHost, 'name' | 'dir'>, command: 'ADD' | 'DEL', pod: string, cniDir: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn('ip', ['netns', 'exec', h.name, process.execPath, CNI_PLUGIN], {
       env: { ...process.env, CNI_COMMAND: command, CNI_CONTAINERID: pod, CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: 'eth0', CNI_PATH: cniDir },
@@ -329,13 +372,29 @@ export async function reachability(s: LabState): Promise<Reach[]> {
   });
 }
 
-export function renderReport(s: LabState, reports: HostReport[], reach: Reach[]): string {
+export type NodeInfo = Map<string, { annotations: Record<string, string>; condition: string }> | string;
+
+export function renderReport(s: LabState, reports: HostReport[], reach: Reach[], nodes?: NodeInfo): string {
   const out: string[] = [];
   out.push(`lab ${s.prefix}*  backend ${s.backend}  store ${s.store}  network ${NETWORK}  state ${s.dir}`);
+  if (s.kube) out.push(`kube-apiserver ${s.kube.url} (in ${s.prefix}ul)  admin kubeconfig ${s.kube.adminKubeconfig}`);
   for (const r of reports) {
     out.push('');
     out.push(`host ${r.host.name}  underlay ${r.host.ip}  FLANNEL_SUBNET=${r.subnet}  FLANNEL_MTU=${r.mtu}`);
     out.push(`  ${r.device}`);
+    if (nodes !== undefined) {
+      out.push(`  $ kubectl get node ${r.host.name} -o yaml  (flannel's annotations)`);
+      if (typeof nodes === 'string') out.push(`    ${nodes}`);
+      else {
+        const n = nodes.get(r.host.name);
+        if (!n) out.push('    (no Node object)');
+        else {
+          const ann = Object.entries(n.annotations).sort(([a], [b]) => a.localeCompare(b));
+          out.push(...(ann.length ? ann.map(([k, v]) => `    ${k}: ${v}`) : ['    (none yet)']));
+          out.push(`    ${n.condition}`);
+        }
+      }
+    }
     if (s.backend === 'vxlan') {
       out.push('  $ ip neigh show dev flannel.1');
       out.push(...(r.neigh.length ? r.neigh : ['(none)']).map((l) => `    ${l}`));
@@ -370,7 +429,8 @@ export function renderReport(s: LabState, reports: HostReport[], reach: Reach[])
 export async function labStatus(s: LabState): Promise<{ text: string; reach: Reach[] }> {
   const reports = await Promise.all(s.hosts.map((h) => hostReport(h, s.backend)));
   const reach = await reachability(s);
-  return { text: renderReport(s, reports, reach), reach };
+  const nodes = s.store === 'kube' && s.kube ? await nodeAnnotations(s.kube.dir) : undefined;
+  return { text: renderReport(s, reports, reach, nodes), reach };
 }
 
 // -------------------------------------------------------------------- down

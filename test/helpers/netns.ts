@@ -295,6 +295,13 @@ export class Topology {
     return sh(['ip', '-n', this.own(ns), ...args]);
   }
 
+  /** Creates a namespace named prefix + suffix (lo up), tracked for cleanup like every other; returns its name. */
+  async createNamespace(suffix: string): Promise<string> {
+    const name = this.prefix + suffix;
+    await this.addNs(name);
+    return name;
+  }
+
   private async addNs(name: string): Promise<void> {
     this.assertUsable();
     await sh(['ip', 'netns', 'add', name]);

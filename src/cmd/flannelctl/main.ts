@@ -8,7 +8,7 @@ import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from '../../store/etcd/et
 import { VERSION } from '../../version.js';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { DEFAULT_LAB_PREFIX, LabError, labDown, labNamespace, labStatus, labUp, loadState } from '../../lab/lab.js';
+import { DEFAULT_LAB_PREFIX, LabRefused, labDown, labNamespace, labStatus, labUp, loadState, type LabStore } from '../../lab/lab.js';
 
 function storeOptions(c: Command): Command {
   const env = process.env;
@@ -52,15 +52,20 @@ labOpts(lab.command('up'))
   .addOption(new Option('--hosts <n>', 'number of hosts').default(3).argParser((v) => intArg('--hosts', v)))
   .addOption(new Option('--pods <n>', 'pods per host').default(2).argParser((v) => intArg('--pods', v)))
   .addOption(new Option('--backend <type>', 'flannel backend').default('vxlan').choices(['vxlan', 'host-gw', 'udp']))
-  .addOption(new Option('--store <store>', 'lease store: the embedded local store, or a real etcd-server').default('local').choices(['local', 'etcd']))
-  .action(async (o: { hosts: number; pods: number; backend: string; store: 'local' | 'etcd'; dir: string; prefix: string }) => {
+  .addOption(
+    new Option('--store <store>', 'lease store: the embedded local store, a real etcd-server, or a real kube-apiserver (flanneld --kube-subnet-mgr)')
+      .default('local')
+      .choices(['local', 'etcd', 'kube']),
+  )
+  .action(async (o: { hosts: number; pods: number; backend: string; store: LabStore; dir: string; prefix: string }) => {
     const progress = (l: string) => process.stderr.write(l + '\n');
     const t0 = Date.now();
     let state;
     try {
       state = await labUp({ ...o, progress });
     } catch (e) {
-      if (e instanceof LabError && /already up/.test(e.message)) throw e;
+      // Refused before anything was made: nothing to clean up, and a running lab stays.
+      if (e instanceof LabRefused) throw e;
       process.stderr.write(`lab up failed: ${(e as Error).message}\ncleaning up...\n`);
       await labDown(o.dir, o.prefix, progress);
       throw new Error('lab up failed');
