@@ -72,10 +72,10 @@ export async function startLabKube(o: {
   onProcess: (p: KubeProcess) => void;
 }): Promise<LabKubeSetup> {
   const { startKubeApi } = await import('./kubeapi.js');
-  const { loadAllYaml } = await import('@kubernetes/client-node');
+  const { loadAll } = await import('js-yaml');
   const api = await startKubeApi({ dir: o.dir, binary: o.binary, netns: o.netns, bindIP: o.bindIP, detached: true, onProcess: o.onProcess });
   try {
-    const objs = loadAllYaml(readFileSync(MANIFEST, 'utf8')) as KubeObject[];
+    const objs = loadAll(readFileSync(MANIFEST, 'utf8')) as KubeObject[];
     await api.applyObjects(objs.filter((x) => ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(x.kind)));
     const kc = path.join(o.dir, 'flannel.kubeconfig');
     await api.tokenKubeconfig('kube-flannel', 'flannel', kc);

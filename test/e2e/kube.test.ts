@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadAllYaml } from '@kubernetes/client-node';
+import { loadAll } from 'js-yaml';
 import { cniInvoke, findPlugin } from '../../src/lab/lab.js';
 import type { KubeObject } from '../../src/lab/kubeapi.js';
 import { isRoot, Topology, UNDERLAY_GW, type Host } from '../helpers/netns.js';
@@ -65,7 +65,7 @@ before(async () => {
   if (skip) return;
   topo = await Topology.create({ hosts: 3, podsPerHost: 2 });
   kube = await startKube({ ns: topo.underlay, bindIP: UNDERLAY_GW });
-  const objs = loadAllYaml(readFileSync(MANIFEST, 'utf8')) as KubeObject[];
+  const objs = loadAll(readFileSync(MANIFEST, 'utf8')) as KubeObject[];
   // The manifest's own RBAC objects: the daemons get exactly upstream's verbs.
   await kube.api.applyObjects(objs.filter((o) => ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind)));
   const cm = objs.find((o) => o.kind === 'ConfigMap') as KubeObject & { data: Record<string, string> };

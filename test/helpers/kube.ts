@@ -160,3 +160,27 @@ export async function startKube(o: StartKubeOptions = {}): Promise<KubeHarness> 
       })()),
   };
 }
+
+let flanneldBin: Promise<string | null> | undefined;
+
+/**
+ * The real flanneld (Go), built by scripts/build-flanneld.sh from the Go
+ * module proxy and cached outside the repo; null (with a loud line) when Go
+ * is missing. Used only to prove interoperability.
+ */
+export function realFlanneldBinary(): Promise<string | null> {
+  return (flanneldBin ??= new Promise((resolve, reject) => {
+    const script = path.join(ROOT, 'scripts/build-flanneld.sh');
+    const child = execFile('bash', [script], { timeout: 30 * 60_000, killSignal: 'SIGKILL', encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (!err) return resolve(stdout.trim().split('\n').pop()!);
+      if ((err as { code?: unknown }).code === NO_GO) {
+        process.stderr.write('\n## SKIPPING the real-flannel interop test: `go` is not installed, so real flanneld cannot be built ##\n\n');
+        return resolve(null);
+      }
+      reject(new Error(`${script} failed (${err.message}):\n${stderr.trim().split('\n').slice(-20).join('\n')}`));
+    });
+    child.stderr?.on('data', (d: string) => {
+      for (const l of d.split('\n')) if (/^build-flanneld:/.test(l)) process.stderr.write(l + '\n');
+    });
+  }));
+}
