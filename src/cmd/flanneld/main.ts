@@ -127,6 +127,13 @@ async function main(): Promise<number> {
           : {}),
       });
       log.info(`kube subnet manager: API server ${api.server}`);
+      // Upstream's DaemonSet sets these; they tune flannel's bounded event
+      // channel and its 10-minute informer-sync deadline. flannel-ts has
+      // neither (events are coalesced, sync is retried for as long as it
+      // takes), so say that they change nothing rather than ignore them silently.
+      for (const v of ['EVENT_QUEUE_DEPTH', 'CONT_WHEN_CACHE_NOT_READY']) {
+        if (env[v]) log.info(`${v}=${env[v]}: has no effect in flannel-ts (no bounded event queue; the node list is retried until it works)`);
+      }
       const nodeName = await resolveNodeName(
         api,
         {
