@@ -43,6 +43,8 @@ export interface FlanneldFlags {
   v: number;
   /** flannel-ts extension: "etcd" (default) or "local:/path/leases.db" */
   store: string;
+  /** flannel-ts extension: "json", "text", or "" (text when stderr is a terminal, else json) */
+  logFormat: string;
 }
 
 export class FlagError extends Error {
@@ -87,7 +89,15 @@ const SPECS: Spec[] = [
   { name: 'set-node-network-unavailable', kind: 'bool', dflt: true, help: 'set NetworkUnavailable=False on the node (kube mode)' },
   { name: 'v', kind: 'int', dflt: 0, help: 'log verbosity (0 info, 1+ debug)' },
   { name: 'store', kind: 'string', dflt: 'etcd', help: 'flannel-ts: lease store, "etcd" or "local:/path/leases.db"' },
+  { name: 'log-format', kind: 'string', dflt: '', help: 'flannel-ts: "text" (one readable line per event) or "json" (for log shippers); empty: text on a terminal, else json' },
 ];
+
+/** Go's flag help shows each default; so do we (and a bool's is plainly "false" or "true"). */
+function describeFlag(s: Spec): string {
+  if (s.kind === 'list') return s.help;
+  if (s.kind === 'bool' || s.kind === 'int') return `${s.help} (default ${String(s.dflt)})`;
+  return s.dflt === '' ? s.help : `${s.help} (default ${JSON.stringify(s.dflt)})`;
+}
 
 const BY_NAME = new Map(SPECS.map((s) => [s.name, s]));
 
@@ -126,18 +136,21 @@ export function parseFlanneldFlags(argv: readonly string[], env: Record<string, 
     let o: Option;
     if (s.kind === 'bool') {
       // Go booleans: --flag, --flag=true|false (not "--flag false").
-      o = new Option(`--${s.name} [bool]`, s.help).argParser((v: string | undefined) => (v === undefined ? true : parseBoolText(s.name, v)));
+      o = new Option(`--${s.name} [bool]`, describeFlag(s)).argParser((v: string | undefined) => (v === undefined ? true : parseBoolText(s.name, v)));
       o.preset(true);
     } else if (s.kind === 'list') {
-      o = new Option(`--${s.name} <value>`, s.help).argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+      o = new Option(`--${s.name} <value>`, describeFlag(s)).argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
     } else if (s.kind === 'int') {
-      o = new Option(`--${s.name} <n>`, s.help).argParser((v: string) => parseIntText(s.name, v));
+      o = new Option(`--${s.name} <n>`, describeFlag(s)).argParser((v: string) => parseIntText(s.name, v));
     } else {
-      o = new Option(`--${s.name} <value>`, s.help);
+      o = new Option(`--${s.name} <value>`, describeFlag(s));
     }
     cmd.addOption(o);
   }
   cmd.helpOption('-h, --help', 'show this help');
+  // Our descriptions carry the defaults; commander's "(preset: true)" on
+  // booleans reads as if they defaulted to true, so leave it out.
+  cmd.configureHelp({ optionDescription: (opt) => opt.description });
   try {
     cmd.parse(normalise(argv), { from: 'user' });
   } catch (e) {

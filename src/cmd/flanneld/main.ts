@@ -55,22 +55,32 @@ async function main(): Promise<number> {
     process.stderr.write(`${VERSION}\n`);
     return 0;
   }
-  const log = stderrLogger(f.v);
-  if (f.subnetLeaseRenewMargin < 1 || f.subnetLeaseRenewMargin > 1439) {
-    log.error(`--subnet-lease-renew-margin: ${f.subnetLeaseRenewMargin} is out of range; it must be between 1 and 1439 minutes`);
+  // Text for people at a terminal, JSON lines for log shippers (--log-format).
+  const format = f.logFormat || (process.stderr.isTTY ? 'text' : 'json');
+  if (format !== 'text' && format !== 'json') {
+    process.stderr.write(`flanneld: --log-format: "${f.logFormat}" is not "text" or "json"\n`);
+    return 2;
+  }
+  const log = stderrLogger(f.v, 'flanneld', format);
+  // A start-up error is one plain line in either format (in JSON mode, a log
+  // shipper still gets the JSON line from the daemon for errors found later).
+  const fatal = (msg: string): number => {
+    if (format === 'text') log.error(msg);
+    else process.stderr.write(`flanneld: ${msg}\n`);
     return 1;
+  };
+  if (f.subnetLeaseRenewMargin < 1 || f.subnetLeaseRenewMargin > 1439) {
+    return fatal(`--subnet-lease-renew-margin: ${f.subnetLeaseRenewMargin} is out of range; it must be between 1 and 1439 minutes`);
   }
   if (f.kubeSubnetMgr) {
     if (f.store !== 'etcd') {
-      log.error(`--store ${f.store}: cannot be combined with --kube-subnet-mgr (Kubernetes is the store in that mode)`);
-      return 1;
+      return fatal(`--store ${f.store}: cannot be combined with --kube-subnet-mgr (Kubernetes is the store in that mode)`);
     }
     try {
       annotationNames(f.kubeAnnotationPrefix);
     } catch (e) {
       if (!(e instanceof AnnotationPrefixError)) throw e;
-      log.error(e.message);
-      return 1;
+      return fatal(e.message);
     }
   } else {
     // As in flannel these only matter in kube mode; say so rather than ignore them silently.
@@ -85,8 +95,7 @@ async function main(): Promise<number> {
   if (f.ipBlackholeRoute) log.warn('--ip-blackhole-route: not implemented yet in flannel-ts; no blackhole route is kept');
   if (f.publicIpv6) log.warn('--public-ipv6: the IPv6 data path is not implemented yet in flannel-ts; only IPv4 is programmed');
   if (f.ifaceCanReach) {
-    log.error('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
-    return 1;
+    return fatal('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
   }
 
   let configText: string | undefined;
@@ -96,8 +105,7 @@ async function main(): Promise<number> {
     try {
       configText = readFileSync(f.netConfigPath, 'utf8');
     } catch (e) {
-      log.error(`--net-config-path: failed to read net conf ${f.netConfigPath}: ${(e as Error).message}`);
-      return 1;
+      return fatal(`--net-config-path: failed to read net conf ${f.netConfigPath}: ${(e as Error).message}`);
     }
   }
 
@@ -155,8 +163,7 @@ async function main(): Promise<number> {
     }
   } catch (e) {
     if (ac.signal.aborted) return 0;
-    log.error((e as Error).message);
-    return 1;
+    return fatal((e as Error).message);
   }
 
   const backends = defaultBackends();
@@ -205,10 +212,9 @@ async function main(): Promise<number> {
       health = await startHealthServer(f.healthzIp, f.healthzPort, () => daemon.ready, daemon.metrics.registry);
       log.info(`healthz listening on ${f.healthzIp}:${health.port}`);
     } catch (e) {
-      log.error(`--healthz-port: cannot listen on ${f.healthzIp}:${f.healthzPort}: ${(e as Error).message}`);
       await store?.close();
       await leases?.close();
-      return 1;
+      return fatal(`--healthz-port: cannot listen on ${f.healthzIp}:${f.healthzPort}: ${(e as Error).message}`);
     }
   }
 
@@ -217,6 +223,7 @@ async function main(): Promise<number> {
   await store?.close();
   backends.close();
   if (exit.code === 0) log.info('Exiting cleanly...');
+  else if (format === 'json') process.stderr.write(`flanneld: ${exit.reason}\n`);
   return exit.code;
 }
 
