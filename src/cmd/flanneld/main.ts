@@ -92,7 +92,7 @@ async function main(): Promise<number> {
     ].filter(Boolean);
     if (kubeOnly.length > 0) log.warn(`${kubeOnly.join(', ')}: only used with --kube-subnet-mgr; ignored`);
   }
-  if (f.ipBlackholeRoute) log.warn('--ip-blackhole-route: not implemented yet in flannel-ts; no blackhole route is kept');
+  if (f.ipBlackholeRoute) return fatal('--ip-blackhole-route: not implemented yet in flannel-ts; start without it');
   if (f.publicIpv6) log.warn('--public-ipv6: the IPv6 data path is not implemented yet in flannel-ts; only IPv4 is programmed');
   if (f.ifaceCanReach) {
     return fatal('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
