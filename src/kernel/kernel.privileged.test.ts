@@ -114,7 +114,9 @@ async function rejectsWith(p: Promise<unknown>, code: string): Promise<AgentErro
 const VTEP_MAC = '6e:5a:1c:00:00:01';
 const PEER_MAC = '6e:5a:1c:01:02:03';
 
-describe('RtNetlink against a real kernel (private netns)', { skip: skipReason() }, () => {
+// Every case runs twice: with the socket on the calling thread, and in the
+// worker thread the daemon uses (same results, same errors).
+for (const mode of ['inline', 'worker'] as const) describe(`RtNetlink against a real kernel (private netns, ${mode} socket)`, { skip: skipReason() }, () => {
   const ns = NS_PREFIX + randomBytes(3).toString('hex');
   let agent: Agent | undefined;
   let underlay: Link;
@@ -136,7 +138,7 @@ describe('RtNetlink against a real kernel (private netns)', { skip: skipReason()
     ipn('link', 'set', 'ul0', 'up');
 
     const agentPath = fileURLToPath(new URL('./testkit/netns-agent.js', import.meta.url));
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, agentPath], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, agentPath, ...(mode === 'worker' ? ['--worker'] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
     agent = new Agent(child);
     await agent.ready;
     const ul = await k<Link | null>('getLinkByName', 'ul0');

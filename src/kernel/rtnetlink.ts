@@ -6,6 +6,7 @@
 import * as C from '../netlink/constants.js';
 import { NetlinkError } from '../netlink/errors.js';
 import { NetlinkSocket, type NetlinkSocketOptions } from '../netlink/socket.js';
+import { InlineTransport, WorkerTransport, type NetlinkTransport } from '../netlink/transport.js';
 import { decodeAddr, decodeLink, decodeNeighOrFdb, decodeRoute, isFdbEntry } from '../netlink/rtnl.js';
 import * as R from '../netlink/requests.js';
 import type { NetlinkRequest } from '../netlink/requests.js';
@@ -70,16 +71,35 @@ function opRequest(op: KernelOp): { req: NetlinkRequest; effect: Effect } {
 }
 
 export class RtNetlink implements KernelNet {
-  constructor(private readonly sock: NetlinkSocket) {}
+  private readonly sock: NetlinkTransport;
 
-  /** Opens a private request socket in the calling process' network namespace. */
+  constructor(transport: NetlinkTransport | NetlinkSocket) {
+    this.sock = transport instanceof NetlinkSocket ? new InlineTransport(transport) : transport;
+  }
+
+  /**
+   * Opens a private request socket in the calling process' network namespace,
+   * used on the calling thread (each call blocks it until the kernel answers).
+   * For CLIs and tests; the daemon uses openInWorker().
+   */
   static open(opts?: NetlinkSocketOptions): RtNetlink {
     return new RtNetlink(NetlinkSocket.open(opts));
   }
 
-  /** The underlying socket (its portId identifies our own changes in notifications). */
+  /**
+   * The same, with the socket in a worker thread: the caller's event loop is
+   * never blocked by the kernel (flanneld: health, store watch and timers keep
+   * running during a 3000-request batch or under rtnl_lock contention).
+   * A failure to open the socket is the first request's error.
+   */
+  static openInWorker(opts?: NetlinkSocketOptions): RtNetlink {
+    return new RtNetlink(WorkerTransport.open(opts));
+  }
+
+  /** The underlying socket when it runs on this thread (its portId identifies our own changes in notifications). */
   get socket(): NetlinkSocket {
-    return this.sock;
+    if (this.sock instanceof InlineTransport) return this.sock.socket;
+    throw new Error('this RtNetlink runs its socket in a worker thread');
   }
 
   close(): void {
@@ -87,9 +107,9 @@ export class RtNetlink implements KernelNet {
   }
 
   /** Runs a request; errors in `effect`'s benign set resolve as success. */
-  private exec(req: NetlinkRequest, effect: Effect): void {
+  private async exec(req: NetlinkRequest, effect: Effect): Promise<void> {
     try {
-      this.sock.request(req);
+      await this.sock.request(req);
     } catch (err) {
       if (err instanceof NetlinkError && isAlreadyDone(effect, err)) return;
       throw err;
@@ -99,7 +119,7 @@ export class RtNetlink implements KernelNet {
   // ------------------------------------------------------------- links
 
   async listLinks(): Promise<Link[]> {
-    return this.sock.dump(R.dumpLinksRequest()).map(decodeLink);
+    return (await this.sock.dump(R.dumpLinksRequest())).map(decodeLink);
   }
 
   async getLinkByName(name: string): Promise<Link | undefined> {
@@ -110,9 +130,9 @@ export class RtNetlink implements KernelNet {
     return this.getLink({ index });
   }
 
-  private getLink(by: { name: string } | { index: number }): Link | undefined {
+  private async getLink(by: { name: string } | { index: number }): Promise<Link | undefined> {
     try {
-      const replies = this.sock.request(R.getLinkRequest(by));
+      const replies = await this.sock.request(R.getLinkRequest(by));
       const msg = replies.find((m) => m.header.type === C.RTM_NEWLINK);
       return msg ? decodeLink(msg) : undefined;
     } catch (err) {
@@ -137,10 +157,10 @@ export class RtNetlink implements KernelNet {
       'create',
     );
     try {
-      this.sock.request(req);
+      await this.sock.request(req);
     } catch (err) {
       if (!(err instanceof NetlinkError) || err.errno !== EEXIST) throw err;
-      const existing = this.getLink({ name: spec.name });
+      const existing = await this.getLink({ name: spec.name });
       if (!existing) throw err; // vanished in between; let the caller retry
       const diff = vxlanMismatches(existing, spec);
       if (diff.length > 0) {
@@ -154,9 +174,9 @@ export class RtNetlink implements KernelNet {
       if (spec.mtu !== undefined && existing.mtu !== spec.mtu) change.mtu = spec.mtu;
       if (spec.mac !== undefined && existing.mac !== spec.mac.toLowerCase()) change.mac = spec.mac;
       if (change.mtu === undefined && change.mac === undefined) return existing;
-      this.sock.request(R.setLinkRequest(change));
+      await this.sock.request(R.setLinkRequest(change));
     }
-    const link = this.getLink({ name: spec.name });
+    const link = await this.getLink({ name: spec.name });
     if (!link) {
       throw new NetlinkError({ errno: 19, op: req.op, detail: `${spec.name} disappeared right after creation` });
     }
@@ -164,63 +184,62 @@ export class RtNetlink implements KernelNet {
   }
 
   async deleteLink(index: number): Promise<void> {
-    this.exec(R.delLinkRequest(index), 'delete');
+    await this.exec(R.delLinkRequest(index), 'delete');
   }
 
   async setLinkUp(index: number): Promise<void> {
-    this.exec(R.setLinkRequest({ index, up: true }), 'replace');
+    await this.exec(R.setLinkRequest({ index, up: true }), 'replace');
   }
 
   async setLinkDown(index: number): Promise<void> {
-    this.exec(R.setLinkRequest({ index, up: false }), 'replace');
+    await this.exec(R.setLinkRequest({ index, up: false }), 'replace');
   }
 
   async setMtu(index: number, mtu: number): Promise<void> {
-    this.exec(R.setLinkRequest({ index, mtu }), 'replace');
+    await this.exec(R.setLinkRequest({ index, mtu }), 'replace');
   }
 
   async setLinkAddress(index: number, mac: string): Promise<void> {
-    this.exec(R.setLinkRequest({ index, mac }), 'replace');
+    await this.exec(R.setLinkRequest({ index, mac }), 'replace');
   }
 
   // ---------------------------------------------------------- addresses
 
   async listAddrs(index?: number): Promise<Addr[]> {
-    const all = this.sock.dump(R.dumpAddrsRequest(C.AF_INET)).map(decodeAddr);
+    const all = (await this.sock.dump(R.dumpAddrsRequest(C.AF_INET))).map(decodeAddr);
     return index === undefined ? all : all.filter((a) => a.index === index);
   }
 
   async addAddr(index: number, cidr: string): Promise<void> {
-    this.exec(R.newAddrRequest({ index, cidr }, 'create'), 'add');
+    await this.exec(R.newAddrRequest({ index, cidr }, 'create'), 'add');
   }
 
   async delAddr(index: number, cidr: string): Promise<void> {
-    this.exec(R.delAddrRequest({ index, cidr }), 'delete');
+    await this.exec(R.delAddrRequest({ index, cidr }), 'delete');
   }
 
   // ------------------------------------------------------------- routes
 
   async listRoutes(filter: RouteFilter = {}): Promise<Route[]> {
     const table = filter.table ?? C.RT_TABLE_MAIN;
-    return this.sock
-      .dump(R.dumpRoutesRequest(C.AF_INET))
+    return (await this.sock.dump(R.dumpRoutesRequest(C.AF_INET)))
       .map(decodeRoute)
       .filter((r) => (table === 'all' || r.table === table) && (filter.oif === undefined || r.oif === filter.oif));
   }
 
   async replaceRoute(route: RouteSpec): Promise<void> {
-    this.exec(R.newRouteRequest(routeSpec(route), 'replace'), 'replace');
+    await this.exec(R.newRouteRequest(routeSpec(route), 'replace'), 'replace');
   }
 
   async delRoute(route: RouteSpec): Promise<void> {
-    this.exec(R.delRouteRequest(routeSpec(route)), 'delete');
+    await this.exec(R.delRouteRequest(routeSpec(route)), 'delete');
   }
 
   // --------------------------------------------------------- neighbours
 
   async listNeighs(index?: number): Promise<Neigh[]> {
     const out: Neigh[] = [];
-    for (const msg of this.sock.dump(R.dumpNeighsRequest(C.AF_INET))) {
+    for (const msg of await this.sock.dump(R.dumpNeighsRequest(C.AF_INET))) {
       const n = decodeNeighOrFdb(msg);
       if (!isFdbEntry(n) && (index === undefined || n.ifindex === index)) out.push(n);
     }
@@ -228,18 +247,18 @@ export class RtNetlink implements KernelNet {
   }
 
   async replaceNeigh(neigh: NeighSpec): Promise<void> {
-    this.exec(neighReq(neigh), 'replace');
+    await this.exec(neighReq(neigh), 'replace');
   }
 
   async delNeigh(neigh: NeighKey): Promise<void> {
-    this.exec(R.delNeighRequest(neigh), 'delete');
+    await this.exec(R.delNeighRequest(neigh), 'delete');
   }
 
   // ---------------------------------------------------------------- fdb
 
   async listFdb(index?: number): Promise<FdbEntry[]> {
     const out: FdbEntry[] = [];
-    for (const msg of this.sock.dump(R.dumpFdbRequest())) {
+    for (const msg of await this.sock.dump(R.dumpFdbRequest())) {
       const f = decodeNeighOrFdb(msg);
       if (isFdbEntry(f) && (index === undefined || f.ifindex === index)) out.push(f);
     }
@@ -247,15 +266,15 @@ export class RtNetlink implements KernelNet {
   }
 
   async replaceFdb(fdb: FdbSpec): Promise<void> {
-    this.exec(R.newFdbRequest(fdbSpec(fdb), 'replace'), 'replace');
+    await this.exec(R.newFdbRequest(fdbSpec(fdb), 'replace'), 'replace');
   }
 
   async appendFdb(fdb: FdbSpec): Promise<void> {
-    this.exec(R.newFdbRequest(fdbSpec(fdb), 'append'), 'add');
+    await this.exec(R.newFdbRequest(fdbSpec(fdb), 'append'), 'add');
   }
 
   async delFdb(fdb: FdbSpec): Promise<void> {
-    this.exec(R.delFdbRequest(fdbSpec(fdb)), 'delete');
+    await this.exec(R.delFdbRequest(fdbSpec(fdb)), 'delete');
   }
 
   // -------------------------------------------------------------- batch
@@ -265,7 +284,7 @@ export class RtNetlink implements KernelNet {
     // Build every request first so a malformed spec (caller bug) throws
     // before anything is sent.
     const planned = ops.map(opRequest);
-    const replies = this.sock.batch(planned.map((p) => p.req));
+    const replies = await this.sock.batch(planned.map((p) => p.req));
     const failures: BatchFailure[] = [];
     replies.forEach((reply, i) => {
       if (reply.ok || isAlreadyDone(planned[i]!.effect, reply.error)) return;

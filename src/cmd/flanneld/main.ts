@@ -24,14 +24,18 @@ import { sdNotify } from '../../daemon/sdnotify.js';
 import { VERSION } from '../../version.js';
 import { FlagError, parseFlanneldFlags } from './flags.js';
 
-/** Backends by type; the netlink socket is opened only by a backend that needs one. */
+/**
+ * Backends by type; the netlink socket is opened only by a backend that needs
+ * one, in a worker thread, so the kernel never blocks the daemon's event loop.
+ */
 function defaultBackends(): { registry: BackendRegistry; close(): void } {
   let kernel: RtNetlink | null = null;
+  const k = () => (kernel ??= RtNetlink.openInWorker());
   const registry = new BackendRegistry()
     .register('alloc', (ctx) => new AllocBackend(ctx))
-    .register('vxlan', (ctx) => new VxlanBackend(ctx, { kernel: (kernel ??= RtNetlink.open()), feed: new NetlinkChangeFeed() }))
-    .register('host-gw', (ctx) => new HostGwBackend(ctx, { kernel: (kernel ??= RtNetlink.open()), feed: new NetlinkChangeFeed() }))
-    .register('udp', (ctx) => new UdpBackend(ctx, { kernel: (kernel ??= RtNetlink.open()) }));
+    .register('vxlan', (ctx) => new VxlanBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() }))
+    .register('host-gw', (ctx) => new HostGwBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() }))
+    .register('udp', (ctx) => new UdpBackend(ctx, { kernel: k() }));
   return { registry, close: () => kernel?.close() };
 }
 

@@ -29,7 +29,10 @@ export interface EventPattern {
   match: Record<string, unknown>;
 }
 
-const kernel = RtNetlink.open();
+// --worker: KernelNet calls go through the worker-thread socket the daemon
+// uses; the raw socket probes below always use an inline one.
+const inline = RtNetlink.open();
+const kernel = process.argv.includes('--worker') ? RtNetlink.openInWorker() : inline;
 let subscriber: NetlinkSubscriber | undefined;
 const events: NetlinkEvent[] = [];
 let overruns = 0;
@@ -99,7 +102,7 @@ async function call(method: string, params: unknown[]): Promise<unknown> {
   }
   switch (method) {
     case 'portId':
-      return kernel.socket.portId;
+      return inline.socket.portId;
     case 'subscribe': {
       events.length = 0;
       subscriber = await NetlinkSubscriber.start({
@@ -140,7 +143,7 @@ async function call(method: string, params: unknown[]): Promise<unknown> {
         for (let i = 0; i < count; i++) {
           reqs.push(R.newNeighRequest({ ifindex, ip: `198.19.${i >> 8}.${i & 255}`, mac: '02:00:00:00:00:99' }));
         }
-        kernel.socket.batch(reqs);
+        inline.socket.batch(reqs);
         const kinds: string[] = [];
         for (let i = 0; i < 10000; i++) {
           const r = listener.receive(0);
@@ -148,7 +151,7 @@ async function call(method: string, params: unknown[]): Promise<unknown> {
           if (r.kind !== 'messages') break;
         }
         for (let i = 0; i < count; i++) reqs[i] = R.delNeighRequest({ ifindex, ip: `198.19.${i >> 8}.${i & 255}` });
-        kernel.socket.batch(reqs);
+        inline.socket.batch(reqs);
         return { sawOverrun: kinds.includes('overrun'), receives: kinds.length };
       } finally {
         listener.close();

@@ -1,0 +1,174 @@
+// NetlinkTransport: how requests reach the kernel. The codec builds requests
+// and decodes replies; a transport only moves bytes, with deadlines.
+//
+// * InlineTransport runs the synchronous NetlinkSocket on the calling thread.
+//   Fine for short-lived CLIs and tests.
+// * WorkerTransport owns the socket in a worker thread, so a slow kernel
+//   (rtnl_lock contention, a 3000-request batch) never blocks the daemon's
+//   event loop: health endpoints, the store watch and timers keep running.
+//   Requests are handled one at a time, in the order they were made, exactly
+//   as on the inline socket; every wait inside the worker keeps its deadline.
+
+import { Worker } from 'node:worker_threads';
+import type { NlMessage } from './codec.js';
+import { NetlinkError } from './errors.js';
+import type { NetlinkRequest } from './requests.js';
+import { NetlinkSocket, type BatchOptions, type BatchReply, type DumpOptions, type NetlinkSocketOptions, type RequestOptions } from './socket.js';
+
+export interface NetlinkTransport {
+  request(req: NetlinkRequest, opts?: RequestOptions): Promise<NlMessage[]>;
+  dump(req: NetlinkRequest, opts?: DumpOptions): Promise<NlMessage[]>;
+  batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]>;
+  close(): void;
+}
+
+export class InlineTransport implements NetlinkTransport {
+  constructor(readonly socket: NetlinkSocket) {}
+  async request(req: NetlinkRequest, opts?: RequestOptions): Promise<NlMessage[]> {
+    return this.socket.request(req, opts);
+  }
+  async dump(req: NetlinkRequest, opts?: DumpOptions): Promise<NlMessage[]> {
+    return this.socket.dump(req, opts);
+  }
+  async batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]> {
+    return this.socket.batch(reqs, opts);
+  }
+  close(): void {
+    this.socket.close();
+  }
+}
+
+// ------------------------------------------------------------ wire format
+
+/** A NetlinkError as it crosses the thread boundary. */
+export interface ErrorWire {
+  netlink: boolean;
+  errno: number;
+  op: string;
+  extAck?: string;
+  extAckOffset?: number;
+  message: string;
+}
+
+export type WorkerCall =
+  | { id: number; kind: 'request' | 'dump'; req: NetlinkRequest; opts?: RequestOptions | DumpOptions }
+  | { id: number; kind: 'batch'; reqs: NetlinkRequest[]; opts?: BatchOptions }
+  | { id: number; kind: 'close' };
+
+export type WorkerReply =
+  | { id: number; ok: true; messages: NlMessage[] }
+  | { id: number; ok: true; replies: Array<{ ok: true; messages: NlMessage[] } | { ok: false; error: ErrorWire }> }
+  | { id: number; ok: false; error: ErrorWire };
+
+export function errorToWire(err: unknown): ErrorWire {
+  if (err instanceof NetlinkError) {
+    return {
+      netlink: true,
+      errno: err.errno,
+      op: err.op,
+      ...(err.extAck !== undefined ? { extAck: err.extAck } : {}),
+      ...(err.extAckOffset !== undefined ? { extAckOffset: err.extAckOffset } : {}),
+      message: err.message,
+    };
+  }
+  return { netlink: false, errno: 0, op: '', message: err instanceof Error ? err.message : String(err) };
+}
+
+export function errorFromWire(w: ErrorWire): Error {
+  if (!w.netlink) return new Error(w.message);
+  const e = new NetlinkError({ errno: w.errno, op: w.op, ...(w.extAck !== undefined ? { extAck: w.extAck } : {}), ...(w.extAckOffset !== undefined ? { extAckOffset: w.extAckOffset } : {}) });
+  // keep the exact text (it may carry a detail, e.g. a timeout's)
+  Object.defineProperty(e, 'message', { value: w.message });
+  return e;
+}
+
+/** Structured clone turns Buffers into Uint8Arrays; make them Buffers again, without copying. */
+export function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** An exact-size copy of the body, so structured clone does not copy a pooled Buffer's whole backing store. */
+function compactReq(r: NetlinkRequest): NetlinkRequest {
+  return { ...r, body: new Uint8Array(r.body) as Buffer };
+}
+
+function reviveMessages(ms: NlMessage[]): NlMessage[] {
+  for (const m of ms) m.payload = asBuffer(m.payload);
+  return ms;
+}
+
+// ------------------------------------------------------------ worker side
+
+export class WorkerTransport implements NetlinkTransport {
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; kind: WorkerCall['kind'] }>();
+  private dead: Error | null = null;
+  private closed = false;
+
+  private constructor(opts: NetlinkSocketOptions) {
+    const { libc: _ignored, ...init } = opts;
+    this.worker = new Worker(new URL('./transport-worker.js', import.meta.url), { workerData: init });
+    this.worker.unref(); // only pending requests keep the process alive (see ref/unref below)
+    this.worker.on('message', (m: WorkerReply) => this.onReply(m));
+    this.worker.on('error', (e) => this.fail(new Error(`netlink worker failed: ${e.message}`)));
+    this.worker.on('exit', (code) => this.fail(new Error(`netlink worker exited (code ${code})`)));
+  }
+
+  /** Starts the worker; the socket is opened there, and an open failure is the first request's error. */
+  static open(opts: NetlinkSocketOptions = {}): WorkerTransport {
+    return new WorkerTransport(opts);
+  }
+
+  /** Requests waiting for the kernel; for tests and metrics. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  private fail(e: Error): void {
+    if (this.closed && this.pending.size === 0) return;
+    this.dead ??= e;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  private onReply(m: WorkerReply): void {
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (this.pending.size === 0) this.worker.unref();
+    if (!m.ok) return p.reject(errorFromWire(m.error));
+    if ('messages' in m) return p.resolve(reviveMessages(m.messages));
+    p.resolve(
+      m.replies.map((r): BatchReply => (r.ok ? { ok: true, messages: reviveMessages(r.messages) } : { ok: false, error: errorFromWire(r.error) as NetlinkError })),
+    );
+  }
+
+  private call<T>(c: Omit<WorkerCall, 'id'>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('netlink transport is closed'));
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, kind: c.kind });
+      if (this.pending.size === 1) this.worker.ref();
+      this.worker.postMessage({ ...c, id });
+    });
+  }
+
+  request(req: NetlinkRequest, opts?: RequestOptions): Promise<NlMessage[]> {
+    return this.call({ kind: 'request', req: compactReq(req), ...(opts ? { opts } : {}) } as Omit<WorkerCall, 'id'>);
+  }
+  dump(req: NetlinkRequest, opts?: DumpOptions): Promise<NlMessage[]> {
+    return this.call({ kind: 'dump', req: compactReq(req), ...(opts ? { opts } : {}) } as Omit<WorkerCall, 'id'>);
+  }
+  batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]> {
+    return this.call({ kind: 'batch', reqs: reqs.map(compactReq), ...(opts ? { opts } : {}) } as Omit<WorkerCall, 'id'>);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    // Let queued requests finish; the worker closes its socket and exits.
+    this.worker.postMessage({ id: 0, kind: 'close' } satisfies WorkerCall);
+  }
+}
