@@ -222,7 +222,9 @@ async function main(): Promise<number> {
     }
   }
 
+  daemon.metrics.startLoopMonitor();
   const exit = await daemon.run(ac.signal);
+  daemon.metrics.stopLoopMonitor();
   await health?.close();
   await store?.close();
   backends.close();
