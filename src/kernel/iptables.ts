@@ -7,7 +7,9 @@
 // `iptables-restore --noflush` (declaring a chain flushes it), and the jump
 // from POSTROUTING/FORWARD is appended once. A periodic check (every
 // --iptables-resync seconds) rebuilds whatever went missing. Rules are left in
-// place on shutdown, as in flannel.
+// place on shutdown, as in flannel. cleanupIptables() removes our chains and
+// every jump to them, for nftables mode (src/kernel/nftables.ts) and for
+// chains a run no longer wants.
 
 import { execFile } from 'node:child_process';
 import { formatIPv4Net, type IPv4Net } from '../lease/ip.js';
@@ -73,13 +75,32 @@ export function expectedListing(r: RuleSet): string[] {
   return [`-N ${r.chain}`, ...r.rules.map((x) => `-A ${r.chain} ${x.map(quote).join(' ')}`)];
 }
 
-function exec(cmd: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+export interface CmdResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * How the traffic managers run their commands. `prefix` is prepended to every
+ * command line (tests use ['ip', 'netns', 'exec', <ns>] to confine a manager
+ * to a namespace); the daemon runs them as they are.
+ */
+export interface CmdOptions {
+  prefix?: readonly string[];
+}
+
+/** Runs cmd (never throws); code 127 when the binary cannot be started. */
+export function runCmd(cmd: string, args: readonly string[], input?: string, o: CmdOptions = {}): Promise<CmdResult> {
+  const argv = [...(o.prefix ?? []), cmd, ...args];
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: 10_000 }, (err, stdout, stderr) => {
+    const child = execFile(argv[0]!, argv.slice(1), { timeout: 10_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 127) : 0;
       resolve({ code, stdout, stderr: stderr || (err && code === 127 ? err.message : '') });
     });
+    child.stdin?.on('error', () => undefined); // the child may exit before reading its input
     if (input !== undefined) child.stdin?.end(input);
+    else child.stdin?.end();
   });
 }
 
@@ -92,10 +113,16 @@ export class IptablesManager {
   constructor(
     private readonly log: Logger,
     private readonly resyncSeconds: number,
+    private readonly cmd: CmdOptions = {},
   ) {}
+
+  private exec(bin: string, args: string[], input?: string): Promise<CmdResult> {
+    return runCmd(bin, args, input, this.cmd);
+  }
 
   /** Install (or rebuild) the rule sets, then keep them in place. */
   async setup(sets: RuleSet[]): Promise<void> {
+    this.close();
     this.sets = sets;
     for (const s of sets) await this.ensure(s);
     if (this.resyncSeconds > 0) {
@@ -105,21 +132,21 @@ export class IptablesManager {
   }
 
   private async ensure(s: RuleSet): Promise<void> {
-    const restore = await exec('iptables-restore', ['--noflush', '--wait'], restorePayload(s));
+    const restore = await this.exec('iptables-restore', ['--noflush', '--wait'], restorePayload(s));
     if (restore.code !== 0) throw new Error(`iptables-restore (${s.table} ${s.chain}) failed: ${restore.stderr.trim()}`);
-    const has = await exec('iptables', ['-w', '-t', s.table, '-C', s.parent, ...s.jump]);
+    const has = await this.exec('iptables', ['-w', '-t', s.table, '-C', s.parent, ...s.jump]);
     if (has.code !== 0) {
-      const add = await exec('iptables', ['-w', '-t', s.table, '-A', s.parent, ...s.jump]);
+      const add = await this.exec('iptables', ['-w', '-t', s.table, '-A', s.parent, ...s.jump]);
       if (add.code !== 0) throw new Error(`iptables -t ${s.table} -A ${s.parent} failed: ${add.stderr.trim()}`);
     }
   }
 
   private async intact(s: RuleSet): Promise<boolean> {
-    const list = await exec('iptables', ['-w', '-t', s.table, '-S', s.chain]);
+    const list = await this.exec('iptables', ['-w', '-t', s.table, '-S', s.chain]);
     if (list.code !== 0) return false;
     const lines = list.stdout.trim().split('\n');
     if (lines.join('\n') !== expectedListing(s).join('\n')) return false;
-    return (await exec('iptables', ['-w', '-t', s.table, '-C', s.parent, ...s.jump])).code === 0;
+    return (await this.exec('iptables', ['-w', '-t', s.table, '-C', s.parent, ...s.jump])).code === 0;
   }
 
   /** The periodic resync: rebuild any chain that is not exactly as installed. */
@@ -142,5 +169,74 @@ export class IptablesManager {
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
+    this.timer = null;
   }
+}
+
+/** flannel's own iptables chains, by table: what nftables mode removes (spec §9.4). */
+export const FLANNEL_IPTABLES_CHAINS: ReadonlyArray<{ table: 'nat' | 'filter'; chain: string }> = [
+  { table: 'nat', chain: 'FLANNEL-POSTRTG' },
+  { table: 'filter', chain: 'FLANNEL-FWD' },
+];
+
+/**
+ * The iptables-restore payload that removes `chain` from one table, given that
+ * table's `iptables -S` listing: every rule elsewhere that jumps (or goes) to
+ * it is deleted, then the chain is flushed and deleted, all in one COMMIT.
+ * null when the chain does not exist (nothing to do). The listing's lines are
+ * already in iptables-restore syntax, so a `-A` line becomes its `-D` line.
+ */
+export function cleanupPayload(table: string, chain: string, listing: string): string | null {
+  const lines = listing.split('\n').map((l) => l.trim());
+  if (!lines.includes(`-N ${chain}`)) return null;
+  const target = new RegExp(`\\s-[jg] ${chain.replace(/[-.]/g, '\\$&')}(\\s|$)`);
+  const jumps = lines.filter((l) => l.startsWith('-A ') && !l.startsWith(`-A ${chain} `) && target.test(l)).map((l) => `-D ${l.slice(3)}`);
+  return [`*${table}`, ...jumps, `-F ${chain}`, `-X ${chain}`, 'COMMIT', ''].join('\n');
+}
+
+export interface IptablesCleanupOptions extends CmdOptions {
+  /** which binaries (address families) to clean; default both */
+  families?: ReadonlyArray<'iptables' | 'ip6tables'>;
+  /** chains to leave alone (the ones this run installs) */
+  keep?: readonly string[];
+}
+
+/**
+ * Removes flannel's iptables chains and the jumps to them, for IPv4 and IPv6:
+ * what flanneld does when it starts in nftables mode (spec §9.4). Iptables
+ * mode uses it too, with `keep`, so that a chain this run does not want (say
+ * FLANNEL-POSTRTG after a restart without --ip-masq) stops applying; flannel
+ * leaves such a chain in place. Returns what it removed, e.g.
+ * ['iptables nat FLANNEL-POSTRTG']. It only reads (`iptables -S`) unless one
+ * of flannel's chains is there.
+ *
+ * Unlike flannel, FLANNEL-FWD is looked for in `filter`, where it lives
+ * (flannel looks in `nat`, ⚠ spec §9.4, and so never removes it). A missing
+ * iptables binary is not an error here: a host without iptables has nothing
+ * to clean up (flannel fails in that case).
+ */
+export async function cleanupIptables(log: Logger, o: IptablesCleanupOptions = {}): Promise<string[]> {
+  const removed: string[] = [];
+  for (const bin of o.families ?? ['iptables', 'ip6tables']) {
+    for (const { table, chain } of FLANNEL_IPTABLES_CHAINS) {
+      if (o.keep?.includes(chain)) continue;
+      const list = await runCmd(bin, ['-w', '-t', table, '-S'], undefined, o);
+      if (list.code === 127) {
+        log.debug(`${bin} not available (${list.stderr.trim()}); no ${bin} rules to clean up`);
+        break;
+      }
+      // A table that cannot be listed has nothing of ours in it.
+      if (list.code !== 0) continue;
+      const payload = cleanupPayload(table, chain, list.stdout);
+      if (!payload) continue;
+      const r = await runCmd(`${bin}-restore`, ['--noflush', '--wait'], payload, o);
+      if (r.code !== 0) {
+        log.warn(`could not remove ${bin} chain ${table} ${chain}: ${r.stderr.trim()}`);
+        continue;
+      }
+      removed.push(`${bin} ${table} ${chain}`);
+    }
+  }
+  if (removed.length) log.info(`removed flannel iptables rules: ${removed.join(', ')}`);
+  return removed;
 }

@@ -12,7 +12,8 @@ import { UdpBackend } from '../../backend/udp/udp.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink } from '../../kernel/rtnetlink.js';
 import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
-import { forwardRules, IptablesManager, masqRules } from '../../kernel/iptables.js';
+import { cleanupIptables, forwardRules, IptablesManager, masqRules } from '../../kernel/iptables.js';
+import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
 import { realHost } from '../../daemon/iface.js';
 import { stderrLogger } from '../../log/log.js';
@@ -171,23 +172,42 @@ async function main(): Promise<number> {
   }
 
   const backends = defaultBackends();
-  let traffic: TrafficRules | undefined;
-  if (f.ipMasq || f.iptablesForwardRules) {
-    const ipt = new IptablesManager(log.child('iptables'), f.iptablesResync);
-    traffic = {
-      setup: async (cfg, own) => {
-        if (cfg.enableNFTables) {
-          log.warn('EnableNFTables: nftables mode is not implemented in flannel-ts yet; no masquerade/forward rules installed');
+  // Masquerade/forward rules (spec §9): iptables, or nftables with EnableNFTables.
+  // Like flannel, each mode first removes what the other mode left behind
+  // (spec §9.4). Unlike flannel, rules this run does not want (e.g. after a
+  // restart without --ip-masq) are removed too, and a run that wants none
+  // creates no empty table; it then only reads the firewall.
+  let trafficMgr: IptablesManager | NftablesManager | null = null;
+  const traffic: TrafficRules = {
+    setup: async (cfg, own) => {
+      trafficMgr?.close();
+      trafficMgr = null;
+      const masq = f.ipMasq && cfg.network !== null;
+      const fwd = f.iptablesForwardRules && cfg.network !== null;
+      if (cfg.enableNFTables) {
+        await cleanupIptables(log.child('iptables'));
+        const chains = [];
+        if (masq) chains.push(nftMasqChain(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
+        if (fwd) chains.push(nftForwardChain(cfg.network!));
+        if (chains.length === 0) {
+          await cleanupNftables(log.child('nftables'), { tables: [`ip ${NFT_TABLE_V4}`] });
           return;
         }
-        const sets = [];
-        if (f.ipMasq && cfg.network) sets.push(masqRules(cfg.network, own.subnet, !f.ipMasqFullyRandomDisable));
-        if (f.iptablesForwardRules && cfg.network) sets.push(forwardRules(cfg.network));
-        await ipt.setup(sets);
-      },
-      close: () => ipt.close(),
-    };
-  }
+        const nft = (trafficMgr = new NftablesManager(log.child('nftables'), f.iptablesResync));
+        await nft.setup([nftTableV4(chains)]); // IPv4 only for now
+        return;
+      }
+      await cleanupNftables(log.child('nftables'));
+      const sets = [];
+      if (masq) sets.push(masqRules(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
+      if (fwd) sets.push(forwardRules(cfg.network!));
+      await cleanupIptables(log.child('iptables'), { families: ['iptables'], keep: sets.map((s) => s.chain) });
+      if (sets.length === 0) return;
+      const ipt = (trafficMgr = new IptablesManager(log.child('iptables'), f.iptablesResync));
+      await ipt.setup(sets);
+    },
+    close: () => trafficMgr?.close(),
+  };
   const notifySocket = process.env.NOTIFY_SOCKET;
   const daemon = new Daemon({
     ...(leases ? { leases } : { store: store! }),
@@ -206,7 +226,7 @@ async function main(): Promise<number> {
     subnetFile: f.subnetFile,
     ipMasq: f.ipMasq,
     renewMarginMinutes: f.subnetLeaseRenewMargin,
-    ...(traffic ? { traffic } : {}),
+    traffic,
     ...(configText !== undefined ? { configText } : {}),
   });
 
