@@ -20,8 +20,10 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 
 # Runtime and test tools, plus g++/make/python3: `npm ci` compiles
-# better-sqlite3 from source (about 2 minutes, with no output).
-pkgs=(openssl etcd-server etcd-client containernetworking-plugins iptables nftables iproute2 iperf3 iputils-ping tcpdump g++ make python3)
+# better-sqlite3 from source (about 2 minutes, with no output). chromium is
+# the headless browser test/e2e/ui.test.ts drives through puppeteer-core
+# (which never downloads a browser of its own).
+pkgs=(openssl etcd-server etcd-client containernetworking-plugins iptables nftables iproute2 iperf3 iputils-ping tcpdump g++ make python3 chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

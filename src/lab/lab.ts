@@ -24,11 +24,13 @@ import { mapLimit, run, sh } from './sh.js';
 import { kubeApiserverBinary, nodeAnnotations, startLabKube } from './kube.js';
 
 export const DEFAULT_LAB_PREFIX = 'ftslab-';
+export const DEFAULT_LAB_DIR = '/run/flannel-ts-lab';
 export const UNDERLAY_IP = '192.0.2.1';
 export const NETWORK = '10.244.0.0/16';
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FLANNELD = path.join(DIST, 'cmd/flanneld/main.js');
 const CNI_PLUGIN = path.join(DIST, 'cmd/cni/main.js');
+export const FLANNELCTL = path.join(DIST, 'cmd/flannelctl/main.js');
 const CNI_DIRS = ['/usr/lib/cni', '/opt/cni/bin'];
 
 export class LabError extends Error {
@@ -38,6 +40,11 @@ export class LabError extends Error {
 /** lab up refused before it created anything: nothing to clean up (and a running lab is left alone). */
 export class LabRefused extends LabError {
   override name = 'LabRefused';
+}
+
+/** lab up was interrupted (SIGINT/SIGTERM): the caller removes what it made. */
+export class LabInterrupted extends LabError {
+  override name = 'LabInterrupted';
 }
 
 export type LabStore = 'local' | 'etcd' | 'kube';
@@ -50,6 +57,12 @@ export interface LabOptions {
   dir: string;
   prefix: string;
   progress: (line: string) => void;
+  /** serve the topology page on this address ("127.0.0.1:0": any free port); false: no page */
+  ui?: string | false;
+  /** aborted on SIGINT/SIGTERM: lab up stops at the next step and throws LabInterrupted */
+  signal?: AbortSignal;
+  /** how to call flannelctl in printed commands (default "flannelctl") */
+  self?: string;
 }
 
 export interface LabPod {
@@ -74,6 +87,8 @@ export interface LabState {
   createdAt: string;
   /** --store kube: where the control plane's files are (admin kubeconfig, apiserver.sock) */
   kube?: { dir: string; url: string; adminKubeconfig: string };
+  /** the topology page `lab up` started */
+  ui?: { url: string; pid: number };
   hosts: LabHost[];
   /** processes the lab started, with a word their command line must contain (guards against PID reuse) */
   procs: Array<{ pid: number; what: string; mark: string }>;
@@ -135,7 +150,8 @@ export async function labUp(o: LabOptions): Promise<LabState> {
   if (!Number.isInteger(o.pods) || o.pods < 0 || o.pods > 50) throw new LabRefused(`--pods: ${o.pods} is out of range (0..50)`);
   const existing = await labNamespaces(o.prefix);
   if (loadState(o.dir) || existing.length > 0) {
-    throw new LabRefused(`a lab is already up (${existing.length} namespaces named ${o.prefix}*); see "flannelctl lab status", or remove it with "flannelctl lab down"`);
+    const self = o.self ?? 'flannelctl';
+    throw new LabRefused(`a lab is already up (${existing.length} namespaces named ${o.prefix}*); see "${self} lab status${labFlags(o)}", or remove it with "${self} lab down${labFlags(o)}"`);
   }
   const cniDir = findPlugin('bridge');
   if (!cniDir || !findPlugin('host-local')) {
@@ -158,6 +174,17 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     }
   }
   const t0 = Date.now();
+  // Interrupted (SIGINT/SIGTERM): stop before the next thing is made; a command
+  // in flight is killed too. The caller then removes what was made.
+  const check = () => {
+    if (o.signal?.aborted) throw new LabInterrupted(`interrupted by ${String(o.signal.reason ?? 'a signal')}`);
+  };
+  const shOpts = o.signal ? { signal: o.signal } : {};
+  const x = (argv: string[]) => {
+    check();
+    return sh(argv, shOpts);
+  };
+  check();
   const step = (n: number, total: number, what: string) => o.progress(`[${n}/${total}] ${what} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   const s: LabState = {
     version: 1,
@@ -172,10 +199,10 @@ export async function labUp(o: LabOptions): Promise<LabState> {
   rmSync(o.dir, { recursive: true, force: true });
   saveState(s);
   const ul = `${o.prefix}ul`;
-  const ipn = (ns: string, ...a: string[]) => sh(['ip', '-n', ns, ...a]);
+  const ipn = (ns: string, ...a: string[]) => x(['ip', '-n', ns, ...a]);
 
   step(1, 5, `creating the underlay and ${o.hosts} hosts`);
-  await sh(['ip', 'netns', 'add', ul]);
+  await x(['ip', 'netns', 'add', ul]);
   await ipn(ul, 'link', 'set', 'lo', 'up');
   await ipn(ul, 'link', 'add', 'br0', 'type', 'bridge');
   await ipn(ul, 'addr', 'add', `${UNDERLAY_IP}/24`, 'dev', 'br0');
@@ -184,7 +211,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     const name = `${o.prefix}h${i}`;
     const h: LabHost = { name, index: i, ip: `192.0.2.${10 + i}`, dir: path.join(o.dir, `h${i}`), pods: [] };
     mkdirSync(h.dir, { recursive: true });
-    await sh(['ip', 'netns', 'add', name]);
+    await x(['ip', 'netns', 'add', name]);
     s.hosts.push(h);
     saveState(s);
     await ipn(ul, 'link', 'add', `vh${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name);
@@ -193,7 +220,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     await ipn(name, 'addr', 'add', `${h.ip}/24`, 'dev', 'eth0');
     await ipn(name, 'link', 'set', 'eth0', 'up');
     await ipn(name, 'route', 'add', 'default', 'via', UNDERLAY_IP);
-    await sh(['ip', 'netns', 'exec', name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    await x(['ip', 'netns', 'exec', name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   }
 
   step(2, 5, o.store === 'kube' ? 'starting etcd and kube-apiserver in the underlay, creating the Node objects' : `starting the ${o.store} lease store`);
@@ -214,6 +241,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     });
     s.kube = { dir: k.dir, url: k.url, adminKubeconfig: k.adminKubeconfig };
     saveState(s);
+    check();
     storeArgs = k.flanneldArgs;
     for (const h of s.hosts) hostEnv.set(h.name, { NODE_NAME: h.name });
   } else if (o.store === 'local') {
@@ -231,8 +259,14 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     );
     s.procs.push({ pid, what: 'etcd', mark: 'etcd' });
     saveState(s);
-    const etcdctl = (...a: string[]) => run(['ip', 'netns', 'exec', ul, 'etcdctl', '--endpoints', ep, ...a], { env: { ETCDCTL_API: '3' } });
+    // The root namespace cannot reach the underlay: a relay in it serves etcd
+    // on a Unix socket (a path, visible from every namespace) for the page.
+    const relay = spawnDetached(['ip', 'netns', 'exec', ul, process.execPath, '-e', RELAY_JS, labEtcdSocket(o.dir), UNDERLAY_IP, '2379'], path.join(o.dir, 'etcd-relay.log'));
+    s.procs.push({ pid: relay, what: 'etcd relay', mark: 'etcd.sock' });
+    saveState(s);
+    const etcdctl = (...a: string[]) => run(['ip', 'netns', 'exec', ul, 'etcdctl', '--endpoints', ep, ...a], { env: { ETCDCTL_API: '3' }, ...shOpts });
     for (let i = 0; ; i++) {
+      check();
       if ((await etcdctl('endpoint', 'health')).code === 0) break;
       if (i > 100) throw new LabError(`etcd did not become healthy; see ${path.join(o.dir, 'etcd.log')}`);
       await sleep(100);
@@ -242,10 +276,11 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     storeArgs = [`--etcd-endpoints=${ep}`];
   }
 
+  check();
   step(3, 5, `starting ${o.hosts} flanneld`);
   for (const h of s.hosts) {
     const pid = spawnDetached(
-      ['ip', 'netns', 'exec', h.name, process.execPath, FLANNELD, ...storeArgs, `--subnet-file=${path.join(h.dir, 'subnet.env')}`, '--iface=eth0'],
+      ['ip', 'netns', 'exec', h.name, process.execPath, FLANNELD, ...storeArgs, `--subnet-file=${path.join(h.dir, 'subnet.env')}`, '--iface=eth0', '--log-format=text'],
       path.join(h.dir, 'flanneld.log'),
       hostEnv.get(h.name) ?? {},
     );
@@ -255,6 +290,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
   for (const h of s.hosts) {
     const f = path.join(h.dir, 'subnet.env');
     for (let i = 0; !existsSync(f); i++) {
+      check();
       if (i > 300) {
         const log = existsSync(path.join(h.dir, 'flanneld.log')) ? readFileSync(path.join(h.dir, 'flanneld.log'), 'utf8').trim().split('\n').slice(-5).join('\n') : '';
         throw new LabError(`flanneld on ${h.name} did not write ${f} within 30 s; last log lines:\n${log}`);
@@ -267,18 +303,94 @@ export async function labUp(o: LabOptions): Promise<LabState> {
   for (const h of s.hosts) {
     for (let j = 1; j <= o.pods; j++) {
       const pod = `${h.name}p${j}`;
-      await sh(['ip', 'netns', 'add', pod]);
+      await x(['ip', 'netns', 'add', pod]);
       h.pods.push({ name: pod, ip: null });
       saveState(s);
       await ipn(pod, 'link', 'set', 'lo', 'up');
       const res = await cniInvoke(h, 'ADD', pod, cniDir);
       const ip = /"address":\s*"([\d.]+)\//.exec(res)?.[1] ?? null;
       h.pods[j - 1]!.ip = ip;
+      check();
     }
   }
   saveState(s);
+  if (o.ui !== false && o.ui !== undefined) {
+    if (o.store === 'kube') o.progress('(no topology page: it reads etcd or local stores, and a --store kube lab keeps its leases as Node objects)');
+    else {
+      const ui = await startLabUi(s, o.ui, check);
+      if (typeof ui === 'string') o.progress(`the topology page did not start: ${ui}`);
+      else {
+        s.ui = ui;
+        saveState(s);
+      }
+    }
+  }
+  check();
   step(5, 5, 'checking pod-to-pod reachability');
   return s;
+}
+
+// Relays a Unix socket to a TCP address; run inside the underlay namespace
+// (`node -e`, argv: socket, host, port).
+const RELAY_JS = `
+const net = require('node:net'), fs = require('node:fs');
+const [sock, host, port] = process.argv.slice(1);
+fs.rmSync(sock, { force: true });
+const server = net.createServer((a) => {
+  const b = net.connect(Number(port), host);
+  a.on('error', () => b.destroy());
+  b.on('error', () => a.destroy());
+  a.pipe(b);
+  b.pipe(a);
+});
+server.listen(sock, () => fs.chmodSync(sock, 0o600));
+for (const s of ['SIGTERM', 'SIGINT']) process.on(s, () => { fs.rmSync(sock, { force: true }); process.exit(0); });
+`;
+
+export const labEtcdSocket = (dir: string) => path.join(dir, 'etcd.sock');
+/** Written by `flannelctl ui --lab <dir>` once it listens: its URL and PID. */
+export const labUiFile = (dir: string) => path.join(dir, 'ui.json');
+
+export function readLabUi(dir: string): { url: string; pid: number } | null {
+  try {
+    const u = JSON.parse(readFileSync(labUiFile(dir), 'utf8')) as { url?: unknown; pid?: unknown };
+    return typeof u.url === 'string' && typeof u.pid === 'number' ? { url: u.url, pid: u.pid } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Is the lab's page being served: the PID in ui.json is alive and is flannelctl. */
+export function labUiStatus(s: LabState): { url: string; pid: number; running: boolean; log: string } | null {
+  const u = readLabUi(s.dir) ?? s.ui ?? null;
+  if (!u) return null;
+  return { ...u, running: alive(u.pid) && cmdlineHas(u.pid, 'flannelctl'), log: path.join(s.dir, 'ui.log') };
+}
+
+/** Starts `flannelctl ui --lab <dir>` detached and waits for it to listen; a reason when it did not. */
+async function startLabUi(s: LabState, listen: string, check: () => void): Promise<{ url: string; pid: number } | string> {
+  const log = path.join(s.dir, 'ui.log');
+  rmSync(labUiFile(s.dir), { force: true });
+  const pid = spawnDetached([process.execPath, FLANNELCTL, 'ui', `--lab=${s.dir}`, '--listen', listen], log);
+  // Recorded at once, so an interrupted lab up (or lab down) stops it too.
+  s.procs.push({ pid, what: 'topology page', mark: 'flannelctl' });
+  saveState(s);
+  for (let i = 0; i < 150; i++) {
+    check();
+    const u = readLabUi(s.dir);
+    if (u && u.pid === pid) return u;
+    if (!alive(pid)) break;
+    await sleep(100);
+  }
+  const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' / ') : '';
+  if (alive(pid)) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+  }
+  return tail || `it did not answer within 15 s (see ${log})`;
 }
 
 function cniConfig(h: Pick<LabHost, 'dir'>): string {
@@ -317,15 +429,33 @@ export interface HostReport {
   host: LabHost;
   subnet: string;
   mtu: string;
+  /** one line on the backend's device: flannel.1 (vxlan), flannel0 (udp), or that host-gw has none */
   device: string;
   neigh: string[];
   fdb: string[];
   routes: string[];
+  /** host-gw: the routes to peers' subnets via their public IPs */
+  peerRoutes: string[];
+  flanneld: FlanneldStatus;
+}
+
+export interface FlanneldStatus {
+  state: 'running' | 'stopped';
+  /** null when the lab has no record of it (a crash before it was saved) */
+  pid: number | null;
+  log: string;
+}
+
+/** Is this host's flanneld running: its recorded PID is alive and is a flanneld. */
+export function flanneldStatus(s: Pick<LabState, 'procs'>, h: Pick<LabHost, 'name' | 'dir'>): FlanneldStatus {
+  const p = s.procs.find((x) => x.what === `flanneld ${h.name}`);
+  const running = p !== undefined && alive(p.pid) && cmdlineHas(p.pid, 'flanneld');
+  return { state: running ? 'running' : 'stopped', pid: p?.pid ?? null, log: path.join(h.dir, 'flanneld.log') };
 }
 
 const lines = (s: string) => s.trim().split('\n').map((l) => l.trim()).filter(Boolean);
 
-export async function hostReport(h: LabHost, backend: string): Promise<HostReport> {
+export async function hostReport(h: LabHost, backend: string, s?: Pick<LabState, 'procs' | 'hosts'>): Promise<HostReport> {
   let subnet = '?';
   let mtu = '?';
   try {
@@ -335,24 +465,33 @@ export async function hostReport(h: LabHost, backend: string): Promise<HostRepor
   } catch {
     /* flanneld not up */
   }
-  const dev = backend === 'vxlan' ? 'flannel.1' : '';
-  let device = '(none)';
+  const dev = backend === 'vxlan' ? 'flannel.1' : backend === 'udp' ? 'flannel0' : '';
+  let device: string;
   let neigh: string[] = [];
   let fdb: string[] = [];
   if (dev) {
     const link = await run(['ip', '-n', h.name, '-d', 'link', 'show', dev]);
     const addr = await run(['ip', '-n', h.name, '-4', '-br', 'addr', 'show', dev]);
     if (link.code === 0) {
-      const mac = /link\/ether (\S+)/.exec(link.stdout)?.[1] ?? '?';
+      const mac = /link\/ether (\S+)/.exec(link.stdout)?.[1];
       const vx = /vxlan id (\d+).*?dstport (\d+)( nolearning)?/.exec(link.stdout);
       const m = /mtu (\d+)/.exec(link.stdout)?.[1] ?? '?';
-      device = `${dev}  mac ${mac}  addr ${addr.stdout.trim().split(/\s+/).slice(2).join(' ')}  mtu ${m}${vx ? `  vxlan id ${vx[1]} dstport ${vx[2]}${vx[3] ?? ''}` : ''}`;
+      const a = addr.stdout.trim().split(/\s+/).slice(2).join(' ') || '(none)';
+      device =
+        backend === 'udp'
+          ? `${dev}  tun  addr ${a}  mtu ${m}  (flanneld reads and writes its packets, in UDP to port 8285)`
+          : `${dev}  mac ${mac ?? '?'}  addr ${a}  mtu ${m}${vx ? `  vxlan id ${vx[1]} dstport ${vx[2]}${vx[3] ?? ''}` : ''}`;
     } else device = `${dev} is missing`;
-    neigh = lines((await run(['ip', '-n', h.name, 'neigh', 'show', 'dev', dev])).stdout);
-    fdb = lines((await run(['bridge', '-n', h.name, 'fdb', 'show', 'dev', dev])).stdout);
-  }
+    if (backend === 'vxlan') {
+      neigh = lines((await run(['ip', '-n', h.name, 'neigh', 'show', 'dev', dev])).stdout);
+      fdb = lines((await run(['bridge', '-n', h.name, 'fdb', 'show', 'dev', dev])).stdout);
+    }
+  } else device = "host-gw: no tunnel device; each peer's subnet is routed via the peer's public IP";
   const routes = lines((await run(['ip', '-n', h.name, 'route'])).stdout);
-  return { host: h, subnet, mtu, device, neigh, fdb, routes };
+  const peers = new Set((s?.hosts ?? []).filter((x) => x.name !== h.name).map((x) => x.ip));
+  const peerRoutes = backend === 'host-gw' ? routes.filter((r) => peers.has(/ via (\S+)/.exec(r)?.[1] ?? '')) : [];
+  const flanneld = s ? flanneldStatus(s, h) : { state: 'stopped' as const, pid: null, log: path.join(h.dir, 'flanneld.log') };
+  return { host: h, subnet, mtu, device, neigh, fdb, routes, peerRoutes, flanneld };
 }
 
 export interface Reach {
@@ -374,14 +513,31 @@ export async function reachability(s: LabState): Promise<Reach[]> {
 
 export type NodeInfo = Map<string, { annotations: Record<string, string>; condition: string }> | string;
 
+function logTail(file: string, n: number): string[] {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).slice(-n);
+  } catch {
+    return [];
+  }
+}
+
 export function renderReport(s: LabState, reports: HostReport[], reach: Reach[], nodes?: NodeInfo): string {
   const out: string[] = [];
   out.push(`lab ${s.prefix}*  backend ${s.backend}  store ${s.store}  network ${NETWORK}  state ${s.dir}`);
   if (s.kube) out.push(`kube-apiserver ${s.kube.url} (in ${s.prefix}ul)  admin kubeconfig ${s.kube.adminKubeconfig}`);
+  const ui = labUiStatus(s);
+  if (ui) out.push(ui.running ? `topology page ${ui.url}` : `topology page NOT RUNNING (pid ${ui.pid} has exited); its log is ${ui.log}`);
   for (const r of reports) {
     out.push('');
     out.push(`host ${r.host.name}  underlay ${r.host.ip}  FLANNEL_SUBNET=${r.subnet}  FLANNEL_MTU=${r.mtu}`);
+    const f = r.flanneld;
+    if (f.state === 'running') out.push(`  flanneld running (pid ${f.pid}), log ${f.log}`);
+    else {
+      out.push(`  flanneld NOT RUNNING (${f.pid === null ? 'no pid recorded' : `pid ${f.pid} has exited`}); its log is ${f.log}${existsSync(f.log) ? ', last lines:' : ''}`);
+      out.push(...logTail(f.log, 5).map((l) => `    | ${l.length > 200 ? l.slice(0, 200) + '…' : l}`));
+    }
     out.push(`  ${r.device}`);
+    if (s.backend === 'host-gw') out.push(...(r.peerRoutes.length ? r.peerRoutes : ['(no routes to peers yet)']).map((l) => `    ${l}`));
     if (nodes !== undefined) {
       out.push(`  $ kubectl get node ${r.host.name} -o yaml  (flannel's annotations)`);
       if (typeof nodes === 'string') out.push(`    ${nodes}`);
@@ -426,11 +582,54 @@ export function renderReport(s: LabState, reports: HostReport[], reach: Reach[],
   return out.join('\n') + '\n';
 }
 
-export async function labStatus(s: LabState): Promise<{ text: string; reach: Reach[] }> {
-  const reports = await Promise.all(s.hosts.map((h) => hostReport(h, s.backend)));
+export async function labStatus(s: LabState): Promise<{ text: string; reach: Reach[]; stopped: string[] }> {
+  const reports = await Promise.all(s.hosts.map((h) => hostReport(h, s.backend, s)));
   const reach = await reachability(s);
   const nodes = s.store === 'kube' && s.kube ? await nodeAnnotations(s.kube.dir) : undefined;
-  return { text: renderReport(s, reports, reach, nodes), reach };
+  const stopped = reports.filter((r) => r.flanneld.state !== 'running').map((r) => r.host.name);
+  return { text: renderReport(s, reports, reach, nodes), reach, stopped };
+}
+
+/** ` --dir X --prefix Y` for the lab's own flags that differ from the defaults. */
+export function labFlags(s: Pick<LabState, 'dir' | 'prefix'>): string {
+  return `${s.dir !== DEFAULT_LAB_DIR ? ` --dir ${shellWord(s.dir)}` : ''}${s.prefix !== DEFAULT_LAB_PREFIX ? ` --prefix ${shellWord(s.prefix)}` : ''}`;
+}
+
+function shellWord(w: string): string {
+  return /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * What to type next, as commands that work as printed: `self` is how this
+ * flannelctl was run (e.g. "node dist/src/cmd/flannelctl/main.js" when it is
+ * not on PATH), and the lab's --dir/--prefix are included when not the defaults.
+ */
+export function labHints(s: LabState, self: string): string[] {
+  const f = labFlags(s);
+  const out: string[] = [];
+  const ui = labUiStatus(s);
+  if (ui?.running) out.push(`Page:   ${ui.url}`);
+  else if (s.store !== 'kube') out.push(`Page:   ${ui ? 'not running' : 'not started'}; serve it with: ${self} ui --lab ${shellWord(s.dir)} --listen 127.0.0.1:8480`);
+  const pods = s.hosts.flatMap((h) => h.pods);
+  const first = pods[0];
+  const last = s.hosts.at(-1)?.pods[0];
+  if (first && last?.ip) out.push(`Try:    ${self} lab exec${f} ${first.name.slice(s.prefix.length)} -- ping -c 3 ${last.ip}`);
+  const h1 = s.hosts[0];
+  if (s.store === 'local') {
+    const db = shellWord(path.join(s.dir, 'leases.db'));
+    out.push(`Leases: ${self} leases --store local:${db}`);
+    if (h1) out.push(`Node:   ${self} lab exec${f} ${h1.name.slice(s.prefix.length)} -- ${self} status --store local:${db} --subnet-file ${shellWord(path.join(h1.dir, 'subnet.env'))}`);
+  } else if (s.store === 'etcd' && h1) {
+    // etcd listens in the underlay: the CLI reaches it from inside the lab.
+    const ep = `--etcd-endpoints http://${UNDERLAY_IP}:2379`;
+    out.push(`Leases: ${self} lab exec${f} ${h1.name.slice(s.prefix.length)} -- ${self} leases ${ep}`);
+    out.push(`Node:   ${self} lab exec${f} ${h1.name.slice(s.prefix.length)} -- ${self} status ${ep} --subnet-file ${shellWord(path.join(h1.dir, 'subnet.env'))}`);
+  } else if (s.kube && h1) {
+    out.push(`Nodes:  ${self} lab exec${f} ${h1.name.slice(s.prefix.length)} -- kubectl --kubeconfig ${shellWord(s.kube.adminKubeconfig)} get nodes -o wide`);
+  }
+  out.push(`Status: ${self} lab status${f}`);
+  out.push(`Remove: ${self} lab down${f}`);
+  return out;
 }
 
 // -------------------------------------------------------------------- down
@@ -457,6 +656,9 @@ export async function labDown(dir: string, prefix: string, progress: (l: string)
   const s = loadState(dir);
   const pids = new Set<number>();
   for (const p of s?.procs ?? []) if (cmdlineHas(p.pid, p.mark)) pids.add(p.pid);
+  // A page started by hand (`flannelctl ui --lab <dir>`) records itself in ui.json.
+  const ui = readLabUi(dir);
+  if (ui && cmdlineHas(ui.pid, 'flannelctl')) pids.add(ui.pid);
   const nss = await labNamespaces(s?.prefix ?? prefix);
   // Anything still running inside the lab's namespaces (state lost in a crash) goes too.
   for (const ns of nss) {

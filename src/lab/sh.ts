@@ -8,6 +8,8 @@ export interface ShOptions {
   env?: Record<string, string>;
   /** Kill the command after this many ms (default 30 s). */
   timeoutMs?: number;
+  /** Kill the command when this is aborted (it then resolves as killed by SIGKILL). */
+  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -52,10 +54,12 @@ export function run(cmd: string[] | string, opts: ShOptions = {}): Promise<RunRe
         killSignal: 'SIGKILL',
         maxBuffer: 64 * 1024 * 1024,
         encoding: 'utf8',
+        ...(opts.signal ? { signal: opts.signal } : {}),
       },
       (err, stdout, stderr) => {
         if (!err) return resolve({ code: 0, signal: null, stdout, stderr });
         const e = err as NodeJS.ErrnoException & { code?: number | string; signal?: NodeJS.Signals | null };
+        if (e.name === 'AbortError') return resolve({ code: null, signal: 'SIGKILL', stdout: stdout ?? '', stderr: `${stderr ?? ''}${file}: interrupted` });
         if (typeof e.code === 'string') {
           // spawn failure (ENOENT, EACCES, ...)
           return resolve({ code: 127, signal: null, stdout: '', stderr: `${file}: ${e.message}` });

@@ -6,7 +6,7 @@ import { stderrLogger } from '../../log/log.js';
 import { openStore, type StoreFlags } from '../../store/open.js';
 import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from '../../store/etcd/etcd-store.js';
 import { VERSION } from '../../version.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { RtNetlink } from '../../kernel/rtnetlink.js';
 import type { LeaseStore } from '../../store/store.js';
 import { DEFAULT_SUBNET_FILE } from '../../subnet/subnet-env.js';
@@ -18,9 +18,28 @@ import { diagnose, diagnoseExitCode, renderDiagnose } from '../../ctl/diagnose.j
 import { renderStatus, status, statusExitCode } from '../../ctl/status.js';
 import { execFile, spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { DEFAULT_LAB_PREFIX, LabRefused, labDown, labNamespace, labStatus, labUp, loadState, type LabStore } from '../../lab/lab.js';
+import {
+  DEFAULT_LAB_DIR,
+  DEFAULT_LAB_PREFIX,
+  LabInterrupted,
+  LabRefused,
+  labDown,
+  labFlags,
+  labHints,
+  labNamespace,
+  labStatus,
+  labUiFile,
+  labUp,
+  loadState,
+  type LabState,
+  type LabStore,
+} from '../../lab/lab.js';
+import { UiServer, isLoopback, parseListen } from '../../ui/server.js';
+import { labSource, storeSource } from '../../ui/sources.js';
+import type { UiSource } from '../../ui/server.js';
 
-function storeOptions(c: Command): Command {
+/** flanneld's store flags. */
+function storeFlags(c: Command): Command {
   const env = process.env;
   return c
     .addOption(new Option('--etcd-endpoints <list>', 'comma-separated etcd endpoints').default(env.FLANNELD_ETCD_ENDPOINTS || DEFAULT_ETCD_ENDPOINTS))
@@ -30,8 +49,23 @@ function storeOptions(c: Command): Command {
     .addOption(new Option('--etcd-cafile <file>').default(env.FLANNELD_ETCD_CAFILE || ''))
     .addOption(new Option('--etcd-username <user>').default(env.FLANNELD_ETCD_USERNAME || ''))
     .addOption(new Option('--etcd-password <password>').default(env.FLANNELD_ETCD_PASSWORD || ''))
-    .addOption(new Option('--store <store>', 'lease store: etcd, or local:/path/leases.db').default(process.env.FLANNELD_STORE || 'etcd'))
-    .option('--json', 'print JSON instead of a table');
+    .addOption(new Option('--store <store>', 'lease store: etcd, or local:/path/leases.db').default(process.env.FLANNELD_STORE || 'etcd'));
+}
+
+function storeOptions(c: Command): Command {
+  return storeFlags(c).option('--json', 'print JSON instead of a table');
+}
+
+/**
+ * How the user ran this flannelctl, so printed commands work as typed:
+ * "node dist/src/cmd/flannelctl/main.js" when it was run that way (it is not
+ * on PATH after `npm ci`), else "flannelctl".
+ */
+function selfCommand(): string {
+  const script = process.argv[1] ?? '';
+  if (!/main\.js$/.test(script)) return 'flannelctl';
+  const rel = path.relative(process.cwd(), script);
+  return `node ${rel.startsWith('..') || path.isAbsolute(rel) ? script : rel}`;
 }
 
 const program = new Command('flannelctl').description('flannel-ts operator CLI').version(VERSION);
@@ -178,6 +212,63 @@ program
     process.stdout.write(JSON.stringify(await readNodeSnapshot()) + '\n');
   });
 
+// Used by the topology page in the lab: this namespace's kernel tables as JSON.
+program
+  .command('kernel-snapshot', { hidden: true })
+  .action(async () => {
+    const k = RtNetlink.open({ timeoutMs: 3000 });
+    try {
+      process.stdout.write(JSON.stringify(await readKernel(k)) + '\n');
+    } finally {
+      k.close();
+    }
+  });
+
+// ---------------------------------------------------------------- ui
+
+storeFlags(program.command('ui'))
+  .description('serve a live topology page: hosts, subnets, VTEP MACs and public IPs, the tunnels between them, and a host\'s kernel tables on click')
+  .addOption(new Option('--listen <addr>', 'where to serve it (host:port; a bare port means 127.0.0.1)').default('127.0.0.1:8480'))
+  .addOption(new Option('--lab <dir>', 'serve it for the lab whose state is in <dir>: its store, ping probes between the hosts, every host\'s kernel tables'))
+  .addOption(new Option('--interval <seconds>', 'how often to probe and refresh').default(2).argParser((v) => numArg('--interval', v)))
+  .action(async (o: StoreFlags & { listen: string; lab?: string; interval: number }) => {
+    const log = stderrLogger(0, 'flannelctl', process.stderr.isTTY ? 'text' : 'json');
+    const { host, port } = parseListen(o.listen);
+    let source: UiSource;
+    let lab: LabState | null = null;
+    if (o.lab) {
+      lab = loadState(o.lab);
+      if (!lab) throw new Error(`no lab is up (no state in ${o.lab})`);
+      source = await labSource(lab, log);
+    } else {
+      if (o.store.startsWith('local:') && !existsSync(o.store.slice('local:'.length))) throw new Error(`--store ${o.store}: no such file (flannelctl does not create it)`);
+      source = await storeSource(o, log);
+    }
+    const server = new UiServer({ host, port, source, log, intervalMs: Math.max(0.2, o.interval) * 1000 });
+    let url: string;
+    try {
+      url = await server.start();
+    } catch (e) {
+      await source.close();
+      throw new Error(`cannot serve on ${o.listen}: ${(e as Error).message}`);
+    }
+    if (lab) writeFileSync(labUiFile(lab.dir), JSON.stringify({ url, pid: process.pid }) + '\n');
+    process.stderr.write(`flannelctl ui: serving ${url} (store ${source.storeLabel}); stop with Ctrl-C\n`);
+    if (!isLoopback(host)) process.stderr.write(`flannelctl ui: warning: ${host} is not loopback; the page has no authentication and shows this network's layout to anyone who can reach it\n`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
+    });
+    await server.stop();
+    if (lab) {
+      try {
+        if ((JSON.parse(readFileSync(labUiFile(lab.dir), 'utf8')) as { pid?: number }).pid === process.pid) rmSync(labUiFile(lab.dir), { force: true });
+      } catch {
+        /* already gone (lab down) */
+      }
+    }
+  });
+
 async function readNodeSnapshot(): Promise<NodeSnapshot> {
   const k = RtNetlink.open({ timeoutMs: 3000 });
   try {
@@ -206,7 +297,7 @@ function snapshotOfNetns(ns: string): Promise<NodeSnapshot> {
 const lab = program.command('lab').description('a multi-host flannel overlay on this machine, in network namespaces (needs root)');
 const labOpts = (c: Command) =>
   c
-    .addOption(new Option('--dir <dir>', 'where the lab keeps its state, logs and leases').default(process.env.FLANNEL_LAB_DIR || '/run/flannel-ts-lab'))
+    .addOption(new Option('--dir <dir>', 'where the lab keeps its state, logs and leases').default(process.env.FLANNEL_LAB_DIR || DEFAULT_LAB_DIR))
     .addOption(new Option('--prefix <prefix>', 'namespace name prefix').default(DEFAULT_LAB_PREFIX));
 
 labOpts(lab.command('up'))
@@ -219,37 +310,73 @@ labOpts(lab.command('up'))
       .default('local')
       .choices(['local', 'etcd', 'kube']),
   )
-  .action(async (o: { hosts: number; pods: number; backend: string; store: LabStore; dir: string; prefix: string }) => {
+  .addOption(new Option('--ui <addr>', 'serve the topology page here (host:port; port 0 picks a free one)').default('127.0.0.1:0'))
+  .option('--no-ui', 'do not serve the topology page')
+  .action(async (o: { hosts: number; pods: number; backend: string; store: LabStore; dir: string; prefix: string; ui: string | false }) => {
     const progress = (l: string) => process.stderr.write(l + '\n');
+    const self = selfCommand();
+    if (o.ui !== false) parseListen(o.ui);
     const t0 = Date.now();
-    let state;
+    // Ctrl-C (SIGINT) or SIGTERM while the lab is being made: stop, remove
+    // what this lab up made, and say so. A third signal gives up at once.
+    const ac = new AbortController();
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1) {
+        progress(`\n${sig}: stopping lab up; it will remove what it made`);
+        ac.abort(sig);
+      } else if (signals === 2) progress(`${sig}: still cleaning up; one more signal leaves the rest for: ${self} lab down${labFlags(o)}`);
+      else process.exit(sig === 'SIGINT' ? 130 : 143);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    let state: LabState;
     try {
-      state = await labUp({ ...o, progress });
+      state = await labUp({ ...o, progress, signal: ac.signal, self });
     } catch (e) {
       // Refused before anything was made: nothing to clean up, and a running lab stays.
-      if (e instanceof LabRefused) throw e;
-      process.stderr.write(`lab up failed: ${(e as Error).message}\ncleaning up...\n`);
+      if (e instanceof LabRefused) {
+        if (!ac.signal.aborted) throw e;
+        progress('lab up was interrupted before it made anything');
+        process.exit(ac.signal.reason === 'SIGTERM' ? 143 : 130);
+      }
+      const interrupted = ac.signal.aborted || e instanceof LabInterrupted;
+      if (interrupted) progress(`lab up interrupted (${String(ac.signal.reason ?? 'signal')}); removing what it made...`);
+      else process.stderr.write(`lab up failed: ${(e as Error).message}\ncleaning up...\n`);
       await labDown(o.dir, o.prefix, progress);
+      if (interrupted) {
+        progress('lab up was interrupted; nothing of it is left');
+        process.exit(ac.signal.reason === 'SIGTERM' ? 143 : 130);
+      }
       throw new Error('lab up failed');
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     }
-    const { text, reach } = await labStatus(state);
+    // The lab is complete: a signal during the final check leaves it up.
+    const late = (sig: NodeJS.Signals) => {
+      progress(`\n${sig}: the lab is up (only its final check was cut short). Remove it with: ${self} lab down${labFlags(state)}`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    };
+    process.once('SIGINT', late);
+    process.once('SIGTERM', late);
+    const { text, reach, stopped } = await labStatus(state);
     process.stdout.write(text);
-    // Show the command the way the user can type it (flannelctl may not be on PATH).
-    const self = /main\.js$/.test(process.argv[1] ?? '') ? `node ${path.relative(process.cwd(), process.argv[1]!)}` : 'flannelctl';
-    process.stderr.write(
-      `lab up took ${((Date.now() - t0) / 1000).toFixed(1)} s.\nTry:    ${self} lab exec h1p1 -- ping -c 3 ${state.hosts.at(-1)?.pods[0]?.ip ?? ''}\nStatus: ${self} lab status\nRemove: ${self} lab down\n`,
-    );
-    if (reach.some((r) => !r.ok)) process.exitCode = 1;
+    process.stderr.write(`lab up took ${((Date.now() - t0) / 1000).toFixed(1)} s.\n${labHints(state, self).join('\n')}\n`);
+    if (reach.some((r) => !r.ok) || stopped.length > 0) process.exitCode = 1;
   });
 
 labOpts(lab.command('status'))
-  .description('show each host\'s flannel.1, neighbours, FDB, routes and the pod reachability matrix')
-  .action(async (o: { dir: string }) => {
+  .description('show each host\'s flanneld, flannel device, neighbours, FDB, routes, the pod reachability matrix, the page\'s URL and how to reach the lab\'s store')
+  .action(async (o: { dir: string; prefix: string }) => {
     const s = loadState(o.dir);
-    if (!s) throw new Error(`no lab is up (no state in ${o.dir})`);
-    const { text, reach } = await labStatus(s);
+    if (!s) throw new Error(`no lab is up (no state in ${o.dir})${o.dir === DEFAULT_LAB_DIR ? '; a lab made with --dir needs the same --dir here' : ''}`);
+    const { text, reach, stopped } = await labStatus(s);
     process.stdout.write(text);
-    if (reach.some((r) => !r.ok)) process.exitCode = 1;
+    process.stderr.write(`${labHints(s, selfCommand()).join('\n')}\n`);
+    for (const h of stopped) process.stderr.write(`flanneld is not running on ${h}; see its log (above)\n`);
+    if (reach.some((r) => !r.ok) || stopped.length > 0) process.exitCode = 1;
   });
 
 labOpts(lab.command('exec'))
