@@ -14,6 +14,7 @@ import type { Logger } from '../log/log.js';
 import type { NetworkConfig } from '../subnet/config.js';
 import type { ExternalInterface } from '../daemon/iface.js';
 import type { NetlinkEvent } from '../netlink/subscriber.js';
+import type { UdpStats } from './udp/counters.js';
 
 export interface BackendContext {
   readonly config: NetworkConfig;
@@ -30,6 +31,14 @@ export interface PublishedAttrs {
   readonly backendV6Data?: unknown;
 }
 
+/** What a backend counts, read when /metrics is scraped. */
+export interface BackendMetrics {
+  /** self-healing: runs that restored kernel state, by what triggered them ("neigh deleted", "device deleted", ...) */
+  readonly heals?: Readonly<Record<string, number>>;
+  /** the udp backend's userspace data path */
+  readonly udp?: UdpStats;
+}
+
 export interface Backend {
   readonly type: string;
   /** Called before the lease is acquired (vxlan creates its device here to learn its MAC). */
@@ -40,6 +49,8 @@ export interface Backend {
   reconcile(remote: readonly Lease[], events: readonly LeaseEvent[]): Promise<Error[]>;
   /** Stop background work. Kernel state is left in place (zero-downtime restarts). */
   close(): Promise<void>;
+  /** Counters for /metrics (optional). */
+  metrics?(): BackendMetrics;
 }
 
 export class BackendError extends Error {

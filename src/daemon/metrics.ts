@@ -3,6 +3,23 @@
 // several daemons in one process don't collide.
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { BackendMetrics } from '../backend/backend.js';
+import type { KernelObserver } from '../kernel/rtnetlink.js';
+
+/** Where the scrape-time metrics come from (bound by whoever owns the daemon). */
+export interface MetricSources {
+  backend(): BackendMetrics | undefined;
+  /** our lease's expiry; null when it has none (a reservation, kube mode), undefined before we hold one */
+  leaseExpiry(): Date | null | undefined;
+}
+
+/** Set a counter to a cumulative value read from elsewhere (prom-client counters only go up by inc()). */
+function setCounter(c: Counter<string>, values: Array<[Record<string, string>, number]>): void {
+  c.reset();
+  for (const [labels, v] of values) if (v > 0) c.inc(labels, v);
+}
+
+const camelToSnake = (s: string) => s.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`);
 
 export class DaemonMetrics {
   readonly registry = new Registry();
@@ -18,6 +35,85 @@ export class DaemonMetrics {
     registers: [this.registry],
   });
   readonly reconcileErrors = new Counter({ name: 'flannel_reconcile_errors_total', help: 'per-peer errors returned by the backend', registers: [this.registry] });
+  private sources: MetricSources | null = null;
+
+  /** Scrape-time metrics read from the backend and the lease. */
+  bind(sources: MetricSources): void {
+    this.sources = sources;
+  }
+
+  readonly selfHeals: Counter<string> = new Counter({
+    name: 'flannel_self_heals_total',
+    help: 'reconciles that restored kernel state someone removed or changed, by what triggered them',
+    labelNames: ['trigger'],
+    registers: [this.registry],
+    collect: () => setCounter(this.selfHeals, Object.entries(this.sources?.backend()?.heals ?? {}).map(([trigger, n]) => [{ trigger }, n])),
+  });
+  readonly leaseExpiry = new Gauge({
+    name: 'flannel_lease_expiry_timestamp_seconds',
+    help: 'when our lease expires unless renewed (Unix time); absent for leases without expiry',
+    registers: [this.registry],
+    collect: () => {
+      this.leaseExpiry.reset();
+      const e = this.sources?.leaseExpiry();
+      if (e) this.leaseExpiry.set(e.getTime() / 1000);
+    },
+  });
+  readonly kernelRequests = new Histogram({
+    name: 'flannel_kernel_request_seconds',
+    help: 'netlink round trips to the kernel (a batch counts once)',
+    labelNames: ['kind', 'result'],
+    buckets: [0.0001, 0.0005, 0.002, 0.01, 0.05, 0.25, 1, 5],
+    registers: [this.registry],
+  });
+  /** hand this to RtNetlink.observer */
+  readonly kernelObserver: KernelObserver = (kind, seconds, ok) => this.kernelRequests.observe({ kind, result: ok ? 'ok' : 'error' }, seconds);
+
+  // The udp backend's userspace data path.
+  readonly udpPackets: Counter<string> = new Counter({
+    name: 'flannel_udp_packets_total',
+    help: 'inner packets carried by the udp data path (tun_to_udp: encapsulated; udp_to_tun: decapsulated)',
+    labelNames: ['direction'],
+    registers: [this.registry],
+    collect: () => {
+      const u = this.sources?.backend()?.udp;
+      setCounter(this.udpPackets, u ? [[{ direction: 'tun_to_udp' }, u.tunToUdp.packets], [{ direction: 'udp_to_tun' }, u.udpToTun.packets]] : []);
+    },
+  });
+  readonly udpBytes: Counter<string> = new Counter({
+    name: 'flannel_udp_bytes_total',
+    help: 'inner bytes carried by the udp data path',
+    labelNames: ['direction'],
+    registers: [this.registry],
+    collect: () => {
+      const u = this.sources?.backend()?.udp;
+      setCounter(this.udpBytes, u ? [[{ direction: 'tun_to_udp' }, u.tunToUdp.bytes], [{ direction: 'udp_to_tun' }, u.udpToTun.bytes]] : []);
+    },
+  });
+  readonly udpDrops: Counter<string> = new Counter({
+    name: 'flannel_udp_drops_total',
+    help: 'packets the udp data path dropped, by direction and reason',
+    labelNames: ['direction', 'reason'],
+    registers: [this.registry],
+    collect: () => {
+      const u = this.sources?.backend()?.udp;
+      if (!u) return setCounter(this.udpDrops, []);
+      const rows: Array<[Record<string, string>, number]> = [];
+      for (const [reason, n] of Object.entries(u.tunToUdp.drops)) rows.push([{ direction: 'tun_to_udp', reason: camelToSnake(reason) }, n]);
+      for (const [reason, n] of Object.entries(u.udpToTun.drops)) rows.push([{ direction: 'udp_to_tun', reason: camelToSnake(reason) }, n]);
+      setCounter(this.udpDrops, rows);
+    },
+  });
+  readonly udpIcmpUnreachable: Counter<string> = new Counter({
+    name: 'flannel_udp_icmp_unreachable_sent_total',
+    help: 'ICMP net-unreachable replies the udp data path sent for packets to subnets with no lease',
+    registers: [this.registry],
+    collect: () => {
+      const u = this.sources?.backend()?.udp;
+      setCounter(this.udpIcmpUnreachable, u ? [[{}, u.icmpUnreachableSent]] : []);
+    },
+  });
+
   /**
    * How long the event loop was ever held up (the kernel port runs netlink in
    * a worker so this stays small even during a 3000-request batch). Sampled

@@ -70,12 +70,40 @@ function opRequest(op: KernelOp): { req: NetlinkRequest; effect: Effect } {
   }
 }
 
+/** Told how long each kernel round trip took (metrics). */
+export type KernelObserver = (kind: 'request' | 'dump' | 'batch', seconds: number, ok: boolean) => void;
+
 export class RtNetlink implements KernelNet {
   private readonly sock: NetlinkTransport;
+  /** set by whoever exports metrics; called after every round trip */
+  observer: KernelObserver | null = null;
 
   constructor(transport: NetlinkTransport | NetlinkSocket) {
-    this.sock = transport instanceof NetlinkSocket ? new InlineTransport(transport) : transport;
+    const t = transport instanceof NetlinkSocket ? new InlineTransport(transport) : transport;
+    // Time every round trip at one place, whatever the call.
+    const timed =
+      <A extends unknown[], R>(kind: 'request' | 'dump' | 'batch', f: (...a: A) => Promise<R>) =>
+      async (...a: A): Promise<R> => {
+        const t0 = performance.now();
+        let ok = false;
+        try {
+          const r = await f(...a);
+          ok = true;
+          return r;
+        } finally {
+          this.observer?.(kind, (performance.now() - t0) / 1000, ok);
+        }
+      };
+    this.sock = {
+      request: timed('request', t.request.bind(t)),
+      dump: timed('dump', t.dump.bind(t)),
+      batch: timed('batch', t.batch.bind(t)),
+      close: () => t.close(),
+    };
+    this.inner = t;
   }
+
+  private readonly inner: NetlinkTransport;
 
   /**
    * Opens a private request socket in the calling process' network namespace,
@@ -98,7 +126,7 @@ export class RtNetlink implements KernelNet {
 
   /** The underlying socket when it runs on this thread (its portId identifies our own changes in notifications). */
   get socket(): NetlinkSocket {
-    if (this.sock instanceof InlineTransport) return this.sock.socket;
+    if (this.inner instanceof InlineTransport) return this.inner.socket;
     throw new Error('this RtNetlink runs its socket in a worker thread');
   }
 

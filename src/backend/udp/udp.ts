@@ -33,7 +33,7 @@ import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, unusablePublicIP
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { KernelNet } from '../../kernel/types.js';
 import type { LeaseEvent } from '../../lease/tracker.js';
-import { BackendError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
+import { BackendError, type Backend, type BackendContext, type BackendMetrics, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { COUNTER_SLOTS, readStats, type UdpStats } from './counters.js';
 import { openTun, openUdpSocket, type TunDevice, type UdpSocket } from './device.js';
@@ -468,6 +468,10 @@ export class UdpBackend implements Backend {
   /** Counters of the data path (cumulative over recoveries). */
   stats(): UdpStats {
     return readStats(new Float64Array(this.counters), this.entries.length);
+  }
+
+  metrics(): BackendMetrics {
+    return { udp: this.stats() };
   }
 
   private async teardown(dp: DataPath): Promise<void> {

@@ -4,13 +4,13 @@
 // (bad flags or config, no interface, lease acquisition failed); 2 usage.
 
 import { readFileSync } from 'node:fs';
-import { BackendRegistry } from '../../backend/backend.js';
+import { BackendRegistry, type Backend } from '../../backend/backend.js';
 import { AllocBackend } from '../../backend/alloc/alloc.js';
 import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
 import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
 import { UdpBackend } from '../../backend/udp/udp.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
-import { RtNetlink } from '../../kernel/rtnetlink.js';
+import { RtNetlink, type KernelObserver } from '../../kernel/rtnetlink.js';
 import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
 import { cleanupIptables, forwardRules, IptablesManager, masqRules } from '../../kernel/iptables.js';
 import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
@@ -29,15 +29,23 @@ import { FlagError, parseFlanneldFlags } from './flags.js';
  * Backends by type; the netlink socket is opened only by a backend that needs
  * one, in a worker thread, so the kernel never blocks the daemon's event loop.
  */
-function defaultBackends(): { registry: BackendRegistry; close(): void } {
+function defaultBackends(observer: () => KernelObserver | null): { registry: BackendRegistry; current(): Backend | null; close(): void } {
   let kernel: RtNetlink | null = null;
-  const k = () => (kernel ??= RtNetlink.openInWorker());
+  let current: Backend | null = null;
+  const k = () => {
+    if (!kernel) {
+      kernel = RtNetlink.openInWorker();
+      kernel.observer = observer();
+    }
+    return kernel;
+  };
+  const made = <B extends Backend>(b: B): B => ((current = b), b);
   const registry = new BackendRegistry()
-    .register('alloc', (ctx) => new AllocBackend(ctx))
-    .register('vxlan', (ctx) => new VxlanBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() }))
-    .register('host-gw', (ctx) => new HostGwBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() }))
-    .register('udp', (ctx) => new UdpBackend(ctx, { kernel: k() }));
-  return { registry, close: () => kernel?.close() };
+    .register('alloc', (ctx) => made(new AllocBackend(ctx)))
+    .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() })))
+    .register('host-gw', (ctx) => made(new HostGwBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() })))
+    .register('udp', (ctx) => made(new UdpBackend(ctx, { kernel: k() })));
+  return { registry, current: () => current, close: () => kernel?.close() };
 }
 
 async function main(): Promise<number> {
@@ -171,7 +179,8 @@ async function main(): Promise<number> {
     return fatal((e as Error).message);
   }
 
-  const backends = defaultBackends();
+  let kernelObserver: KernelObserver | null = null;
+  const backends = defaultBackends(() => kernelObserver);
   // Masquerade/forward rules (spec §9): iptables, or nftables with EnableNFTables.
   // Like flannel, each mode first removes what the other mode left behind
   // (spec §9.4). Unlike flannel, rules this run does not want (e.g. after a
@@ -242,6 +251,11 @@ async function main(): Promise<number> {
     }
   }
 
+  kernelObserver = daemon.metrics.kernelObserver;
+  daemon.metrics.bind({
+    backend: () => backends.current()?.metrics?.(),
+    leaseExpiry: () => (daemon.lease ? daemon.lease.expiration : undefined),
+  });
   daemon.metrics.startLoopMonitor();
   const exit = await daemon.run(ac.signal);
   daemon.metrics.stopLoopMonitor();
