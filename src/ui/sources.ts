@@ -18,7 +18,7 @@ import { RtNetlink } from '../kernel/rtnetlink.js';
 import { localIPs as snapshotIPs, readKernel, type KernelSnapshot } from '../ctl/kernel-view.js';
 import type { Logger } from '../log/log.js';
 import { openStore, type StoreFlags } from '../store/open.js';
-import { DEFAULT_ETCD_PREFIX } from '../store/etcd/etcd-store.js';
+import { DEFAULT_ETCD_PREFIX } from '../store/etcd/defaults.js';
 import { kernelTables, type KernelTables, type KnownHost, type ProbeResult, type UiHost } from './model.js';
 import type { UiSource } from './server.js';
 

@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { leaseRows, renderLeases } from '../../ctl/leases.js';
 import { stderrLogger } from '../../log/log.js';
 import { openStore, type StoreFlags } from '../../store/open.js';
-import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from '../../store/etcd/etcd-store.js';
+import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from '../../store/etcd/defaults.js';
 import { VERSION } from '../../version.js';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { RtNetlink } from '../../kernel/rtnetlink.js';

@@ -4,7 +4,7 @@
 // line (spec §1.2; empty values ignored, repeatable flags take one value).
 
 import { Command, CommanderError, Option } from 'commander';
-import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from '../../store/etcd/etcd-store.js';
+import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from '../../store/etcd/defaults.js';
 import { DEFAULT_SUBNET_FILE } from '../../subnet/subnet-env.js';
 
 export interface FlanneldFlags {

@@ -25,8 +25,7 @@ export interface EtcdStoreOptions {
   callTimeoutMs?: number;
 }
 
-export const DEFAULT_ETCD_ENDPOINTS = 'http://127.0.0.1:4001,http://127.0.0.1:2379';
-export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
+export { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from './defaults.js';
 
 export function joinKey(...parts: string[]): string {
   return path.posix.join('/', ...parts).replace(/\/+$/, '') || '/';
