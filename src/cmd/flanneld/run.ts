@@ -1,0 +1,249 @@
+// flanneld after its flags are parsed: everything the daemon needs is loaded
+// here, so `flanneld --version` and `--help` (main.ts) load none of it.
+// Like main.ts, this is src/cmd: it reads env, handles signals, decides exit codes.
+
+import { readFileSync } from 'node:fs';
+import { BackendRegistry, type Backend } from '../../backend/backend.js';
+import { AllocBackend } from '../../backend/alloc/alloc.js';
+import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
+import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
+import { UdpBackend } from '../../backend/udp/udp.js';
+import { NetlinkChangeFeed } from '../../kernel/feed.js';
+import { RtNetlink, type KernelObserver } from '../../kernel/rtnetlink.js';
+import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
+import { cleanupIptables, forwardRules, IptablesManager, masqRules } from '../../kernel/iptables.js';
+import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
+import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
+import { realHost } from '../../daemon/iface.js';
+import { stderrLogger } from '../../log/log.js';
+import { openStore } from '../../store/open.js';
+import type { LeaseStore } from '../../store/store.js';
+import type { LeaseSource } from '../../subnet/source.js';
+import { AnnotationPrefixError, annotationNames, DEFAULT_ANNOTATION_PREFIX } from '../../store/kube/annotations.js';
+import { sdNotify } from '../../daemon/sdnotify.js';
+import type { FlanneldFlags } from './flags.js';
+
+/**
+ * Backends by type; the netlink socket is opened only by a backend that needs
+ * one, in a worker thread, so the kernel never blocks the daemon's event loop.
+ */
+function defaultBackends(observer: () => KernelObserver | null): { registry: BackendRegistry; current(): Backend | null; close(): void } {
+  let kernel: RtNetlink | null = null;
+  let current: Backend | null = null;
+  const k = () => {
+    if (!kernel) {
+      kernel = RtNetlink.openInWorker();
+      kernel.observer = observer();
+    }
+    return kernel;
+  };
+  const made = <B extends Backend>(b: B): B => ((current = b), b);
+  const registry = new BackendRegistry()
+    .register('alloc', (ctx) => made(new AllocBackend(ctx)))
+    .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() })))
+    .register('host-gw', (ctx) => made(new HostGwBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() })))
+    .register('udp', (ctx) => made(new UdpBackend(ctx, { kernel: k() })));
+  return { registry, current: () => current, close: () => kernel?.close() };
+}
+
+export async function run(f: FlanneldFlags): Promise<number> {
+  // Text for people at a terminal, JSON lines for log shippers (--log-format).
+  const format = f.logFormat || (process.stderr.isTTY ? 'text' : 'json');
+  if (format !== 'text' && format !== 'json') {
+    process.stderr.write(`flanneld: --log-format: "${f.logFormat}" is not "text" or "json"\n`);
+    return 2;
+  }
+  const log = stderrLogger(f.v, 'flanneld', format);
+  // A start-up error is one plain line in either format (in JSON mode, a log
+  // shipper still gets the JSON line from the daemon for errors found later).
+  const fatal = (msg: string): number => {
+    if (format === 'text') log.error(msg);
+    else process.stderr.write(`flanneld: ${msg}\n`);
+    return 1;
+  };
+  if (f.subnetLeaseRenewMargin < 1 || f.subnetLeaseRenewMargin > 1439) {
+    return fatal(`--subnet-lease-renew-margin: ${f.subnetLeaseRenewMargin} is out of range; it must be between 1 and 1439 minutes`);
+  }
+  if (f.kubeSubnetMgr) {
+    if (f.store !== 'etcd') {
+      return fatal(`--store ${f.store}: cannot be combined with --kube-subnet-mgr (Kubernetes is the store in that mode)`);
+    }
+    try {
+      annotationNames(f.kubeAnnotationPrefix);
+    } catch (e) {
+      if (!(e instanceof AnnotationPrefixError)) throw e;
+      return fatal(e.message);
+    }
+  } else {
+    // As in flannel these only matter in kube mode; say so rather than ignore them silently.
+    const kubeOnly = [
+      f.kubeconfigFile && '--kubeconfig-file',
+      f.kubeApiUrl && '--kube-api-url',
+      f.kubeAnnotationPrefix !== DEFAULT_ANNOTATION_PREFIX && '--kube-annotation-prefix',
+      f.setNodeNetworkUnavailableSet && '--set-node-network-unavailable',
+    ].filter(Boolean);
+    if (kubeOnly.length > 0) log.warn(`${kubeOnly.join(', ')}: only used with --kube-subnet-mgr; ignored`);
+  }
+  if (f.ipBlackholeRoute) return fatal('--ip-blackhole-route: not implemented yet in flannel-ts; start without it');
+  // Refused rather than ignored: there is no IPv6 data path to use it for.
+  if (f.publicIpv6) return fatal(`--public-ipv6 ${f.publicIpv6}: not supported yet: flannel-ts has no IPv6 data path; remove the flag`);
+  if (f.ifaceCanReach) {
+    return fatal('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
+  }
+
+  let configText: string | undefined;
+  // kube mode always reads net-conf from the file (the mounted ConfigMap);
+  // etcd mode only when the flag was given (flannel-ts extension).
+  if (f.netConfigPathSet || f.kubeSubnetMgr) {
+    try {
+      configText = readFileSync(f.netConfigPath, 'utf8');
+    } catch (e) {
+      return fatal(`--net-config-path: failed to read net conf ${f.netConfigPath}: ${(e as Error).message}`);
+    }
+  }
+
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    log.info(`received ${sig}, shutting down`);
+    ac.abort();
+    // A second signal gets the default action, as in flannel.
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let store: LeaseStore | undefined;
+  let leases: LeaseSource | undefined;
+  try {
+    if (f.kubeSubnetMgr) {
+      const { connectKube, SERVICE_ACCOUNT_DIR } = await import('../../store/kube/kube-api.js');
+      const { KubeSubnetManager, resolveNodeName } = await import('../../store/kube/kube-manager.js');
+      const env = process.env;
+      const api = await connectKube({
+        ...(f.kubeconfigFile ? { kubeconfigFile: f.kubeconfigFile } : {}),
+        ...(f.kubeApiUrl ? { apiUrl: f.kubeApiUrl } : {}),
+        ...(env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT
+          ? { inCluster: { host: env.KUBERNETES_SERVICE_HOST, port: env.KUBERNETES_SERVICE_PORT, tokenFile: `${SERVICE_ACCOUNT_DIR}/token`, caFile: `${SERVICE_ACCOUNT_DIR}/ca.crt` } }
+          : {}),
+      });
+      log.info(`kube subnet manager: API server ${api.server}`);
+      // Upstream's DaemonSet sets these; they tune flannel's bounded event
+      // channel and its 10-minute informer-sync deadline. flannel-ts has
+      // neither (events are coalesced, sync is retried for as long as it
+      // takes), so say that they change nothing rather than ignore them silently.
+      for (const v of ['EVENT_QUEUE_DEPTH', 'CONT_WHEN_CACHE_NOT_READY']) {
+        if (env[v]) log.info(`${v}=${env[v]}: has no effect in flannel-ts (no bounded event queue; the node list is retried until it works)`);
+      }
+      const nodeName = await resolveNodeName(
+        api,
+        {
+          ...(env.NODE_NAME ? { nodeName: env.NODE_NAME } : {}),
+          ...(env.POD_NAME ? { podName: env.POD_NAME } : {}),
+          ...(env.POD_NAMESPACE ? { podNamespace: env.POD_NAMESPACE } : {}),
+        },
+        log,
+        ac.signal,
+      );
+      leases = new KubeSubnetManager(nodeName, {
+        api,
+        log: log.child('kube'),
+        annotationPrefix: f.kubeAnnotationPrefix,
+        setNodeNetworkUnavailable: f.setNodeNetworkUnavailable,
+      });
+    } else {
+      store = await openStore(f, log);
+    }
+  } catch (e) {
+    if (ac.signal.aborted) return 0;
+    return fatal((e as Error).message);
+  }
+
+  let kernelObserver: KernelObserver | null = null;
+  const backends = defaultBackends(() => kernelObserver);
+  // Masquerade/forward rules (spec §9): iptables, or nftables with EnableNFTables.
+  // Like flannel, each mode first removes what the other mode left behind
+  // (spec §9.4). Unlike flannel, rules this run does not want (e.g. after a
+  // restart without --ip-masq) are removed too, and a run that wants none
+  // creates no empty table; it then only reads the firewall.
+  let trafficMgr: IptablesManager | NftablesManager | null = null;
+  const traffic: TrafficRules = {
+    setup: async (cfg, own) => {
+      trafficMgr?.close();
+      trafficMgr = null;
+      const masq = f.ipMasq && cfg.network !== null;
+      const fwd = f.iptablesForwardRules && cfg.network !== null;
+      if (cfg.enableNFTables) {
+        await cleanupIptables(log.child('iptables'));
+        const chains = [];
+        if (masq) chains.push(nftMasqChain(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
+        if (fwd) chains.push(nftForwardChain(cfg.network!));
+        if (chains.length === 0) {
+          await cleanupNftables(log.child('nftables'), { tables: [`ip ${NFT_TABLE_V4}`] });
+          return;
+        }
+        const nft = (trafficMgr = new NftablesManager(log.child('nftables'), f.iptablesResync));
+        await nft.setup([nftTableV4(chains)]); // IPv4 only for now
+        return;
+      }
+      await cleanupNftables(log.child('nftables'));
+      const sets = [];
+      if (masq) sets.push(masqRules(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
+      if (fwd) sets.push(forwardRules(cfg.network!));
+      await cleanupIptables(log.child('iptables'), { families: ['iptables'], keep: sets.map((s) => s.chain) });
+      if (sets.length === 0) return;
+      const ipt = (trafficMgr = new IptablesManager(log.child('iptables'), f.iptablesResync));
+      await ipt.setup(sets);
+    },
+    close: () => trafficMgr?.close(),
+  };
+  const notifySocket = process.env.NOTIFY_SOCKET;
+  const daemon = new Daemon({
+    ...(leases ? { leases } : { store: store! }),
+    // systemd Type=notify: READY=1 once subnet.env is written (spec §0 step 19); errors are only logged.
+    onReady: () => {
+      try {
+        if (sdNotify(notifySocket, 'READY=1')) log.info(`notified systemd: READY=1 (${notifySocket})`);
+      } catch (e) {
+        log.warn((e as Error).message);
+      }
+    },
+    backends: backends.registry,
+    log,
+    host: realHost,
+    iface: { iface: f.iface, ifaceRegex: f.ifaceRegex, ...(f.publicIp ? { publicIP: f.publicIp } : {}) },
+    subnetFile: f.subnetFile,
+    ipMasq: f.ipMasq,
+    renewMarginMinutes: f.subnetLeaseRenewMargin,
+    traffic,
+    ...(configText !== undefined ? { configText } : {}),
+  });
+
+  let health: HealthServer | null = null;
+  if (f.healthzPort > 0) {
+    try {
+      health = await startHealthServer(f.healthzIp, f.healthzPort, () => daemon.ready, daemon.metrics.registry);
+      log.info(`healthz listening on ${f.healthzIp}:${health.port}`);
+    } catch (e) {
+      await store?.close();
+      await leases?.close();
+      return fatal(`--healthz-port: cannot listen on ${f.healthzIp}:${f.healthzPort}: ${(e as Error).message}`);
+    }
+  }
+
+  kernelObserver = daemon.metrics.kernelObserver;
+  daemon.metrics.bind({
+    backend: () => backends.current()?.metrics?.(),
+    leaseExpiry: () => (daemon.lease ? daemon.lease.expiration : undefined),
+  });
+  daemon.metrics.startLoopMonitor();
+  const exit = await daemon.run(ac.signal);
+  daemon.metrics.stopLoopMonitor();
+  await health?.close();
+  await store?.close();
+  backends.close();
+  if (exit.code === 0) log.info('Exiting cleanly...');
+  else if (format === 'json') process.stderr.write(`flanneld: ${exit.reason}\n`);
+  return exit.code;
+}
+
