@@ -2,8 +2,12 @@
 // time; "kicks" (a kernel notification that someone deleted our state, a
 // netlink overrun, the periodic safety net) are debounced by a few ms and
 // coalesced, so a burst of notifications costs one extra run.
+//
+// A kicked run logs an error when it first shows up, not again while every
+// run keeps reporting it: a peer the kernel keeps refusing must not put the
+// same warning in the log every periodic check, forever.
 
-import { RateLimitedLog, type Logger } from '../log/log.js';
+import type { Logger } from '../log/log.js';
 import type { ChangeFeed } from './backend.js';
 import type { NetlinkEvent } from '../netlink/subscriber.js';
 
@@ -18,7 +22,8 @@ export class ReconcileLoop {
   private pending = false;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
-  private readonly errLog = new RateLimitedLog(10_000);
+  /** error messages the last run reported */
+  private standing = new Set<string>();
   /** kicked runs that changed something: self-healing at work */
   heals = 0;
 
@@ -29,7 +34,7 @@ export class ReconcileLoop {
 
   /** Queue a run behind the current one and wait for its errors. */
   enqueue(): Promise<Error[]> {
-    const p = this.chain.then(async () => (this.closed ? [] : (await this.run()).errors));
+    const p = this.chain.then(async () => (this.closed ? [] : (await this.tracked()).run.errors));
     this.chain = p.catch(() => undefined);
     return p;
   }
@@ -40,17 +45,27 @@ export class ReconcileLoop {
     setTimeout(() => {
       this.pending = false;
       if (this.closed) return;
-      const p = this.chain.then(async () => (this.closed ? null : this.run()));
+      const p = this.chain.then(async () => (this.closed ? null : this.tracked()));
       this.chain = p.catch(() => undefined);
-      void p.then((r) => {
-        if (!r) return;
+      void p.then((t) => {
+        if (!t) return;
+        const r = t.run;
         if (r.changes > 0) {
           this.heals++;
           this.log.info(`restored ${r.changes} kernel entr${r.changes === 1 ? 'y' : 'ies'} (${why})`);
         }
-        for (const e of r.errors) if (this.errLog.allow(e.message)) this.log.warn(`reconcile: ${e.message}`);
+        for (const m of t.fresh) this.log.warn(`reconcile: ${m}`);
       });
     }, 5);
+  }
+
+  /** One run; `fresh` are the errors the run before did not report. */
+  private async tracked(): Promise<{ run: LoopRun; fresh: string[] }> {
+    const run = await this.run();
+    const now = new Set(run.errors.map((e) => e.message));
+    const fresh = [...now].filter((m) => !this.standing.has(m));
+    this.standing = now;
+    return { run, fresh };
   }
 
   /** Subscribe to kernel changes and start the periodic safety net. */

@@ -52,6 +52,8 @@ before(() => {
   fakePlugin('silentplug', `exit 3`);
   fakePlugin('junkplug', `case "$CNI_COMMAND" in ADD) echo 'this is not json';; esac`);
   fakePlugin('slowplug', `exec sleep 30`);
+  // Fails its ADD after it has made something (as bridge does when iptables is missing); its DEL undoes it.
+  fakePlugin('halfplug', `case "$CNI_COMMAND" in ADD) echo '{"cniVersion":"1.0.0","code":999,"msg":"failed to locate iptables"}'; exit 1;; esac`);
   fakePlugin('delfail', `case "$CNI_COMMAND" in ADD) echo '{"cniVersion":"1.0.0"}';; DEL) echo '{"code":11,"msg":"busy"}'; exit 1;; esac`);
   writeFileSync(path.join(bin, 'notexec'), '#!/bin/sh\n');
 });
@@ -183,12 +185,24 @@ describe('ADD', () => {
     assert.match(env, new RegExp(`^CNI_PATH=/nonexistent:${bin}$`, 'm'));
   });
 
-  test("a delegate's error JSON is passed through; the saved config is removed", async () => {
+  test("a delegate's error JSON is passed through; the saved config is kept for the runtime's DEL", async () => {
     const out = await call({ conf: { delegate: { type: 'errplug' } } });
     assert.deepEqual(errorOf(out), { cniVersion: '1.0.0', code: 42, msg: 'no room', details: 'bridge says no' });
     assert.match(out.stderr, /errplug stderr/, "the delegate's stderr is let through");
     assert.equal(recorded('errplug', 'ADD', 'saved'), 'yes\n');
-    assert.equal(existsSync(path.join(dataDir(), out.cid)), false);
+    assert.equal(existsSync(path.join(dataDir(), out.cid)), true);
+  });
+
+  test('a failed ADD keeps its undo: the DEL that follows runs the delegate DEL with the saved config, then removes it', async () => {
+    const add = await call({ conf: { delegate: { type: 'halfplug' } } });
+    assert.equal(errorOf(add).msg, 'failed to locate iptables');
+    const saved = path.join(dataDir(), add.cid);
+    assert.equal(existsSync(saved), true, 'saved config kept after the failed ADD');
+    const savedText = readFileSync(saved, 'utf8');
+    const del = await call({ cmd: 'DEL', cid: add.cid, conf: { delegate: { type: 'halfplug' } } });
+    assert.deepEqual({ exitCode: del.exitCode, stdout: del.stdout }, { exitCode: 0, stdout: '' });
+    assert.equal(recorded('halfplug', 'DEL', 'stdin'), savedText, 'the delegate was asked to undo its half-done ADD');
+    assert.equal(existsSync(saved), false, 'removed once the DEL succeeded');
   });
 
   test('unknown delegate type is code 101 naming the plugin and path; nothing left saved', async () => {
@@ -216,7 +230,7 @@ describe('ADD', () => {
     assert.equal(e.code, 102);
     assert.match(e.msg, /timed out after 300 ms/);
     assert.ok(Date.now() - t0 < 5000);
-    assert.equal(existsSync(path.join(dataDir(), out.cid)), false);
+    assert.equal(existsSync(path.join(dataDir(), out.cid)), true, 'a killed delegate may have done anything: DEL must still reach it');
   });
 
   test('an unusable "successful" result is rolled back with DEL (code 102)', async () => {

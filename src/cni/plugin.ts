@@ -6,7 +6,11 @@
 // src/cmd/cni/main.ts feeds it the real ones and writes the outcome.
 //
 // Behaviour on top of upstream flannel (cni-plugin flannel.go):
-//  * ADD: if the delegate fails, the saved delegate config is removed again.
+//  * ADD: as in flannel, a failed delegate ADD keeps the saved delegate
+//    config: the delegate may have created interfaces (and released its IP)
+//    before it failed, and the runtime's DEL must still reach it to undo
+//    them. The config goes only after a successful DEL. A delegate that is
+//    not installed never ran, so nothing is saved for it.
 //  * CHECK: upstream's is a no-op. Here CHECK runs the delegate's CHECK with
 //    the saved config, plus the runtime's prevResult/runtimeConfig and the
 //    request's cniVersion; with no saved config the container is unknown to
@@ -112,7 +116,10 @@ async function dispatch(input: PluginInput, stderr: (t: string) => void): Promis
 }
 
 function delegate(ctx: Ctx, type: string, command: CniCommand, config: string): Promise<string> {
-  const file = findInPath(type, ctx.cniPath);
+  return execFound(ctx, findInPath(type, ctx.cniPath), command, config);
+}
+
+function execFound(ctx: Ctx, file: string, command: CniCommand, config: string): Promise<string> {
   return execPlugin(file, command, config, { env: ctx.env, timeoutMs: ctx.timeoutMs, onStderr: ctx.stderr });
 }
 
@@ -120,23 +127,20 @@ async function cmdAdd(ctx: Ctx): Promise<string> {
   const fenv = loadFlannelSubnetEnv(ctx.conf.subnetFile);
   const d = buildDelegateConf(ctx.conf, fenv);
   const bytes = stableStringify(d);
-  // Saved before the delegate runs, so a DEL after a half-done ADD still finds it.
+  const file = findInPath(d.type as string, ctx.cniPath);
+  // Saved before the delegate runs, so a DEL after a half-done ADD still
+  // finds it; kept when the ADD fails, for the same reason.
   saveScratchConf(ctx.conf.dataDir, ctx.containerID, bytes);
-  let result: string;
-  try {
-    result = await delegate(ctx, d.type as string, 'ADD', bytes);
-  } catch (e) {
-    removeScratchConf(ctx.conf.dataDir, ctx.containerID);
-    throw e;
-  }
+  const result = await execFound(ctx, file, 'ADD', bytes);
   if (!isJsonObject(result)) {
-    // The delegate claims success but gave no usable result: undo it.
+    // The delegate claims success but gave no usable result: undo it. If the
+    // undo fails too, the saved config stays for the runtime's DEL.
     try {
-      await delegate(ctx, d.type as string, 'DEL', bytes);
+      await execFound(ctx, file, 'DEL', bytes);
+      removeScratchConf(ctx.conf.dataDir, ctx.containerID);
     } catch (e) {
       ctx.stderr(`flannel: rollback DEL after unusable ADD result failed: ${asCniError(e).message}\n`);
     }
-    removeScratchConf(ctx.conf.dataDir, ctx.containerID);
     throw new CniError(ErrorCode.DelegateFailed, `delegate plugin ${String(d.type)} printed an unusable result`, JSON.stringify(result.slice(0, 200)));
   }
   // The delegate's result is ours, byte for byte.

@@ -1,13 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { leaseId } from '../lease/lease.js';
+import { parseIPv4, parseIPv4Net } from '../lease/ip.js';
+import { leaseId, type Lease } from '../lease/lease.js';
 import { MemoryLogger } from '../testing/memory-logger.js';
 import { BackendRegistry } from '../backend/backend.js';
 import { MemoryStore } from '../testing/memory-store.js';
 import { RecordingBackend } from '../testing/recording-backend.js';
+import { parseNetworkConfig } from '../subnet/config.js';
+import type { LeaseSource } from '../subnet/source.js';
+import type { LeaseStore } from '../store/store.js';
+import { LocalStore } from '../store/local/local-store.js';
+import type { LeaseUpdate } from '../subnet/watch.js';
 import { Daemon, type DaemonOptions } from './daemon.js';
 import type { HostView } from './iface.js';
 
@@ -16,7 +22,7 @@ const host: HostView = {
   defaultRouteInterface: () => 'eth0',
 };
 
-async function start(store: MemoryStore, extra: Partial<DaemonOptions> = {}) {
+async function start(store: LeaseStore, extra: Partial<DaemonOptions> = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
   const log = new MemoryLogger();
   const d = new Daemon({
@@ -112,5 +118,173 @@ test('a burst of lease events is coalesced into few reconciles with the final de
   } finally {
     await t.stop();
     t.cleanup();
+  }
+});
+
+test('EnableIPv6 is refused at start-up with one line, from the store and from a net-conf file (kube mode)', { timeout: 10_000 }, async () => {
+  const v6 = '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"alloc"}}';
+  for (const mode of ['store', 'file'] as const) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
+    const store = new MemoryStore(mode === 'store' ? v6 : null);
+    const log = new MemoryLogger();
+    try {
+      const d = new Daemon({
+        store,
+        backends: new BackendRegistry().register('alloc', (ctx) => new RecordingBackend(ctx)),
+        log,
+        host,
+        iface: { iface: [], ifaceRegex: [] },
+        subnetFile: path.join(dir, 'subnet.env'),
+        ipMasq: false,
+        renewMarginMinutes: 60,
+        ...(mode === 'file' ? { configText: v6 } : {}),
+      });
+      const exit = await d.run(new AbortController().signal);
+      assert.equal(exit.code, 1, mode);
+      const errors = log.lines.filter((l) => l.level === 'error');
+      assert.equal(errors.length, 1, JSON.stringify(errors));
+      assert.match(errors[0]!.msg, /^EnableIPv6: true is not supported yet: flannel-ts has no IPv6 data path/);
+      assert.deepEqual((await store.listSubnets()).entries, [], 'no lease taken');
+      assert.equal(existsSync(path.join(dir, 'subnet.env')), false, 'no subnet.env written');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
+test('a store wiped under a running daemon: it says so once, writes its lease again and keeps running; a node started later sees it', async () => {
+  const store = new MemoryStore(CFG);
+  const t = await start(store);
+  let t2: Awaited<ReturnType<typeof start>> | null = null;
+  try {
+    const id = leaseId(t.d.lease!);
+    store.wipe();
+    for (let i = 0; !(await store.getSubnet(id)); i++) {
+      assert.ok(i < 300, `lease re-registered: ${JSON.stringify(t.log.lines)}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(t.d.state, 'ready', 'not taken for a revocation');
+    assert.equal(leaseId(t.d.lease!), id, 'same subnet');
+    assert.match((await store.getSubnet(id))!.value, /"PublicIP":"192\.0\.2\.11"/);
+    const said = t.log.lines.filter((l) => /went back in time/.test(l.msg));
+    assert.equal(said.length, 1, JSON.stringify(t.log.lines));
+    assert.match(said[0]!.msg, /^memory went back in time \(its revision went back from \d+ to \d+\): it was wiped or restored from an older snapshot; registering our lease 10\.244\.\d+\.0-24 again$/);
+    assert.ok(!t.log.lines.some((l) => /revoked/.test(l.msg)));
+
+    // the operator puts the config back; a node started now finds the old one, and the old one sees it
+    store.config = CFG;
+    const otherHost: HostView = { interfaces: () => [{ name: 'eth0', index: 2, mtu: 1500, ipv4: ['192.0.2.12'], ipv6: [] }], defaultRouteInterface: () => 'eth0' };
+    t2 = await start(store, { host: otherHost });
+    const id2 = leaseId(t2.d.lease!);
+    assert.notEqual(id2, id);
+    const b1 = (t.d as unknown as { backend: RecordingBackend }).backend;
+    const b2 = (t2.d as unknown as { backend: RecordingBackend }).backend;
+    await b2.waitFor((r) => r.some((l) => leaseId(l) === id));
+    await b1.waitFor((r) => r.some((l) => leaseId(l) === id2));
+  } finally {
+    assert.equal((await t.stop()).code, 0);
+    if (t2) assert.equal((await t2.stop()).code, 0);
+    t.cleanup();
+    t2?.cleanup();
+  }
+});
+
+test('remote leases whose subnet overlaps ours or a peer in use never reach the backend; each is warned about once', async () => {
+  const own: Lease = { subnet: parseIPv4Net('10.244.1.0/24'), subnet6: null, attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, backendType: 'vxlan' }, expiration: null };
+  const peer = (cidr: string, ip: string): Lease => ({ subnet: parseIPv4Net(cidr), subnet6: null, attrs: { publicIP: parseIPv4(ip), publicIPv6: null, backendType: 'vxlan' }, expiration: null });
+  const a = peer('10.244.2.0/24', '192.0.2.12');
+  const ownish = peer('10.244.1.0/25', '192.0.2.13'); // inside our subnet
+  const wide = peer('10.244.2.0/23', '192.0.2.14'); // over a, which is in use
+  let push: ((u: LeaseUpdate) => void) | null = null;
+  const source: LeaseSource = {
+    description: 'fake',
+    ownLoss: 'ignored',
+    getNetworkConfig: async () => parseNetworkConfig(CFG),
+    storedNodeInfo: async () => ({ publicIP: null, publicIPv6: null, vtepMac: null }),
+    acquire: async () => ({ ...own, how: 'node-pod-cidr' }),
+    renew: async (l) => l,
+    storedExpiration: async () => null,
+    complete: async () => undefined,
+    watch: (_cfg, _log, onUpdate) => ({ start: () => void (push = onUpdate), stop: async () => undefined }),
+    close: async () => undefined,
+  };
+  const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
+  const log = new MemoryLogger();
+  let backend: RecordingBackend | null = null;
+  const d = new Daemon({
+    leases: source,
+    backends: new BackendRegistry().register('alloc', (ctx) => (backend = new RecordingBackend(ctx))),
+    log,
+    host,
+    iface: { iface: [], ifaceRegex: [] },
+    subnetFile: path.join(dir, 'subnet.env'),
+    ipMasq: false,
+    renewMarginMinutes: 60,
+  });
+  const ac = new AbortController();
+  const exit = d.run(ac.signal);
+  try {
+    for (let i = 0; !push; i++) {
+      assert.ok(i < 200, JSON.stringify(log.lines));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const send = (leases: Lease[]) => push!({ events: [], snapshot: true, leases: [own, ...leases] });
+    send([a]);
+    await backend!.waitFor((r) => r.length === 1);
+    for (let i = 0; i < 3; i++) send([wide, ownish, a]);
+    await d.settled();
+    assert.deepEqual(backend!.last.map(leaseId), ['10.244.2.0-24']);
+    const warns = log.lines.filter((l) => l.level === 'warn').map((l) => l.msg).sort();
+    assert.deepEqual(warns, [
+      'ignoring lease 10.244.1.0-25: its subnet overlaps our own lease 10.244.1.0-24',
+      'ignoring lease 10.244.2.0-23: its subnet overlaps lease 10.244.2.0-24',
+    ]);
+  } finally {
+    ac.abort();
+    assert.equal((await exit).code, 0);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('local store: the database file removed under running daemons (a wipe): both write their leases into the new file and see each other', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-local-'));
+  const file = path.join(dir, 'leases.db');
+  const admin = LocalStore.open(file);
+  await admin.setNetworkConfig(CFG);
+  await admin.close();
+  const s1 = LocalStore.open(file, { pollMs: 10 });
+  const s2 = LocalStore.open(file, { pollMs: 10 });
+  const hostAt = (ip: string): HostView => ({ interfaces: () => [{ name: 'eth0', index: 2, mtu: 1500, ipv4: [ip], ipv6: [] }], defaultRouteInterface: () => 'eth0' });
+  const t1 = await start(s1, { host: hostAt('192.0.2.21') });
+  const t2 = await start(s2, { host: hostAt('192.0.2.22') });
+  try {
+    const ids = [leaseId(t1.d.lease!), leaseId(t2.d.lease!)].sort();
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
+    const fresh = LocalStore.open(file);
+    try {
+      await fresh.setNetworkConfig(CFG);
+      for (let i = 0; ; i++) {
+        const names = (await fresh.listSubnets()).entries.map((e) => e.name).sort();
+        if (JSON.stringify(names) === JSON.stringify(ids)) break;
+        assert.ok(i < 500, `leases re-registered in the new file: ${JSON.stringify(names)}\n${JSON.stringify([...t1.log.lines, ...t2.log.lines])}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      await fresh.close();
+    }
+    for (const t of [t1, t2]) {
+      assert.equal(t.d.state, 'ready');
+      assert.equal(t.log.lines.filter((l) => /went back in time/.test(l.msg)).length, 1, JSON.stringify(t.log.lines));
+    }
+    const b1 = (t1.d as unknown as { backend: RecordingBackend }).backend;
+    await b1.waitFor((r) => r.some((l) => leaseId(l) === leaseId(t2.d.lease!)));
+  } finally {
+    assert.equal((await t1.stop()).code, 0);
+    assert.equal((await t2.stop()).code, 0);
+    await s1.close();
+    await s2.close();
+    t1.cleanup();
+    t2.cleanup();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

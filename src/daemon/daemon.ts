@@ -7,7 +7,7 @@
 // status that src/cmd/flanneld turns into one.
 
 import { formatIPv4 } from '../lease/ip.js';
-import { leaseId, subnetKey, type Lease } from '../lease/lease.js';
+import { leaseId, subnetKey, withoutConflicts, type Lease } from '../lease/lease.js';
 import type { LeaseEvent } from '../lease/tracker.js';
 import { RateLimitedLog, type Logger } from '../log/log.js';
 import type { Backend, BackendRegistry } from '../backend/backend.js';
@@ -16,7 +16,7 @@ import { sleep, type HeldLease } from '../subnet/manager.js';
 import { StoreLeaseSource, type LeaseFeed, type LeaseSource } from '../subnet/source.js';
 import { readPreviousSubnets, writeSubnetEnv } from '../subnet/subnet-env.js';
 import type { LeaseUpdate } from '../subnet/watch.js';
-import type { LeaseStore } from '../store/store.js';
+import { StoreError, type LeaseStore } from '../store/store.js';
 import { DaemonMetrics } from './metrics.js';
 import { describeIface, selectExternalInterface, type HostView, type IfaceOptions } from './iface.js';
 
@@ -72,6 +72,14 @@ export class Daemon {
   private watch: LeaseFeed | null = null;
   private completeTimer: NodeJS.Timeout | null = null;
   private ownLossWarned = false;
+  /** remote leases handed to the backend last time: they win an overlap against newcomers */
+  private inUse = new Set<string>();
+  /** "id\0reason" of remote leases left out for overlapping, each warned about once */
+  private conflictWarned = new Set<string>();
+  /** a re-registration after a store reset is running */
+  private reregistering = false;
+  /** aborted at shutdown: ends waits between retries */
+  private readonly stopping = new AbortController();
   private renewTimer: NodeJS.Timeout | null = null;
   private resyncTimer: NodeJS.Timeout | null = null;
   private finish: ((e: DaemonExit) => void) | null = null;
@@ -79,6 +87,8 @@ export class Daemon {
   private pendingEvents: LeaseEvent[] = [];
   private reconcileQueued = false;
   private readonly errLog = new RateLimitedLog(10_000);
+  /** error messages the last reconcile reported */
+  private reconcileErrors = new Set<string>();
   /** remote leases last handed to the backend */
   remote: Lease[] = [];
   readonly metrics = new DaemonMetrics();
@@ -123,7 +133,11 @@ export class Daemon {
       );
     }
     this.log.info(`network config: ${describeConfig(cfg)}`);
-    if (cfg.enableIPv6) this.log.warn('EnableIPv6: IPv6 subnets are leased and written to subnet.env, but the IPv6 data path is not implemented yet in flannel-ts');
+    // Refused rather than half run: leasing v6 subnets and writing them to
+    // subnet.env would give pods IPv6 addresses that nothing routes.
+    if (cfg.enableIPv6) {
+      throw new ConfigError('EnableIPv6: true is not supported yet: flannel-ts has no IPv6 data path; remove EnableIPv6 (and IPv6Network) from the network config');
+    }
 
     // The source may remember things about this node: an operator's
     // node-public-ip annotation overrides --public-ip (spec §0 step 10), and a
@@ -213,6 +227,7 @@ export class Daemon {
     const own = this.lease ? leaseId(this.lease) : null;
     if (u.snapshot) this.metrics.relists.inc();
     for (const e of u.events) this.metrics.leaseEvents.inc({ type: e.type });
+    if (u.storeReset !== undefined) void this.storeWasReset(u.storeReset);
     const ownEvents = u.events.filter((e) => leaseId(e.lease) === own);
     for (const e of ownEvents) {
       if (this.source.ownLoss === 'ignored') {
@@ -220,12 +235,32 @@ export class Daemon {
           this.ownLossWarned = true;
           this.log.warn(`our own lease ${leaseId(e.lease)} disappeared from ${this.source.description}; keeping the data path as it is`);
         } else if (e.type === 'added') this.ownLossWarned = false;
-      } else if (e.type === 'removed') void this.ownLeaseGone();
-      else void this.ownLeaseWritten();
+      } else if (e.type === 'removed') {
+        // After a wipe our key is gone because the store forgot it, not because anyone revoked it.
+        if (u.storeReset === undefined) void this.ownLeaseGone();
+      } else void this.ownLeaseWritten();
     }
-    this.remote = u.leases.filter((l) => leaseId(l) !== own);
+    this.remote = this.usable(u.leases.filter((l) => leaseId(l) !== own));
     this.metrics.remoteLeases.set(this.remote.length);
     this.kickReconcile(u.events.filter((e) => leaseId(e.lease) !== own));
+  }
+
+  /**
+   * Leave out remote leases whose subnet overlaps ours or another peer's:
+   * programming both would send one subnet's traffic to two places. The peer
+   * already in use keeps its place; each conflict is logged once.
+   */
+  private usable(remote: readonly Lease[]): Lease[] {
+    const { kept, dropped } = withoutConflicts(remote, this.lease, this.inUse);
+    const warned = new Set<string>();
+    for (const d of dropped) {
+      const tag = `${leaseId(d.lease)}\u0000${d.reason}`;
+      if (!this.conflictWarned.has(tag)) this.log.warn(`ignoring lease ${leaseId(d.lease)}: ${d.reason}`);
+      warned.add(tag);
+    }
+    this.conflictWarned = warned;
+    this.inUse = new Set(kept.map(leaseId));
+    return kept;
   }
 
   /** Serialise reconciles; coalesce events that arrive while one runs. */
@@ -246,7 +281,10 @@ export class Daemon {
         this.metrics.reconciles.observe((performance.now() - t0) / 1000);
         this.metrics.reconcileErrors.inc(errs.length);
         this.log.debug('reconciled', { peers: this.remote.length, events: evs.length, ms: Number((performance.now() - t0).toFixed(1)) });
-        for (const err of errs) if (this.errLog.allow(err.message)) this.log.warn(`reconcile: ${err.message}`);
+        // Each error when it first shows, not again while every run reports it.
+        const now = new Set(errs.map((e) => e.message));
+        for (const m of now) if (!this.reconcileErrors.has(m)) this.log.warn(`reconcile: ${m}`);
+        this.reconcileErrors = now;
       } catch (e) {
         this.log.error(`reconcile failed: ${(e as Error).message}`);
       }
@@ -316,21 +354,58 @@ export class Daemon {
       return;
     }
     this.log.warn(`lease ${leaseId(lease)} expired before it could be renewed; acquiring again`);
+    await this.reacquire(lease);
+  }
+
+  /**
+   * The store went back in time (etcd wiped, or restored from an older
+   * snapshot; the local store's file replaced): it no longer knows our
+   * lease, or knows an old version of it. Write it again through the normal
+   * acquisition, which keeps our subnet when the store lets us and refuses to
+   * overwrite a subnet that someone else holds there.
+   */
+  private async storeWasReset(reason: string): Promise<void> {
+    const lease = this.lease;
+    if (!lease || !this.config || this.state === 'stopping' || this.reregistering) return;
+    this.log.warn(`${this.source.description} went back in time (${reason}): it was wiped or restored from an older snapshot; registering our lease ${leaseId(lease)} again`);
+    this.reregistering = true;
     try {
-      const again = await this.source.acquire(this.config, {
-        attrs: lease.attrs,
-        previous: { subnet: lease.subnet, subnet6: lease.subnet6 },
-      });
-      if (leaseId(again) !== leaseId(lease)) {
-        this.log.error(`re-acquired a different subnet ${leaseId(again)} (was ${leaseId(lease)}); restarting is needed to move the data path`);
-        this.finish?.({ code: 1, reason: 'subnet changed' });
+      await this.reacquire(lease);
+    } finally {
+      this.reregistering = false;
+    }
+  }
+
+  /** Take our subnet again; anything else (a different subnet, an error that won't pass) ends the daemon. */
+  private async reacquire(lease: HeldLease): Promise<void> {
+    let wait = 1000;
+    for (;;) {
+      if (!this.config || this.state === 'stopping' || this.state === 'stopped') return;
+      try {
+        const again = await this.source.acquire(this.config, {
+          attrs: lease.attrs,
+          previous: { subnet: lease.subnet, subnet6: lease.subnet6 },
+        });
+        if (leaseId(again) !== leaseId(lease)) {
+          this.log.error(`re-acquired a different subnet ${leaseId(again)} (was ${leaseId(lease)}); restarting is needed to move the data path`);
+          this.finish?.({ code: 1, reason: 'subnet changed' });
+          return;
+        }
+        this.lease = again;
+        this.scheduleRenew();
+        return;
+      } catch (e) {
+        // A store that is still coming back (a restarted etcd) is worth waiting for.
+        if (e instanceof StoreError && e.retryable) {
+          if (this.errLog.allow('reacquire')) this.log.warn(`could not re-acquire lease yet: ${e.message}; retrying`);
+          await sleep(wait, this.stopping.signal);
+          wait = Math.min(wait * 2, 30_000);
+          continue;
+        }
+        this.log.error(`could not re-acquire lease: ${(e as Error).message}`);
+        this.finish?.({ code: 1, reason: 'lease lost' });
         return;
       }
-      this.lease = again;
-      this.scheduleRenew();
-    } catch (e) {
-      this.log.error(`could not re-acquire lease: ${(e as Error).message}`);
-      this.finish?.({ code: 1, reason: 'lease lost' });
     }
   }
 
@@ -350,6 +425,7 @@ export class Daemon {
 
   private async shutdown(): Promise<void> {
     this.state = 'stopping';
+    this.stopping.abort();
     this.metrics.ready.set(0);
     if (this.completeTimer) clearTimeout(this.completeTimer);
     if (this.renewTimer) clearTimeout(this.renewTimer);

@@ -59,6 +59,11 @@ export function ipv4NetsOverlap(a: IPv4Net, b: IPv4Net): boolean {
   return ((a.ip & maskOf(p)) >>> 0) === ((b.ip & maskOf(p)) >>> 0);
 }
 
+/** true when ip is the network address of its prefix (no host bits set) */
+export function ipv4NetAligned(n: IPv4Net): boolean {
+  return ((n.ip & ~maskOf(n.prefix)) >>> 0) === 0;
+}
+
 export function ipv4NetEqual(a: IPv4Net, b: IPv4Net): boolean {
   return a.ip === b.ip && a.prefix === b.prefix;
 }
@@ -142,6 +147,10 @@ export function ipv6NetContains(net: IPv6Net, ip: bigint): boolean {
 export function ipv6NetsOverlap(a: IPv6Net, b: IPv6Net): boolean {
   const m = mask6Of(Math.min(a.prefix, b.prefix));
   return (a.ip & m) === (b.ip & m);
+}
+
+export function ipv6NetAligned(n: IPv6Net): boolean {
+  return (n.ip & ~mask6Of(n.prefix) & ALL128) === 0n;
 }
 
 export function unusablePublicIPv6(ip: bigint): string | null {

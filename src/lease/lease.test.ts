@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatIPv6, parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net } from './ip.js';
-import { decodeLeaseAttrs, encodeLeaseAttrs, LeaseDataError, parseSubnetKey, subnetKey, validateLease, vtepMac } from './lease.js';
+import { decodeLeaseAttrs, encodeLeaseAttrs, leaseId, LeaseDataError, parseSubnetKey, subnetKey, validateLease, vtepMac, withoutConflicts, type Lease } from './lease.js';
 
 test('subnet keys round-trip (spec §3.3 valid examples)', () => {
   for (const k of ['10.244.1.0-24', '10.12.13.0-24&fd00:12:13::-56', '10.5.52.0-24', '0.0.0.0-0', '10.0.0.0-31']) {
@@ -66,6 +66,45 @@ test('validateLease: subnet inside Network with SubnetLen; public IP usable', ()
   assert.match(validateLease(mk('10.244.3.0/24', '224.0.0.5'), net)!, /multicast/);
   const v6 = { subnet: parseIPv4Net('10.244.3.0/24'), subnet6: parseIPv6Net('fd00::/64'), attrs: { publicIP: parseIPv4('192.0.2.1'), publicIPv6: null, backendType: 'vxlan' }, expiration: null };
   assert.match(validateLease(v6, net)!, /IPv6 is not enabled/);
+});
+
+test('validateLease: a key with host bits set (10.244.42.128-24) is refused before it reaches the kernel', () => {
+  const net = { network: parseIPv4Net('10.244.0.0/16'), subnetLen: 24, ipv6Network: parseIPv6Net('fd00::/56'), ipv6SubnetLen: 64 };
+  const key = parseSubnetKey('/coreos.com/network/subnets/10.244.42.128-24')!;
+  assert.ok(key, 'the key itself parses, as in flannel');
+  const l = { ...key, attrs: { publicIP: parseIPv4('192.0.2.9'), publicIPv6: null, backendType: 'vxlan' }, expiration: null };
+  assert.equal(validateLease(l, net), 'subnet 10.244.42.128/24 has host bits set (a /24 starts at 10.244.42.0)');
+  const v6 = { ...parseSubnetKey('10.244.42.0-24&fd00:0:0:1::1-64')!, attrs: l.attrs, expiration: null };
+  assert.match(validateLease(v6, net)!, /^IPv6 subnet fd00:0:0:1::1\/64 has host bits set/);
+  assert.equal(validateLease({ ...parseSubnetKey('10.244.42.0-24')!, attrs: l.attrs, expiration: null }, net), null);
+});
+
+test('withoutConflicts: a lease overlapping our own or a peer in use is left out; the peer in use keeps its place', () => {
+  const mk = (key: string, ip = '192.0.2.1'): Lease => ({ ...parseSubnetKey(key)!, attrs: { publicIP: parseIPv4(ip), publicIPv6: null, backendType: 'vxlan' }, expiration: null });
+  const own = mk('10.244.1.0-24');
+  const a = mk('10.244.2.0-24');
+  const b = mk('10.244.2.0-24&fd00::-64'); // same IPv4 subnet as a, under another key
+  const c = mk('10.244.1.0-24&fd00:0:0:1::-64'); // our subnet under another key
+  const d = mk('10.244.3.0-24');
+  const wide = mk('10.244.0.0-16'); // covers everybody
+  const r1 = withoutConflicts([b, a, c, d], own, new Set());
+  assert.deepEqual(r1.kept.map(leaseId), ['10.244.2.0-24&fd00::-64', '10.244.3.0-24']);
+  assert.deepEqual(
+    r1.dropped.map((x) => `${leaseId(x.lease)}: ${x.reason}`).sort(),
+    ['10.244.1.0-24&fd00:0:0:1::-64: its subnet overlaps our own lease 10.244.1.0-24', '10.244.2.0-24: its subnet overlaps lease 10.244.2.0-24&fd00::-64'],
+  );
+  // a in use, b arriving later: a stays
+  const r2 = withoutConflicts([b, a, d], own, new Set([leaseId(a), leaseId(d)]));
+  assert.deepEqual(r2.kept.map(leaseId), ['10.244.2.0-24', '10.244.3.0-24']);
+  assert.deepEqual(r2.dropped.map((x) => leaseId(x.lease)), ['10.244.2.0-24&fd00::-64']);
+  // different prefix lengths
+  assert.deepEqual(withoutConflicts([d, wide], null, new Set([leaseId(d)])).kept.map(leaseId), ['10.244.3.0-24']);
+  assert.deepEqual(withoutConflicts([wide, d], null, new Set([leaseId(wide)])).kept.map(leaseId), ['10.244.0.0-16']);
+  // 5000 distinct peers: no conflict, and fast
+  const many = Array.from({ length: 5000 }, (_, i) => mk(`10.${100 + (i >> 8)}.${i & 255}.0-24`));
+  const t0 = performance.now();
+  assert.equal(withoutConflicts(many, own, new Set(many.slice(0, 2500).map(leaseId))).kept.length, 5000);
+  assert.ok(performance.now() - t0 < 500, `${(performance.now() - t0).toFixed(0)} ms`);
 });
 
 test('IPv6 formatting follows Go (RFC 5952)', () => {

@@ -8,8 +8,14 @@ import {
   formatIPv4Net,
   formatIPv6,
   formatIPv6Net,
+  ipv4NetAligned,
   ipv4NetContains,
+  ipv4NetsOverlap,
+  ipv6NetAligned,
   ipv6NetContains,
+  ipv6NetsOverlap,
+  mask6Of,
+  maskOf,
   parseIPv4,
   parseIPv6,
   unusablePublicIPv4,
@@ -146,6 +152,12 @@ export interface LeaseNetwork {
  * uses it. Returns a one-line reason, or null when it is fine.
  */
 export function validateLease(l: Lease, net: LeaseNetwork): string | null {
+  // flannel parses keys without masking: "10.244.42.128-24" would reach the
+  // kernel as a neighbour 10.244.42.128 and a route the kernel refuses.
+  if (!ipv4NetAligned(l.subnet)) {
+    return `subnet ${formatIPv4Net(l.subnet)} has host bits set (a /${l.subnet.prefix} starts at ${formatIPv4((l.subnet.ip & maskOf(l.subnet.prefix)) >>> 0)})`;
+  }
+  if (l.subnet6 && !ipv6NetAligned(l.subnet6)) return `IPv6 subnet ${formatIPv6Net(l.subnet6)} has host bits set`;
   if (net.network) {
     if (!ipv4NetContains(net.network, l.subnet.ip) || l.subnet.prefix < net.network.prefix) {
       return `subnet ${formatIPv4Net(l.subnet)} is outside Network ${formatIPv4Net(net.network)}`;
@@ -167,6 +179,83 @@ export function validateLease(l: Lease, net: LeaseNetwork): string | null {
     }
   }
   return null;
+}
+
+/** Do two leases claim any address in common (IPv4, or IPv6 when both have it)? */
+export function leasesOverlap(a: Pick<Lease, 'subnet' | 'subnet6'>, b: Pick<Lease, 'subnet' | 'subnet6'>): boolean {
+  if (ipv4NetsOverlap(a.subnet, b.subnet)) return true;
+  return a.subnet6 !== null && b.subnet6 !== null && ipv6NetsOverlap(a.subnet6, b.subnet6);
+}
+
+/**
+ * Leave out remote leases whose subnet overlaps our own or another kept
+ * lease's. Leases in `incumbents` (the ones in use so far) are considered
+ * first, so a stray key can never push a working peer out of the kernel.
+ * Returns the kept leases in their original order and a reason per lease
+ * left out.
+ */
+export function withoutConflicts(
+  remote: readonly Lease[],
+  own: Lease | null,
+  incumbents: ReadonlySet<string>,
+): { kept: Lease[]; dropped: Array<{ lease: Lease; reason: string }> } {
+  const ownId = own ? leaseId(own) : null;
+  const ids = new Map(remote.map((l) => [l, leaseId(l)]));
+  const order = [...remote.filter((l) => incumbents.has(ids.get(l)!)), ...remote.filter((l) => !incumbents.has(ids.get(l)!))];
+  const keep = new Set<Lease>();
+  const index = new SubnetIndex();
+  const dropped: Array<{ lease: Lease; reason: string }> = [];
+  for (const l of order) {
+    if (own && ids.get(l) !== ownId && leasesOverlap(l, own)) {
+      dropped.push({ lease: l, reason: `its subnet overlaps our own lease ${ownId}` });
+      continue;
+    }
+    const other = index.find(l);
+    if (other) {
+      dropped.push({ lease: l, reason: `its subnet overlaps lease ${leaseId(other)}` });
+      continue;
+    }
+    keep.add(l);
+    index.add(l);
+  }
+  return { kept: remote.filter((l) => keep.has(l)), dropped };
+}
+
+/**
+ * Leases by subnet, to find an overlapping one without comparing every pair
+ * (5000 leases, each watch event). Leases normally share one prefix length,
+ * so a lookup is one map access per prefix length present.
+ */
+class SubnetIndex {
+  private readonly v4 = new Map<number, Map<number, Lease>>();
+  private readonly v6 = new Map<number, Map<bigint, Lease>>();
+
+  add(l: Lease): void {
+    const m4 = this.v4.get(l.subnet.prefix) ?? new Map<number, Lease>();
+    this.v4.set(l.subnet.prefix, m4);
+    m4.set((l.subnet.ip & maskOf(l.subnet.prefix)) >>> 0, l);
+    if (l.subnet6) {
+      const m6 = this.v6.get(l.subnet6.prefix) ?? new Map<bigint, Lease>();
+      this.v6.set(l.subnet6.prefix, m6);
+      m6.set(l.subnet6.ip & mask6Of(l.subnet6.prefix), l);
+    }
+  }
+
+  find(l: Lease): Lease | undefined {
+    for (const [prefix, m] of this.v4) {
+      // An indexed subnet at least as large as ours: one lookup. A smaller one
+      // (a different prefix length, unusual): compare each.
+      const hit = prefix <= l.subnet.prefix ? m.get((l.subnet.ip & maskOf(prefix)) >>> 0) : [...m.values()].find((k) => ipv4NetsOverlap(k.subnet, l.subnet));
+      if (hit) return hit;
+    }
+    const s6 = l.subnet6;
+    if (!s6) return undefined;
+    for (const [prefix, m] of this.v6) {
+      const hit = prefix <= s6.prefix ? m.get(s6.ip & mask6Of(prefix)) : [...m.values()].find((k) => k.subnet6 !== null && ipv6NetsOverlap(k.subnet6, s6));
+      if (hit) return hit;
+    }
+    return undefined;
+  }
 }
 
 export function leaseId(l: { subnet: IPv4Net; subnet6: IPv6Net | null }): string {

@@ -8,6 +8,10 @@
 //   sees a delete;
 // * ttlSeconds null means "no TTL" (a reservation, permanent);
 // * list() returns a revision R such that watch(R + 1) misses nothing;
+// * revisions only grow while the store is the same store: a list whose
+//   revision is lower than one seen before (or whose epoch differs) means the
+//   store was wiped or restored from an older snapshot, and a watch that
+//   notices it on its own ends with an error;
 // * watch delivers events in order with their revision; an error ends the
 //   watch (the caller re-lists and re-watches).
 
@@ -42,7 +46,11 @@ export interface LeaseStore {
   readonly description: string;
   /** the raw network config text, or null when there is none */
   getNetworkConfig(): Promise<string | null>;
-  listSubnets(opts?: { withTTL?: boolean }): Promise<{ revision: number; entries: StoredEntry[] }>;
+  /**
+   * `epoch` names the store's identity where it has one (etcd: the cluster
+   * ID; local: an ID stamped into the file when it was created).
+   */
+  listSubnets(opts?: { withTTL?: boolean }): Promise<{ revision: number; entries: StoredEntry[]; epoch?: string }>;
   getSubnet(name: string): Promise<StoredEntry | null>;
   /** true if created, false if the name was taken */
   createSubnet(name: string, value: string, ttlSeconds: number): Promise<boolean>;

@@ -2,7 +2,7 @@
 // subnets from SubnetMin to SubnetMax, skip any that overlap a taken one,
 // collect at most 100 free ones and pick one at random.
 
-import { ipv4NetSize, ipv4NetsOverlap, ipv6NetsOverlap, type IPv4Net, type IPv6Net } from '../lease/ip.js';
+import { ipv4NetAligned, ipv4NetSize, ipv4NetsOverlap, ipv6NetAligned, ipv6NetsOverlap, type IPv4Net, type IPv6Net } from '../lease/ip.js';
 import type { NetworkConfig } from './config.js';
 
 export const MAX_CANDIDATES = 100;
@@ -34,12 +34,12 @@ export function pick<T>(xs: readonly T[], random: Random): T | null {
   return xs[Math.min(xs.length - 1, Math.floor(random() * xs.length))]!;
 }
 
-/** Does this subnet fit the current config (right length, inside [Min, Max])? */
+/** Does this subnet fit the current config (right length, aligned, inside [Min, Max])? */
 export function compatible(cfg: NetworkConfig, subnet: IPv4Net, subnet6: IPv6Net | null): boolean {
   if (cfg.enableIPv4) {
-    if (subnet.prefix !== cfg.subnetLen || subnet.ip < cfg.subnetMin || subnet.ip > cfg.subnetMax) return false;
+    if (subnet.prefix !== cfg.subnetLen || !ipv4NetAligned(subnet) || subnet.ip < cfg.subnetMin || subnet.ip > cfg.subnetMax) return false;
   }
   if (!cfg.enableIPv6) return subnet6 === null;
   if (subnet6 === null) return false;
-  return subnet6.prefix === cfg.ipv6SubnetLen && subnet6.ip >= cfg.ipv6SubnetMin && subnet6.ip <= cfg.ipv6SubnetMax;
+  return subnet6.prefix === cfg.ipv6SubnetLen && ipv6NetAligned(subnet6) && subnet6.ip >= cfg.ipv6SubnetMin && subnet6.ip <= cfg.ipv6SubnetMax;
 }

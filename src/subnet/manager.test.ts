@@ -108,6 +108,43 @@ test('garbage under subnets/ is skipped with a warning naming the key', async ()
   await store.close();
 });
 
+test('an undecodable lease still occupies its subnet: the last free subnet being garbage is "out of subnets", warned once, not 100 lost races', async () => {
+  // 10.0.0.0/26 with SubnetLen 28 has three subnets: .16, .32, .48
+  const { store, m, cfg, log } = setup('{"Network":"10.0.0.0/26","Backend":{"Type":"alloc"}}');
+  await store.putSubnet('10.0.0.16-28', '{not json', null);
+  await store.putSubnet('10.0.0.32-28', '{"PublicIP":"192.0.2.2","PublicIPv6":null}', 100);
+  const l = await m.acquireLease(cfg, { attrs: attrs('192.0.2.1') });
+  assert.equal(leaseId(l), '10.0.0.48-28', 'the only really free subnet');
+  assert.equal((await store.getSubnet('10.0.0.16-28'))!.value, '{not json', 'somebody else\'s garbage is left alone');
+  await assert.rejects(m.acquireLease(cfg, { attrs: attrs('192.0.2.3') }), (e: unknown) => e instanceof SubnetError && /out of subnets/.test(e.message));
+  const skips = log.lines.filter((x) => /skipping lease/.test(x.msg));
+  assert.equal(skips.length, 2, 'once per acquisition');
+  assert.match(skips[0]!.msg, /10\.0\.0\.16-28.*not valid JSON.*; its subnet stays taken$/);
+  await store.close();
+});
+
+test('our own previous subnet (subnet.env) holding garbage is reclaimed, with one line', async () => {
+  const { store, m, cfg, log } = setup();
+  await store.putSubnet('10.244.42.0-24', '{not json', null);
+  const l = await m.acquireLease(cfg, { attrs: attrs('192.0.2.1'), previous: { subnet: parseIPv4Net('10.244.42.0/24'), subnet6: null } });
+  assert.equal(l.how, 'reused-previous');
+  assert.equal(leaseId(l), '10.244.42.0-24');
+  const e = (await store.getSubnet('10.244.42.0-24'))!;
+  assert.equal(e.value, '{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:01"}}');
+  assert.ok(e.ttlSeconds! > 86000, 'a normal 24 h lease again');
+  const warns = log.lines.filter((x) => x.level === 'warn').map((x) => x.msg);
+  assert.equal(warns.length, 1, JSON.stringify(warns));
+  assert.match(warns[0]!, /^lease \/memory\/subnets\/10\.244\.42\.0-24 held data that does not decode \(lease value is not valid JSON.*\); it is our previous subnet \(from subnet\.env\), so it was reclaimed$/);
+  // Without subnet.env pointing at it, the garbage is somebody's: another subnet is taken.
+  const other = setup();
+  await other.store.putSubnet('10.244.42.0-24', '{not json', null);
+  const l2 = await other.m.acquireLease(other.cfg, { attrs: attrs('192.0.2.1'), previous: { subnet: parseIPv4Net('10.244.43.0/24'), subnet6: null } });
+  assert.equal(leaseId(l2), '10.244.43.0-24');
+  assert.equal((await other.store.getSubnet('10.244.42.0-24'))!.value, '{not json');
+  await store.close();
+  await other.store.close();
+});
+
 test('renewLease re-writes the same value with a fresh TTL', async () => {
   const { store, m, cfg } = setup();
   const l = await m.acquireLease(cfg, { attrs: attrs('192.0.2.1') });

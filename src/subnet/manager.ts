@@ -3,6 +3,9 @@
 //
 // Deliberate differences from flannel, each a ⚠ in the spec:
 // * A lost creation race is retried (flannel exits 1, §3.6 step 5).
+// * A lease whose value does not decode still occupies its subnet (flannel
+//   skips it, then fails to create the subnet it thought was free). When it
+//   sits on the subnet our subnet.env names, it is ours: we reclaim it.
 // * A reservation (a key without TTL) stays permanent when reused (§3.7:
 //   flannel's v3 code silently turns it into a 24 h lease; the docs say it
 //   stays).
@@ -65,6 +68,13 @@ export function entryToLease(e: StoredEntry): Lease | string {
   }
 }
 
+/** A stored entry that does not decode; `subnets` is what its key names (null: not a subnet key). */
+interface Garbled {
+  readonly entry: StoredEntry;
+  readonly subnets: { subnet: IPv4Net; subnet6: IPv6Net | null } | null;
+  readonly why: string;
+}
+
 export class SubnetManager {
   private readonly log: Logger;
   private readonly random: Random;
@@ -88,20 +98,36 @@ export class SubnetManager {
     return parseNetworkConfig(text);
   }
 
-  /** Parse every stored entry, warning once per bad key; bad ones are skipped. */
-  private parseEntries(entries: readonly StoredEntry[]): Array<{ entry: StoredEntry; lease: Lease }> {
-    const out: Array<{ entry: StoredEntry; lease: Lease }> = [];
+  /**
+   * Parse every stored entry. An entry whose value (or key) does not decode
+   * is returned in `garbled`, with the subnet its key names, if any: that
+   * subnet stays occupied. A key that names no subnet occupies nothing.
+   */
+  private parseEntries(entries: readonly StoredEntry[]): { leases: Array<{ entry: StoredEntry; lease: Lease }>; garbled: Garbled[] } {
+    const leases: Array<{ entry: StoredEntry; lease: Lease }> = [];
+    const garbled: Garbled[] = [];
     for (const entry of entries) {
       const l = entryToLease(entry);
-      if (typeof l === 'string') this.log.warn(`skipping lease: ${l}`);
-      else out.push({ entry, lease: l });
+      if (typeof l !== 'string') leases.push({ entry, lease: l });
+      else garbled.push({ entry, subnets: parseSubnetKey(entry.name), why: l });
     }
-    return out;
+    return { leases, garbled };
+  }
+
+  /** Warn about each undecodable entry once per acquisition (`warned`), not once per retry. */
+  private warnGarbled(garbled: readonly Garbled[], warned: Set<string>): void {
+    for (const g of garbled) {
+      const tag = `${g.entry.key}\u0000${g.entry.value}`;
+      if (warned.has(tag)) continue;
+      warned.add(tag);
+      this.log.warn(`skipping lease: ${g.why}${g.subnets ? '; its subnet stays taken' : ''}`);
+    }
   }
 
   async acquireLease(cfg: NetworkConfig, req: AcquireRequest): Promise<HeldLease> {
+    const warned = new Set<string>();
     for (let attempt = 0; attempt <= this.maxRaceRetries; attempt++) {
-      const got = await this.tryAcquire(cfg, req);
+      const got = await this.tryAcquire(cfg, req, warned);
       if (got) return got;
       // Lost a creation race: someone took the subnet between our read and
       // our create. Back off a little (jittered) and try again on fresh data.
@@ -111,9 +137,9 @@ export class SubnetManager {
     throw new SubnetError(`gave up acquiring a subnet after ${this.maxRaceRetries} lost creation races`);
   }
 
-  private async tryAcquire(cfg: NetworkConfig, req: AcquireRequest): Promise<HeldLease | null> {
+  private async tryAcquire(cfg: NetworkConfig, req: AcquireRequest, warned: Set<string>): Promise<HeldLease | null> {
     const { entries } = await this.store.listSubnets({ withTTL: true });
-    const leases = this.parseEntries(entries);
+    const { leases, garbled } = this.parseEntries(entries);
     const value = encodeLeaseAttrs(req.attrs);
 
     // 1. Reuse the lease that already carries our public IP.
@@ -131,22 +157,38 @@ export class SubnetManager {
       leases.splice(leases.indexOf(mine), 1);
     }
 
-    const taken4 = leases.map((l) => l.lease.subnet);
-    const taken6 = leases.flatMap((l) => (l.lease.subnet6 ? [l.lease.subnet6] : []));
+    const occupied = garbled.flatMap((g) => (g.subnets ? [g.subnets] : []));
+    const taken4 = [...leases.map((l) => l.lease.subnet), ...occupied.map((o) => o.subnet)];
+    const taken6 = [...leases.map((l) => l.lease.subnet6), ...occupied.map((o) => o.subnet6)].filter((n): n is IPv6Net => n !== null);
 
     // 2. Reuse the subnet we had last time (from subnet.env), if it is free and fits.
     const prev = req.previous;
-    if (prev && prev.subnet) {
-      const prev6 = cfg.enableIPv6 ? prev.subnet6 : null;
-      const free4 = !taken4.some((t) => ipv4NetsOverlap(t, prev.subnet!));
+    const prev4 = prev?.subnet ?? null;
+    const prev6 = prev4 && cfg.enableIPv6 ? (prev?.subnet6 ?? null) : null;
+    // Our own key holding garbage (someone wrote over it): subnet.env says the
+    // subnet is ours, so take it back. Delete, then create-if-absent: a real
+    // lease that appears there in between is never overwritten.
+    const ours = prev4 && compatible(cfg, prev4, prev6) ? garbled.find((g) => g.entry.name === subnetKey(prev4, prev6)) : undefined;
+    this.warnGarbled(
+      garbled.filter((g) => g !== ours),
+      warned,
+    );
+    if (prev4 && ours) {
+      await this.store.deleteSubnet(ours.entry.name);
+      if (!(await this.store.createSubnet(ours.entry.name, value, LEASE_TTL_SECONDS))) return null;
+      this.log.warn(`lease ${ours.entry.key} held data that does not decode (${ours.why.replace(/^key "[^"]*": /, '')}); it is our previous subnet (from subnet.env), so it was reclaimed`);
+      return { subnet: prev4, subnet6: prev6, attrs: req.attrs, expiration: expiresIn(LEASE_TTL_SECONDS), how: 'reused-previous' };
+    }
+    if (prev4) {
+      const free4 = !taken4.some((t) => ipv4NetsOverlap(t, prev4));
       const free6 = prev6 === null || !taken6.some((t) => ipv6NetsOverlap(t, prev6));
-      if (!compatible(cfg, prev.subnet, prev6)) {
-        this.log.info(`previous subnet ${formatIPv4Net(prev.subnet)} does not fit the current config; ignoring it`);
+      if (!compatible(cfg, prev4, prev6)) {
+        this.log.info(`previous subnet ${formatIPv4Net(prev4)} does not fit the current config; ignoring it`);
       } else if (free4 && free6) {
-        const name = subnetKey(prev.subnet, prev6);
+        const name = subnetKey(prev4, prev6);
         if (await this.store.createSubnet(name, value, LEASE_TTL_SECONDS)) {
           this.log.info(`reusing previous subnet ${name}`);
-          return { subnet: prev.subnet, subnet6: prev6, attrs: req.attrs, expiration: expiresIn(LEASE_TTL_SECONDS), how: 'reused-previous' };
+          return { subnet: prev4, subnet6: prev6, attrs: req.attrs, expiration: expiresIn(LEASE_TTL_SECONDS), how: 'reused-previous' };
         }
         return null;
       }

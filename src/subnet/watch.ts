@@ -8,6 +8,12 @@
 //
 // Entries that do not parse or do not fit the network are skipped with one
 // warning naming the key; they never stop the watch.
+//
+// A re-list whose revision is lower than one already seen, or whose store
+// epoch (etcd's cluster ID) changed, means the store was wiped or restored
+// from an older snapshot: that snapshot is flagged `storeReset`, so the
+// daemon writes its own lease again instead of taking its absence for a
+// revocation. flannel has no such check and never re-registers.
 
 import { parseSubnetKey, subnetKey, validateLease, type Lease } from '../lease/lease.js';
 import { LeaseTracker, type LeaseEvent } from '../lease/tracker.js';
@@ -22,6 +28,8 @@ export interface LeaseUpdate {
   readonly snapshot: boolean;
   /** every valid lease now known, own included */
   readonly leases: readonly Lease[];
+  /** set on the snapshot after the store went back in time: what was seen */
+  readonly storeReset?: string;
 }
 
 export interface LeaseWatchOptions {
@@ -40,6 +48,9 @@ export class LeaseWatch {
   /** number of times the watch was (re)established after a list; for tests and metrics */
   relists = 0;
   revision = 0;
+  /** the highest revision seen from this store, and its epoch */
+  private maxRevision = 0;
+  private epoch: string | undefined;
 
   constructor(
     private readonly store: LeaseStore,
@@ -78,10 +89,10 @@ export class LeaseWatch {
     return l as Lease;
   }
 
-  private emit(events: LeaseEvent[], snapshot: boolean): void {
+  private emit(events: LeaseEvent[], snapshot: boolean, storeReset: string | null = null): void {
     if (events.length === 0 && !snapshot) return;
     try {
-      this.onUpdate({ events, snapshot, leases: this.tracker.all() });
+      this.onUpdate({ events, snapshot, leases: this.tracker.all(), ...(storeReset !== null ? { storeReset } : {}) });
     } catch (e) {
       // A consumer bug must not kill the watch.
       this.log.error(`lease update handler failed: ${(e as Error).message}`);
@@ -95,12 +106,15 @@ export class LeaseWatch {
     const signal = this.ac.signal;
     while (!signal.aborted) {
       try {
-        const { revision, entries } = await this.store.listSubnets();
+        const { revision, entries, epoch } = await this.store.listSubnets();
         if (signal.aborted) break;
         const leases = entries.map((e) => this.accept(e)).filter((l): l is Lease => l !== null);
+        const reset = this.resetSeen(revision, epoch);
         this.revision = revision;
+        this.maxRevision = reset === null ? Math.max(this.maxRevision, revision) : revision;
+        this.epoch = epoch;
         this.relists++;
-        this.emit(this.tracker.snapshot(leases), true);
+        this.emit(this.tracker.snapshot(leases), true, reset);
         const ended = await this.watchFrom(revision + 1);
         if (signal.aborted) break;
         // The watch ran and ended: a fresh start, not a failure streak, unless it died at once.
@@ -113,6 +127,14 @@ export class LeaseWatch {
       await sleep(backoff, signal);
       backoff = Math.min(backoff * 2, max);
     }
+  }
+
+  /** Did the store go back in time since the last list? A one-line account, or null. */
+  private resetSeen(revision: number, epoch: string | undefined): string | null {
+    if (this.relists === 0) return null;
+    if (epoch !== undefined && this.epoch !== undefined && epoch !== this.epoch) return `its ID changed from ${this.epoch} to ${epoch}`;
+    if (revision < this.maxRevision) return `its revision went back from ${this.maxRevision} to ${revision}`;
+    return null;
   }
 
   /** Watch until the store reports an error (returned) or we are stopped. */
@@ -138,6 +160,7 @@ export class LeaseWatch {
             }
           }
           this.revision = revision;
+          this.maxRevision = Math.max(this.maxRevision, revision);
           this.emit(out, false);
         },
         onError: (err) => finish(err),

@@ -106,6 +106,24 @@ export class MemoryStore implements LeaseStore {
     }
   }
 
+  /**
+   * Lose everything, config included, as an etcd wiped and restarted empty
+   * does: entries, history and revisions start over. Watches end with an
+   * error, as the etcd adapter's do when it sees the revision go back.
+   */
+  wipe(): void {
+    for (const it of this.items.values()) if (it.timer) clearTimeout(it.timer);
+    this.items.clear();
+    this.log.length = 0;
+    this.revision = 1;
+    this.compactedBelow = 0;
+    this.config = null;
+    for (const w of [...this.watchers]) {
+      this.watchers.delete(w);
+      w.h.onError(new Error('the store revision went back'));
+    }
+  }
+
   watchSubnets(fromRevision: number, h: WatchHandlers): WatchHandle {
     const w = { h, from: fromRevision };
     if (fromRevision < this.compactedBelow) {

@@ -15,7 +15,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -147,9 +147,9 @@ describe('flannel CNI plugin with the real reference plugins (root, network name
   }
 
   /** Runs the compiled plugin in the host namespace, as the runtime would exec it. */
-  function flannel(cmd: string | undefined, cid: string, conf: Record<string, unknown> | string, netns = podNs): Promise<Ran> {
+  function flannel(cmd: string | undefined, cid: string, conf: Record<string, unknown> | string, netns = podNs, extraEnv: NodeJS.ProcessEnv = {}): Promise<Ran> {
     return runProc(['ip', 'netns', 'exec', hostNs, process.execPath, MAIN], {
-      env: cniEnv(cmd, cid, netns),
+      env: { ...cniEnv(cmd, cid, netns), ...extraEnv },
       stdin: typeof conf === 'string' ? conf : JSON.stringify(conf),
     });
   }
@@ -262,6 +262,42 @@ describe('flannel CNI plugin with the real reference plugins (root, network name
     assert.equal(chk.code, 3, 'CHECK after DEL: container unknown');
   });
 
+  test('a delegate ADD that fails after creating the veth keeps its undo: the DEL that follows calls bridge, which removes the veth', async () => {
+    // bridge (ipMasq: FLANNEL_IPMASQ=false) creates cni0, the veth pair and
+    // gets an IP from host-local, then needs iptables for the masquerade rule.
+    // With a PATH that has `ip` but no iptables, that last step fails.
+    const cidh = 'ctr-half-0003';
+    const pod3Ns = `${prefix}pod3`;
+    await sh(['ip', 'netns', 'add', pod3Ns]);
+    created.push(pod3Ns);
+    const noIptables = path.join(tmp, 'path-without-iptables');
+    mkdirSync(noIptables);
+    symlinkSync(execFileSync('sh', ['-c', 'command -v ip'], { encoding: 'utf8' }).trim(), path.join(noIptables, 'ip'));
+
+    const add = cniError(await flannel('ADD', cidh, flannelConf(), pod3Ns, { PATH: noIptables }));
+    assert.match(add.msg, /iptables/, add.msg);
+    const podLink = await runProc(['ip', '-n', pod3Ns, 'link', 'show', 'eth0']);
+    assert.equal(podLink.code, 0, 'bridge created the veth before it failed');
+    assert.ok(existsSync(path.join(dataDir, cidh)), 'the saved delegate config is kept for DEL');
+
+    // The runtime's DEL (with its normal PATH) must reach bridge with the saved config.
+    const del = await flannel('DEL', cidh, flannelConf(), pod3Ns);
+    const gone = await runProc(['ip', '-n', pod3Ns, 'link', 'show', 'eth0']);
+    assert.notEqual(gone.code, 0, 'the veth is gone: bridge ran its DEL');
+    if (del.code !== 0) {
+      // bridge 1.1.1 removes the veth, then fails to remove the masquerade
+      // chain its ADD never made. The error is bridge's own; the saved config
+      // stays, and the runtime's retry of DEL succeeds (no veth: nothing to tear down).
+      assert.match(cniError(del).msg, /iptables .*CNI-/);
+      assert.ok(existsSync(path.join(dataDir, cidh)), 'kept until a DEL succeeds');
+      ok(await flannel('DEL', cidh, flannelConf(), pod3Ns), 'flannel DEL, retried');
+    }
+    const hostVeths = await sh(['ip', '-n', hostNs, '-o', 'link', 'show', 'master', 'cni0']);
+    assert.doesNotMatch(hostVeths, /veth/, 'no veth left on cni0');
+    assert.equal(existsSync(path.join(dataDir, cidh)), false, 'saved config removed after the successful DEL');
+    assert.deepEqual(leaseFiles(), [], 'no IP held for the container');
+  });
+
   // --- conflist chain -------------------------------------------------------
 
   test('kube-flannel conflist (0.3.1): flannel then portmap with prevResult; DEL in reverse', async () => {
@@ -316,7 +352,7 @@ describe('flannel CNI plugin with the real reference plugins (root, network name
 
     const e5 = cniError(await flannel('ADD', 'ctr-err-5', flannelConf({ delegate: { type: 'no-such-plugin' } })));
     assert.deepEqual({ code: e5.code, msg: e5.msg }, { code: 101, msg: `failed to find plugin "no-such-plugin" in path [${CNI_BIN}]` });
-    assert.equal(existsSync(path.join(dataDir, 'ctr-err-5')), false, 'saved config removed after the failed ADD');
+    assert.equal(existsSync(path.join(dataDir, 'ctr-err-5')), false, 'nothing saved: the delegate is not installed, so it never ran');
 
     // A delegate's own error is passed through unchanged: bridge refusing a bogus MTU
     // answers the same whether called by flannel or directly.
@@ -327,7 +363,8 @@ describe('flannel CNI plugin with the real reference plugins (root, network name
     assert.deepEqual({ code: e6.code, msg: e6.msg, details: e6.details }, { code: direct.code, msg: direct.msg, details: direct.details }, "the bridge plugin's own error");
     assert.equal(e6.cniVersion, '1.0.0');
     assert.match(e6.msg, /mtu/);
-    assert.equal(existsSync(path.join(dataDir, 'ctr-err-6')), false);
+    // As flannel: a failed ADD keeps the saved config for DEL (the delegate may have made something).
+    assert.equal(existsSync(path.join(dataDir, 'ctr-err-6')), true);
     const link = await runProc(['ip', '-n', podNs, 'link', 'show', 'eth0']);
     assert.notEqual(link.code, 0, 'no interface left behind');
   });

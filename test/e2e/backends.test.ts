@@ -71,7 +71,14 @@ test('switching host-gw -> vxlan -> host-gw leaves no stale devices or routes', 
   await useBackend('vxlan');
   await meshOk();
   for (const h of topo.hosts) {
-    const eth0 = await topo.ip(h.name, 'route', 'show', 'dev', 'eth0');
+    // "ready" (subnet.env written) comes just before the first reconcile, and
+    // the mesh can already work over the old routes: give that reconcile a moment.
+    let eth0 = '';
+    for (const deadline = Date.now() + 2000; ; ) {
+      eth0 = await topo.ip(h.name, 'route', 'show', 'dev', 'eth0');
+      if (!/10\.244\./.test(eth0) || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     assert.ok(!/10\.244\./.test(eth0), `${h.name} kept host-gw routes: ${eth0}`);
     assert.equal((await topo.ip(h.name, 'route', 'show', 'dev', 'flannel.1')).trim().split('\n').length, 2);
   }

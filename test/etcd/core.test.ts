@@ -352,3 +352,38 @@ test('readyz is 503 until ready', async () => {
   assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
   assert.equal(await a.stop(), 0);
 });
+
+test('own lease overwritten with garbage, then a restart: the daemon takes its subnet back with one line, no give-up', async () => {
+  const prefix = await network();
+  const a = flanneld(prefix, '192.0.2.70');
+  await a.waitReady();
+  const first = subnetEnv(prefix, '192.0.2.70');
+  assert.equal(await a.stop(), 0);
+  const [key] = Object.keys(await etcd.client.getAll().prefix(`${prefix}/subnets/`).strings());
+  await etcd.client.put(key!).value('{not json');
+  const b = flanneld(prefix, '192.0.2.70');
+  await b.waitReady();
+  assert.equal(subnetEnv(prefix, '192.0.2.70'), first, 'same subnet');
+  assert.match((await etcd.client.get(key!).string())!, /^\{"PublicIP":"192\.0\.2\.70","PublicIPv6":null/);
+  const text = b.raw.join('\n');
+  assert.equal(b.lines.filter((l) => l.msg.includes(key!) || l.msg.includes(key!.split('/').pop()!)).filter((l) => l.level >= 40).length, 1, text);
+  assert.match(text, /held data that does not decode .*it is our previous subnet \(from subnet\.env\), so it was reclaimed/);
+  assert.doesNotMatch(text, /skipping lease|gave up|lost creation races/);
+  assert.equal(await b.stop(), 0);
+});
+
+test('IPv6 is refused at start-up until it has a data path: EnableIPv6 in the config, or --public-ipv6 (one line, exit 1)', { timeout: 30_000 }, async () => {
+  const prefix = await network('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"alloc"}}');
+  const a = flanneld(prefix, '192.0.2.80');
+  assert.equal(await a.exited, 1);
+  // (an error is logged as JSON and, for the operator, as one plain "flanneld: …" line)
+  const errors = (p: FlanneldProc) => [...new Set(p.lines.filter((l) => l.level >= 50).map((l) => l.msg.replace(/^flanneld: /, '')))];
+  const errs = errors(a);
+  assert.equal(errs.length, 1, a.raw.join('\n'));
+  assert.match(errs[0]!, /^EnableIPv6: true is not supported yet: flannel-ts has no IPv6 data path/);
+  assert.deepEqual(await etcd.client.getAll().prefix(`${prefix}/subnets/`).keys(), [], 'no lease taken');
+
+  const b = flanneld(await network(), '192.0.2.81', ['--public-ipv6=fd00::81']);
+  assert.equal(await b.exited, 1);
+  assert.deepEqual(errors(b), ['--public-ipv6 fd00::81: not supported yet: flannel-ts has no IPv6 data path; remove the flag']);
+});

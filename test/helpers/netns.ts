@@ -418,6 +418,19 @@ export class Topology {
     }
   }
 
+  /**
+   * Stops the etcd started by startEtcd() and waits until it is gone. With
+   * wipe, its data dir is removed too: started again with startEtcd(), it
+   * comes back empty, with the same cluster ID (as after a disk loss).
+   */
+  async stopEtcd(o: { wipe?: boolean } = {}): Promise<void> {
+    const etcd = this.etcd;
+    if (!etcd) throw new Error('etcd is not running');
+    await etcd.stop();
+    this.etcd = undefined;
+    if (o.wipe) rmSync(path.join(this.tmpDir, 'etcd'), { recursive: true, force: true });
+  }
+
   /** `etcdctl --endpoints http://192.0.2.1:2379 ...args` run in the underlay ns (API v3); returns stdout. */
   async etcdctl(...args: string[]): Promise<string> {
     return this.exec(this.underlay, ['etcdctl', '--endpoints', ETCD_CLIENT_URL, ...args], { env: { ETCDCTL_API: '3' } });

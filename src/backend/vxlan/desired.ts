@@ -1,9 +1,10 @@
 // Pure: remote leases -> the kernel entries the VXLAN backend wants on
-// flannel.<VNI> (spec §5.5). Leases of another backend type, and ones whose
-// VtepMAC is missing, malformed, multicast or all-zero, are left out with a
-// reason, so nothing unvalidated reaches the kernel.
+// flannel.<VNI> (spec §5.5). Leases of another backend type, ones whose
+// subnet has host bits set, and ones whose VtepMAC is missing, malformed,
+// multicast or all-zero, are left out with a reason, so nothing unvalidated
+// reaches the kernel.
 
-import { formatIPv4, formatIPv4Net, ipv4NetContains, type IPv4Net } from '../../lease/ip.js';
+import { formatIPv4, formatIPv4Net, ipv4NetAligned, ipv4NetContains, type IPv4Net } from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
 import { normaliseMac } from './options.js';
 
@@ -37,6 +38,11 @@ export function desiredEntries(remote: readonly Lease[], directNets: readonly IP
     const id = leaseId(l);
     if (l.attrs.backendType !== 'vxlan') {
       skipped.push({ id, reason: `backend type "${l.attrs.backendType || '(none)'}" is not vxlan` });
+      continue;
+    }
+    if (!ipv4NetAligned(l.subnet)) {
+      // The route would be refused (EINVAL) after the neighbour and FDB entry went in.
+      skipped.push({ id, reason: `subnet ${formatIPv4Net(l.subnet)} has host bits set` });
       continue;
     }
     const publicIP = formatIPv4(l.attrs.publicIP);

@@ -25,7 +25,11 @@ export interface ReconcileTarget {
 }
 
 export interface ReconcileResult {
-  /** kernel requests sent (0 when already converged) */
+  /**
+   * kernel requests that succeeded (0 when already converged). A request the
+   * kernel refuses is an error, not a change: otherwise one bad entry would
+   * read as "restored" on every periodic check.
+   */
   readonly changes: number;
   readonly errors: Error[];
 }
@@ -70,8 +74,8 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   const run = async (ops: KernelOp[]): Promise<Set<number>> => {
     const failed = new Set<number>();
     if (ops.length === 0) return failed;
-    changes += ops.length;
     const res = await k.applyBatch(ops);
+    changes += res.succeeded;
     for (const f of res.failures) {
       failed.add(f.index);
       errors.push(new Error(`${describe(f.op)} on dev #${t.dev}: ${f.error.message}`));

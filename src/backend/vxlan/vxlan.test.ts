@@ -148,3 +148,63 @@ test('DirectRouting: a peer on our L2 subnet gets a plain route via its public I
   assert.deepEqual(k.routes.map((r) => [r.dst, r.gateway, r.oif]).sort(), [['10.244.2.0/24', '192.0.2.12', eth0.index], ['10.244.3.0/24', '10.244.3.0', dev.index]]);
   assert.deepEqual(k.neighs.map((n) => n.ip), ['10.244.3.0']);
 });
+
+test('a lease key with host bits set (10.244.42.128-24) gets no neighbour, FDB entry or route', async () => {
+  const { k, b, log } = await setup();
+  const bad: Lease = { ...peer(7), subnet: { ip: parseIPv4('10.244.42.128'), prefix: 24 } };
+  assert.deepEqual(await b.reconcile([bad, peer(2)]), []);
+  assert.deepEqual(k.neighs.map((n) => n.ip), ['10.244.2.0']);
+  assert.deepEqual(k.fdb.map((f) => f.dst), ['192.0.2.12']);
+  assert.deepEqual(k.routes.map((r) => r.dst), ['10.244.2.0/24']);
+  await b.reconcile([bad, peer(2)]);
+  const warns = log.lines.filter((l) => l.level === 'warn').map((l) => l.msg);
+  assert.deepEqual(warns, ['ignoring lease 10.244.42.128-24: subnet 10.244.42.128/24 has host bits set'], 'warned once');
+});
+
+test('an entry the kernel keeps refusing is not "restored" on every periodic check, and is warned about once', async () => {
+  const k = new FakeKernel();
+  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
+  const log = new MemoryLogger();
+  const b = new VxlanBackend(
+    { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
+    { kernel: k, resyncMs: 15 },
+  );
+  const attrs = await b.prepare();
+  await b.activate({ ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } });
+  try {
+    assert.deepEqual(await b.reconcile([peer(2), peer(3)]), []);
+    // Someone deletes a route, and from now on the kernel refuses to put it back.
+    k.failWhen = (op) => (op.op === 'replaceRoute' && op.route.dst === '10.244.3.0/24' ? 22 : null);
+    k.routes = k.routes.filter((r) => r.dst !== '10.244.3.0/24');
+    const before = b.reconciles;
+    while (b.reconciles < before + 8) await new Promise((r) => setTimeout(r, 10));
+    const msgs = log.lines.map((l) => l.msg);
+    assert.deepEqual(msgs.filter((m) => /restored/.test(m)), [], 'nothing was restored');
+    const warned = msgs.filter((m) => /^reconcile: route 10\.244\.3\.0\/24 via 10\.244\.3\.0 .*EINVAL/.test(m));
+    assert.equal(warned.length, 1, msgs.join('\n'));
+    // once the kernel takes it again, it is restored (and said so)
+    k.failWhen = null;
+    while (!k.routes.some((r) => r.dst === '10.244.3.0/24')) await new Promise((r) => setTimeout(r, 5));
+    while (!log.lines.some((l) => /^restored 1 kernel entry/.test(l.msg))) await new Promise((r) => setTimeout(r, 5));
+  } finally {
+    await b.close();
+  }
+});
+
+test('flannel.1 keeps exactly one IPv4 address: a stale /32 from an old subnet (inside or outside Network) goes; link-local stays', async () => {
+  const k = new FakeKernel();
+  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
+  const dev = await k.createVxlan({ name: 'flannel.1', vni: 1, local: '192.0.2.11', linkIndex: eth0.index, mac: '0e:11:22:33:44:55' });
+  // left by earlier runs: a subnet of the current Network, one of a Network since changed, a link-local one
+  for (const a of ['10.244.9.0/32', '10.50.3.0/32', '169.254.1.1/16']) await k.addAddr(dev.index, a);
+  const log = new MemoryLogger();
+  const b = new VxlanBackend(
+    { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
+    { kernel: k, resyncMs: 0 },
+  );
+  const attrs = await b.prepare();
+  await b.activate({ ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } });
+  assert.deepEqual((await k.listAddrs(dev.index)).map((a) => a.cidr).sort(), ['10.244.1.0/32', '169.254.1.1/16']);
+  assert.ok(log.lines.some((l) => l.msg === 'removing stale address 10.50.3.0/32 from flannel.1'));
+  await b.close();
+});

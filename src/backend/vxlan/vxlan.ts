@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { formatIPv4, ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
 import type { Lease } from '../../lease/lease.js';
 import type { KernelNet, Link } from '../../kernel/types.js';
+import { AF_INET } from '../../netlink/constants.js';
 import { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
 import { BackendError, type Backend, type BackendContext, type ChangeFeed, type PublishedAttrs } from '../backend.js';
@@ -114,15 +115,22 @@ export class VxlanBackend implements Backend {
     return { backendType: 'vxlan', backendData: { VNI: this.opts.vni, VtepMAC: this.mac } };
   }
 
-  /** Address = the subnet's network address /32; other Network addresses go; link up. */
+  /**
+   * Address = the subnet's network address /32, and no other IPv4 address
+   * but link-local ones. An old /32 left from an earlier subnet (one outside
+   * today's Network, after the Network was changed) would otherwise stay and
+   * could become the source address of traffic to peers (flannel keeps it too).
+   */
   private async configureDevice(own: Lease): Promise<void> {
     const dev = this.dev!;
     const want = `${formatIPv4(own.subnet.ip)}/32`;
     const addrs = await this.k.listAddrs(dev.index);
     if (!addrs.some((a) => a.cidr === want)) await this.k.addAddr(dev.index, want);
-    const net = this.ctx.config.network!;
     for (const a of addrs) {
-      if (a.cidr !== want && inNetwork(net, a.cidr)) await this.k.delAddr(dev.index, a.cidr);
+      if (a.family === AF_INET && a.cidr !== want && !linkLocal(a.cidr)) {
+        this.ctx.log.info(`removing stale address ${a.cidr} from ${this.devName}`);
+        await this.k.delAddr(dev.index, a.cidr);
+      }
     }
     if (!dev.up) await this.k.setLinkUp(dev.index);
     const now = await this.k.getLinkByIndex(dev.index);
@@ -175,7 +183,9 @@ export class VxlanBackend implements Backend {
         this.dev = await this.ensureDevice(this.mac);
         await this.configureDevice(this.own);
       } catch (e) {
-        return [new Error(`cannot restore ${this.devName}: ${(e as Error).message}`)];
+        const errors = [new Error(`cannot restore ${this.devName}: ${(e as Error).message}`)];
+        this.last = { changes: 0, errors };
+        return errors;
       }
     }
     const { peers, skipped } = desiredEntries(this.remote, await this.directNets());
@@ -198,6 +208,8 @@ export class VxlanBackend implements Backend {
   }
 }
 
-function inNetwork(net: IPv4Net, cidr: string): boolean {
-  return ipv4NetContains(net, parseIPv4(cidr.split('/')[0]!));
+const LINK_LOCAL = parseIPv4Net('169.254.0.0/16');
+
+function linkLocal(cidr: string): boolean {
+  return ipv4NetContains(LINK_LOCAL, parseIPv4(cidr.split('/')[0]!));
 }

@@ -37,6 +37,8 @@ export class EtcdStore implements LeaseStore {
   private readonly configKey: string;
   private readonly subnetsPrefix: string;
   private readonly watchers = new Set<Watcher>();
+  /** cluster ID from the last response that carried one; a change means another cluster */
+  private clusterId: string | null = null;
   /** true when TLS is off although a CA file was given; the daemon warns about it */
   readonly insecure: boolean;
 
@@ -85,10 +87,12 @@ export class EtcdStore implements LeaseStore {
     return ttl < 0 ? 0 : ttl;
   }
 
-  async listSubnets(opts: { withTTL?: boolean } = {}): Promise<{ revision: number; entries: StoredEntry[] }> {
+  async listSubnets(opts: { withTTL?: boolean } = {}): Promise<{ revision: number; entries: StoredEntry[]; epoch: string }> {
     return wrap('list ' + this.subnetsPrefix, async () => {
       const res = await this.client.getAll().prefix(this.subnetsPrefix).exec();
       const revision = Number(res.header.revision);
+      const epoch = String(res.header.cluster_id);
+      this.clusterId = epoch;
       const ttlByLease = new Map<string, number | null>();
       if (opts.withTTL) {
         const ids = [...new Set(res.kvs.map((kv) => String(kv.lease)).filter((id) => id !== '0'))];
@@ -101,7 +105,7 @@ export class EtcdStore implements LeaseStore {
         const ttlSeconds = opts.withTTL && !permanent ? (ttlByLease.get(lease) ?? null) : null;
         return { name: this.nameOf(key), key, value: kv.value.toString(), permanent, ttlSeconds };
       });
-      return { revision, entries };
+      return { revision, entries, epoch };
     });
   }
 
@@ -153,10 +157,31 @@ export class EtcdStore implements LeaseStore {
     let watcher: Watcher | null = null;
     let cancelled = false;
     let failed = false;
+    /** the server cancelled the watcher itself (e.g. compaction): it is gone from the client's books */
+    let serverEnded = false;
+    // The highest revision this watch has seen. When etcd is wiped (or
+    // restored from an older snapshot) and restarted, the client reconnects
+    // and resumes from its old revision, which the new store will not reach
+    // for a long time: the watch would wait in silence. etcd keeps its cluster
+    // ID across a wipe (it is derived from the member names, peer URLs and
+    // token), so the revision going back is the signal; a changed cluster ID
+    // means another cluster altogether. Either ends this watch, and the caller
+    // re-lists and sees what happened.
+    let seen = fromRevision - 1;
     const fail = (err: Error) => {
       if (cancelled || failed) return;
       failed = true;
       h.onError(err);
+    };
+    const onConnected = (res: { header: { revision: string; cluster_id: string } }) => {
+      const revision = Number(res.header.revision);
+      const cluster = String(res.header.cluster_id);
+      if (this.clusterId !== null && cluster !== this.clusterId) {
+        fail(new StoreError(`etcd watch of ${this.subnetsPrefix}: the cluster ID changed from ${this.clusterId} to ${cluster} (another etcd cluster)`, true));
+      } else if (revision < seen) {
+        fail(new StoreError(`etcd watch of ${this.subnetsPrefix}: the store revision went back from ${seen} to ${revision} (etcd wiped or restored from an older snapshot?)`, true));
+      }
+      seen = Math.max(seen, revision);
     };
     const ready = this.client
       .watch()
@@ -167,9 +192,12 @@ export class EtcdStore implements LeaseStore {
         watcher = w;
         this.watchers.add(w);
         if (cancelled) return w.cancel();
+        // Every reconnection of the stream brings a fresh "created" response.
+        w.on('connected', onConnected);
         w.on('data', (res) => {
           if (cancelled || failed) return;
           const revision = Number(res.header.revision);
+          seen = Math.max(seen, revision);
           const events: StoreEvent[] = res.events.map((e) => {
             const key = e.kv.key.toString();
             const rev = Number(e.kv.mod_revision);
@@ -183,6 +211,7 @@ export class EtcdStore implements LeaseStore {
         // any error ends this watch and the caller re-lists.
         w.on('error', (err) => {
           this.watchers.delete(w);
+          serverEnded = true;
           fail(new StoreError(`etcd watch of ${this.subnetsPrefix} ended: ${err.message}`, true, { cause: err }));
         });
         return undefined;
@@ -197,7 +226,7 @@ export class EtcdStore implements LeaseStore {
           // A watcher the server already cancelled (e.g. compaction) is gone
           // from the client's books; cancelling it again would wait forever.
           // Bounded: a cancel racing a server-side cancellation must not hang shutdown.
-          if (!failed) await Promise.race([watcher.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+          if (!serverEnded) await Promise.race([watcher.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
         }
       },
     };

@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -296,7 +296,7 @@ test('local: a file that is not a lease database gives a clear one-line StoreErr
   const empty = path.join(dir, 'empty.db');
   writeFileSync(empty, '');
   const e = LocalStore.open(empty);
-  assert.deepEqual(await e.listSubnets(), { revision: 0, entries: [] });
+  assert.deepEqual(await e.listSubnets(), { revision: 0, entries: [], epoch: e.storeId });
   await e.close();
 
   // use after close
@@ -443,5 +443,47 @@ test('local: the subnet policy on this store: 50 concurrent acquisitions give 50
     assert.equal((await stores[0]!.listSubnets()).entries.length, 50);
   } finally {
     await Promise.all(stores.map((s) => s.close()));
+  }
+});
+
+test('local: the file removed or replaced under an open store: it follows the path, ends its watches, and lists the new store (new ID, lower revision)', async () => {
+  const file = fresh();
+  const s = LocalStore.open(file, { pollMs: 10 });
+  try {
+    for (let i = 1; i <= 5; i++) await s.putSubnet(`10.244.${i}.0-24`, 'x', 60);
+    const first = await s.listSubnets();
+    assert.equal(first.epoch, s.storeId);
+    const errors: Error[] = [];
+    s.watchSubnets(first.revision + 1, { onEvents: () => undefined, onError: (e) => errors.push(e) });
+
+    // wiped: the file and its WAL removed, then created afresh by someone else
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
+    const other = LocalStore.open(file);
+    await other.putSubnet('10.244.9.0-24', 'y', 60);
+    await until(() => errors.length > 0);
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof StoreError && errors[0].retryable);
+    assert.match(errors[0].message, /: the file was (removed|replaced) \(store ID \d+ -> \d+\); watch of \/coreos\.com\/network\/subnets\/ ended$/);
+    const after = await s.listSubnets();
+    assert.deepEqual(after.entries.map((e) => e.name), ['10.244.9.0-24']);
+    assert.equal(after.epoch, other.storeId);
+    assert.notEqual(after.epoch, first.epoch);
+    assert.ok(after.revision < first.revision, `${after.revision} < ${first.revision}`);
+    // writes go to the new file too
+    await s.putSubnet('10.244.10.0-24', 'z', 60);
+    assert.equal((await other.getSubnet('10.244.10.0-24'))!.value, 'z');
+
+    // an older copy moved over it (a restore from backup): followed as well
+    const backup = path.join(path.dirname(file), 'backup.db');
+    const old = LocalStore.open(backup);
+    await old.putSubnet('10.244.20.0-24', 'old', 60);
+    await old.close();
+    renameSync(backup, file);
+    rmSync(`${file}-wal`, { force: true });
+    rmSync(`${file}-shm`, { force: true });
+    assert.deepEqual((await s.listSubnets()).entries.map((e) => e.name), ['10.244.20.0-24']);
+    await other.close();
+  } finally {
+    await s.close();
   }
 });

@@ -20,8 +20,17 @@
 // The events table is pruned (keep the newest retainEvents events, or those
 // younger than retainMs); watching from a pruned revision fails with a
 // "compacted" error, as etcd does, and the caller re-lists.
+//
+// Wiping the store (removing the file, or moving an older copy over it) is
+// the local form of an etcd wipe: an open connection would keep reading the
+// old, unlinked file forever. Every operation and every watch tick checks
+// that the path still names the file we opened; when it does not, the store
+// opens the path again (creating it if it is gone) and ends every watch, so
+// the caller re-lists and sees the new store: a lower revision, and another
+// store ID (a random number stamped into each new file, the "epoch").
 
-import { mkdirSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, type LeaseStore, type StoreEvent, type StoredEntry, type WatchHandle, type WatchHandlers } from '../store.js';
@@ -89,7 +98,10 @@ export class LocalStore implements LeaseStore {
   readonly path: string;
   readonly prefix: string;
   readonly pollMs: number;
-  private readonly db: Database.Database;
+  private db: Database.Database;
+  /** the opened file's identity (device, inode) and the store ID stamped in it */
+  private ident: FileIdent;
+  private readonly opts: LocalStoreOptions;
   private readonly configKey: string;
   private readonly subnetsPrefix: string;
   /** exclusive upper bound of the subnets key range: the prefix with its trailing "/" bumped to "0" */
@@ -100,11 +112,13 @@ export class LocalStore implements LeaseStore {
   private timer: NodeJS.Timeout | null = null;
   private kick: NodeJS.Immediate | null = null;
   private closed = false;
-  private readonly q: ReturnType<LocalStore['prepare']>;
+  private q: ReturnType<LocalStore['prepare']>;
 
-  private constructor(file: string, db: Database.Database, o: LocalStoreOptions) {
+  private constructor(file: string, opened: { db: Database.Database; ident: FileIdent }, o: LocalStoreOptions) {
     this.path = file;
-    this.db = db;
+    this.db = opened.db;
+    this.ident = opened.ident;
+    this.opts = o;
     this.prefix = joinKey(o.prefix ?? DEFAULT_LOCAL_PREFIX);
     this.pollMs = Math.max(1, o.pollMs ?? 50);
     this.retainEvents = Math.max(1, o.retainEvents ?? 10000);
@@ -122,6 +136,10 @@ export class LocalStore implements LeaseStore {
    */
   static open(file: string, opts: LocalStoreOptions = {}): LocalStore {
     const abs = path.resolve(file);
+    return new LocalStore(abs, LocalStore.openFile(abs, opts), opts);
+  }
+
+  private static openFile(abs: string, opts: LocalStoreOptions): { db: Database.Database; ident: FileIdent } {
     const fail = (what: string, e: unknown): StoreError => {
       const code = sqliteCode(e);
       let msg = oneLine((e as Error)?.message ?? String(e));
@@ -148,6 +166,10 @@ export class LocalStore implements LeaseStore {
       // WAL + NORMAL: no corruption on power loss, at worst the last commits are lost.
       db.pragma('synchronous = NORMAL');
       db.transaction(() => initSchema(db)).immediate();
+      const storeId = db.prepare(`SELECT v FROM meta WHERE k = 'store_id'`).pluck().get() as number;
+      // Stat after the open: the file exists now, and it is the one the connection holds.
+      const st = statSync(abs);
+      return { db, ident: { dev: st.dev, ino: st.ino, storeId: String(storeId) } };
     } catch (e) {
       try {
         db.close();
@@ -156,7 +178,34 @@ export class LocalStore implements LeaseStore {
       }
       throw e instanceof StoreError ? new StoreError(`local store ${abs}: ${e.message}`, false, { cause: e }) : fail('open', e);
     }
-    return new LocalStore(abs, db, opts);
+  }
+
+  /**
+   * Is the path still the file we opened? If not (removed, or another file
+   * moved over it), open the path again and end every watch: their revisions
+   * belong to the old file. Returns true when it reopened.
+   */
+  private followFile(): boolean {
+    const st = statSync(this.path, { throwIfNoEntry: false });
+    if (st && st.dev === this.ident.dev && st.ino === this.ident.ino) return false;
+    const opened = LocalStore.openFile(this.path, this.opts);
+    try {
+      this.db.close();
+    } catch {
+      /* the old file is gone anyway */
+    }
+    const was = this.ident.storeId;
+    this.db = opened.db;
+    this.ident = opened.ident;
+    this.q = this.prepare();
+    const why = `the file was ${st ? 'replaced' : 'removed'} (store ID ${was} -> ${opened.ident.storeId})`;
+    for (const w of [...this.watchers]) this.fail(w, new StoreError(`local store ${this.path}: ${why}; watch of ${this.subnetsPrefix} ended`, true));
+    return true;
+  }
+
+  /** the ID stamped into the file when it was created (the store's "epoch") */
+  get storeId(): string {
+    return this.ident.storeId;
   }
 
   private prepare() {
@@ -191,6 +240,7 @@ export class LocalStore implements LeaseStore {
   private wrap<T>(what: string, fn: () => T): T {
     if (this.closed) throw new StoreError(`local store ${this.path}: ${what}: the store is closed`, false);
     try {
+      this.followFile();
       return fn();
     } catch (e) {
       if (e instanceof StoreError) throw e;
@@ -289,11 +339,11 @@ export class LocalStore implements LeaseStore {
     });
   }
 
-  async listSubnets(opts: { withTTL?: boolean } = {}): Promise<{ revision: number; entries: StoredEntry[] }> {
+  async listSubnets(opts: { withTTL?: boolean } = {}): Promise<{ revision: number; entries: StoredEntry[]; epoch: string }> {
     return this.read('list ' + this.subnetsPrefix, (now) => {
       const revision = this.headLocked();
       const rows = this.q.list.all(this.subnetsPrefix, this.subnetsEnd, now);
-      return { revision, entries: rows.map((r) => this.entry(r, now, opts.withTTL === true)) };
+      return { revision, entries: rows.map((r) => this.entry(r, now, opts.withTTL === true)), epoch: this.ident.storeId };
     });
   }
 
@@ -434,12 +484,14 @@ export class LocalStore implements LeaseStore {
     }
     for (const w of [...this.watchers]) {
       if (w.done) continue;
-      let batch: { events: StoreEvent[]; revision: number } | { compacted: number };
+      let batch: { events: StoreEvent[]; revision: number } | { compacted: number } | { back: number };
       try {
         batch = this.read('watch ' + this.subnetsPrefix, () => {
           const compactedBelow = this.compactedBelowLocked();
           if (w.next < compactedBelow) return { compacted: compactedBelow };
           const head = this.headLocked();
+          // Revisions never go back in one file; if they did, it was rewritten under us.
+          if (head < w.next - 1) return { back: head };
           const rows = this.q.events.all(w.next, this.subnetsPrefix, this.subnetsEnd, BATCH);
           // A full batch may have more behind it: report the last row's revision and come back.
           const revision = rows.length === BATCH ? rows[rows.length - 1]!.rev : head;
@@ -452,6 +504,10 @@ export class LocalStore implements LeaseStore {
         });
       } catch (e) {
         this.fail(w, this.watchError(e));
+        continue;
+      }
+      if ('back' in batch) {
+        this.fail(w, new StoreError(`local store ${this.path}: watch of ${this.subnetsPrefix}: the store revision went back from ${w.next - 1} to ${batch.back}`, true));
         continue;
       }
       if ('compacted' in batch) {
@@ -529,7 +585,19 @@ function setWal(db: Database.Database, timeoutMs: number): void {
   }
 }
 
+interface FileIdent {
+  readonly dev: number;
+  readonly ino: number;
+  readonly storeId: string;
+}
+
 function initSchema(db: Database.Database): void {
+  createSchema(db);
+  // A file from before store IDs existed gets one now; a new file gets its own.
+  db.prepare(`INSERT INTO meta (k, v) VALUES ('store_id', ?) ON CONFLICT (k) DO NOTHING`).run(randomInt(1, 2 ** 48));
+}
+
+function createSchema(db: Database.Database): void {
   const appId = Number(db.pragma('application_id', { simple: true }));
   const version = Number(db.pragma('user_version', { simple: true }));
   const tables = Number(db.prepare(`SELECT count(*) AS n FROM sqlite_master`).pluck().get());
