@@ -26,6 +26,8 @@ export class ReconcileLoop {
   private standing = new Set<string>();
   /** kicked runs that changed something: self-healing at work */
   heals = 0;
+  /** the same, by what kicked the run ("neigh deleted", "device deleted", "netlink overrun", ...) */
+  readonly healsByTrigger: Record<string, number> = {};
 
   constructor(
     private readonly run: () => Promise<LoopRun>,
@@ -52,6 +54,7 @@ export class ReconcileLoop {
         const r = t.run;
         if (r.changes > 0) {
           this.heals++;
+          this.healsByTrigger[why] = (this.healsByTrigger[why] ?? 0) + 1;
           this.log.info(`restored ${r.changes} kernel entr${r.changes === 1 ? 'y' : 'ies'} (${why})`);
         }
         for (const m of t.fresh) this.log.warn(`reconcile: ${m}`);

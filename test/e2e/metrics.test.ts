@@ -57,3 +57,25 @@ test('udp data path counters, kernel latency, lease expiry and event-loop block 
   assert.equal(value(m, 'flannel_ready'), 1);
   assert.match(m, /^# TYPE flannel_udp_drops_total counter$/m);
 });
+
+test('self-healing is counted by trigger (vxlan)', { skip }, async () => {
+  const t = await Topology.create({ hosts: 2, podsPerHost: 0 });
+  const started: FlanneldProc[] = [];
+  try {
+    await t.startEtcd();
+    await t.etcdctl('put', '/coreos.com/network/config', '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+    for (const h of t.hosts) started.push(t.startFlanneld(h, ['--iface=eth0', '--healthz-ip=127.0.0.1', `--healthz-port=${PORT}`]));
+    await Promise.all(started.map((f) => f.waitReady()));
+    const h1 = t.hosts[0]!;
+    const neigh = async () => (await t.ip(h1.name, 'neigh', 'show', 'dev', 'flannel.1')).trim();
+    for (let i = 0; i < 100 && !(await neigh()); i++) await new Promise((r) => setTimeout(r, 50));
+    const entry = (await neigh()).split('\n')[0]!.split(' ')[0]!;
+    await t.ip(h1.name, 'neigh', 'del', entry, 'dev', 'flannel.1');
+    for (let i = 0; i < 100 && !(await neigh()).includes(entry); i++) await new Promise((r) => setTimeout(r, 20));
+    const m = await t.exec(h1.name, [process.execPath, '-e', `fetch("http://127.0.0.1:${PORT}/metrics").then(r=>r.text()).then(t=>process.stdout.write(t))`]);
+    assert.ok(value(m, 'flannel_self_heals_total{trigger="neigh deleted"}') >= 1, m);
+  } finally {
+    for (const f of started) await f.stop();
+    await t.destroy();
+  }
+});

@@ -10,7 +10,7 @@ import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, parseIPv4Net, ty
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { BackendError, type Backend, type BackendContext, type ChangeFeed, type PublishedAttrs } from '../backend.js';
+import { BackendError, type Backend, type BackendContext, type BackendMetrics, type ChangeFeed, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { ReconcileLoop } from '../loop.js';
 
@@ -37,6 +37,10 @@ export class HostGwBackend implements Backend {
     this.k = o.kernel;
     if (!ctx.config.network) throw new BackendError('host-gw: IPv4 Network is required');
     this.loop = new ReconcileLoop(async () => ({ errors: await this.runOnce(), changes: this.last.changes }), ctx.log);
+  }
+
+  metrics(): BackendMetrics {
+    return { heals: this.loop.healsByTrigger };
   }
 
   async prepare(): Promise<PublishedAttrs> {

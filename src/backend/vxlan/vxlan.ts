@@ -21,7 +21,7 @@ import type { KernelNet, Link } from '../../kernel/types.js';
 import { AF_INET } from '../../netlink/constants.js';
 import { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { BackendError, type Backend, type BackendContext, type ChangeFeed, type PublishedAttrs } from '../backend.js';
+import { BackendError, type Backend, type BackendContext, type BackendMetrics, type ChangeFeed, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { ReconcileLoop } from '../loop.js';
 import { desiredEntries } from './desired.js';
@@ -62,6 +62,10 @@ export class VxlanBackend implements Backend {
     this.k = o.kernel;
     if (!ctx.config.network) throw new BackendError('vxlan: IPv4 Network is required');
     this.loop = new ReconcileLoop(async () => ({ errors: await this.runOnce(), changes: this.last.changes }), ctx.log);
+  }
+
+  metrics(): BackendMetrics {
+    return { heals: this.loop.healsByTrigger };
   }
 
   get heals(): number {
