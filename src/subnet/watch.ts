@@ -17,10 +17,11 @@
 
 import { parseSubnetKey, subnetKey, validateLease, type Lease } from '../lease/lease.js';
 import { LeaseTracker, type LeaseEvent } from '../lease/tracker.js';
-import { RateLimitedLog, type Logger } from '../log/log.js';
+import type { Logger } from '../log/log.js';
 import type { LeaseStore, StoreEvent, StoredEntry, WatchHandle } from '../store/store.js';
 import type { NetworkConfig } from './config.js';
-import { entryToLease, sleep } from './manager.js';
+import { entryToLease } from './manager.js';
+import { runListWatch } from './listwatch.js';
 
 export interface LeaseUpdate {
   readonly events: readonly LeaseEvent[];
@@ -40,7 +41,6 @@ export interface LeaseWatchOptions {
 export class LeaseWatch {
   private readonly tracker = new LeaseTracker();
   private readonly warned = new Set<string>();
-  private readonly errLog = new RateLimitedLog(5000);
   private readonly ac = new AbortController();
   private handle: WatchHandle | null = null;
   private loop: Promise<void> | null = null;
@@ -99,34 +99,26 @@ export class LeaseWatch {
     }
   }
 
-  private async run(): Promise<void> {
-    const min = this.opts.backoffMinMs ?? 100;
-    const max = this.opts.backoffMaxMs ?? 5000;
-    let backoff = min;
-    const signal = this.ac.signal;
-    while (!signal.aborted) {
-      try {
-        const { revision, entries, epoch } = await this.store.listSubnets();
-        if (signal.aborted) break;
-        const leases = entries.map((e) => this.accept(e)).filter((l): l is Lease => l !== null);
-        const reset = this.resetSeen(revision, epoch);
-        this.revision = revision;
-        this.maxRevision = reset === null ? Math.max(this.maxRevision, revision) : revision;
-        this.epoch = epoch;
-        this.relists++;
-        this.emit(this.tracker.snapshot(leases), true, reset);
-        const ended = await this.watchFrom(revision + 1);
-        if (signal.aborted) break;
-        // The watch ran and ended: a fresh start, not a failure streak, unless it died at once.
-        this.log.warn(`lease watch ended (${ended.message}); re-listing`);
-        backoff = min;
-      } catch (e) {
-        if (signal.aborted) break;
-        if (this.errLog.allow('list')) this.log.warn(`listing leases failed, retrying: ${(e as Error).message}`);
-      }
-      await sleep(backoff, signal);
-      backoff = Math.min(backoff * 2, max);
-    }
+  private run(): Promise<void> {
+    return runListWatch(
+      {
+        what: 'leases',
+        list: async () => {
+          const { revision, entries, epoch } = await this.store.listSubnets();
+          const leases = entries.map((e) => this.accept(e)).filter((l): l is Lease => l !== null);
+          const reset = this.resetSeen(revision, epoch);
+          this.revision = revision;
+          this.maxRevision = reset === null ? Math.max(this.maxRevision, revision) : revision;
+          this.epoch = epoch;
+          this.relists++;
+          this.emit(this.tracker.snapshot(leases), true, reset);
+          return async () => (await this.watchFrom(revision + 1)).message;
+        },
+      },
+      this.log,
+      this.ac.signal,
+      this.opts,
+    );
   }
 
   /** Did the store go back in time since the last list? A one-line account, or null. */

@@ -188,7 +188,7 @@ export class UiServer {
   private storeLogger(): Logger {
     const base = this.o.log;
     const show = (msg: string) => {
-      if (/^(listing leases failed|lease watch ended)/.test(msg)) this.setStoreError(msg);
+      if (/^(listing leases failed|leases watch ended)/.test(msg)) this.setStoreError(msg);
     };
     const wrap = (l: Logger): Logger => ({
       debug: (m, f) => l.debug(m, f),

@@ -219,7 +219,7 @@ test('apiserver restarted under the daemons: they re-watch and converge, and no 
   const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
   assert.ok(m, r.stdout + r.stderr);
   assert.equal(m[2], m[1], `no ping lost across the apiserver restart: ${m[0]}`);
-  for (const f of flanneld.values()) assert.ok(f.lines.some((l) => /node watch ended/.test(l.msg)), 'the watch noticed the restart');
+  for (const f of flanneld.values()) assert.ok(f.lines.some((l) => /nodes watch ended/.test(l.msg)), 'the watch noticed the restart');
 });
 
 test('RBAC: the daemons, holding only the manifest\'s ClusterRole, never hit "forbidden"', { skip }, async () => {

@@ -28,6 +28,7 @@ import { ConfigError, type NetworkConfig } from '../../subnet/config.js';
 import { SubnetError, sleep, type AcquireRequest, type HeldLease } from '../../subnet/manager.js';
 import type { LeaseFeed, LeaseSource, StoredNodeInfo } from '../../subnet/source.js';
 import type { LeaseUpdate, LeaseWatchOptions } from '../../subnet/watch.js';
+import { runListWatch } from '../../subnet/listwatch.js';
 import { annotationNames, type Annotations } from './annotations.js';
 import { KubeApiError, type KubeApi, type KubeNode, type NodeWatchEvent } from './kube-api.js';
 import { annotationPatch, desiredAnnotations, nodePodCidrs, nodeToLease, storedPublicIPs, storedVtepMac } from './node-lease.js';
@@ -233,7 +234,6 @@ class NodeWatch implements LeaseFeed {
   private readonly byNode = new Map<string, string>();
   private readonly warned = new Map<string, string>();
   private readonly ac = new AbortController();
-  private readonly rl = new RateLimitedLog(5000);
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   relists = 0;
@@ -320,50 +320,38 @@ class NodeWatch implements LeaseFeed {
     }
   }
 
-  private async run(): Promise<void> {
-    const min = this.opts.backoffMinMs ?? 100;
-    const max = this.opts.backoffMaxMs ?? 5000;
-    let backoff = min;
-    const signal = this.ac.signal;
-    while (!signal.aborted) {
-      try {
-        const { resourceVersion, nodes } = await this.api.listNodes();
-        if (signal.aborted) break;
-        // Re-derive every node's lease from scratch, then diff with what we had.
-        const before = new Map(this.byNode);
-        this.byNode.clear();
-        const leases: Lease[] = [];
-        const seen = new Set<string>();
-        for (const n of [...nodes].sort((a, b) => a.name.localeCompare(b.name))) {
-          seen.add(n.name);
-          if (n.name === this.self) this.onSelf(n);
-          let l = this.leaseOf(n);
-          if (l) {
-            const taken = leases.find((x) => ipv4NetsOverlap(x.subnet, l!.subnet));
-            if (taken) {
-              this.log.warn(`ignoring node ${n.name}: its podCIDR ${formatIPv4Net(l.subnet)} overlaps another node's`);
-              l = null;
-            }
-          }
-          if (l) {
-            leases.push(l);
-            this.byNode.set(n.name, leaseId(l));
-          }
+  private run(): Promise<void> {
+    return runListWatch({ what: 'nodes', list: () => this.list() }, this.log, this.ac.signal, this.opts);
+  }
+
+  /** List the nodes, deliver the diff as a snapshot, and return the watch to run next. */
+  private async list(): Promise<() => Promise<string>> {
+    const { resourceVersion, nodes } = await this.api.listNodes();
+    // Re-derive every node's lease from scratch, then diff with what we had.
+    const before = new Map(this.byNode);
+    this.byNode.clear();
+    const leases: Lease[] = [];
+    const seen = new Set<string>();
+    for (const n of [...nodes].sort((a, b) => a.name.localeCompare(b.name))) {
+      seen.add(n.name);
+      if (n.name === this.self) this.onSelf(n);
+      let l = this.leaseOf(n);
+      if (l) {
+        const taken = leases.find((x) => ipv4NetsOverlap(x.subnet, l!.subnet));
+        if (taken) {
+          this.log.warn(`ignoring node ${n.name}: its podCIDR ${formatIPv4Net(l.subnet)} overlaps another node's`);
+          l = null;
         }
-        for (const name of before.keys()) if (!seen.has(name)) this.warned.delete(name);
-        this.relists++;
-        this.emit(this.tracker.snapshot(leases), true);
-        const ended = await this.watchFrom(resourceVersion);
-        if (signal.aborted) break;
-        this.log.info(`node watch ended (${ended}); listing nodes again`);
-        backoff = min;
-      } catch (e) {
-        if (signal.aborted) break;
-        if (this.rl.allow('list')) this.log.warn(`listing nodes failed, retrying: ${(e as Error).message}`);
       }
-      await sleep(backoff, signal);
-      backoff = Math.min(backoff * 2, max);
+      if (l) {
+        leases.push(l);
+        this.byNode.set(n.name, leaseId(l));
+      }
     }
+    for (const name of before.keys()) if (!seen.has(name)) this.warned.delete(name);
+    this.relists++;
+    this.emit(this.tracker.snapshot(leases), true);
+    return () => this.watchFrom(resourceVersion);
   }
 
   private watchFrom(resourceVersion: string): Promise<string> {
