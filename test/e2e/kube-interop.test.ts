@@ -7,7 +7,7 @@
 // pod traffic both ways.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadAll } from 'js-yaml';
 import { cniInvoke, findPlugin } from '../../src/lab/lab.js';
@@ -68,6 +68,9 @@ before(async () => {
   );
   ours = topo.startFlanneld(h2, ['--kube-subnet-mgr', `--kubeconfig-file=${kc}`, '--iface=eth0', `--net-config-path=${netConf}`], { env: { NODE_NAME: h2.name } });
   await ours.waitReady(30_000);
+  // real flanneld polls its informer once a second before it writes subnet.env
+  await waitUntil('real flanneld wrote subnet.env', async () => existsSync(topo.subnetFile(h1)) || real.done, 30_000);
+  assert.equal(real.done, false, `real flanneld exited:\n${real.stderr.slice(-3000)}`);
   const cniDir = findPlugin('bridge')!;
   for (const h of topo.hosts) {
     const pod = await topo.createNamespace(`h${h.index}p1`);
