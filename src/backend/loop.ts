@@ -41,6 +41,17 @@ export class ReconcileLoop {
     return p;
   }
 
+  /**
+   * Queue a one-off task (a targeted patch for a few lease events) behind the
+   * current run, serialised like a full run; its errors are returned to the
+   * caller, who logs them.
+   */
+  enqueueTask(task: () => Promise<LoopRun>): Promise<Error[]> {
+    const p = this.chain.then(async () => (this.closed ? [] : (await task()).errors));
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
   kick(why: string): void {
     if (this.closed || this.pending) return;
     this.pending = true;

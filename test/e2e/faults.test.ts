@@ -53,7 +53,9 @@ test('etcd wiped and restarted empty: the daemons re-register their leases, and 
 
   await topo.stopEtcd({ wipe: true });
   await topo.startEtcd();
-  assert.deepEqual(await leaseKeys(), [], 'etcd came back empty');
+  // No check that it came back empty here: the daemons may already have put
+  // their leases back by the time we could look (that the store was wiped is
+  // what their "went back in time" line below says).
   await topo.etcdctl('put', '/coreos.com/network/config', CONFIG);
 
   const ms = await waitUntil('both leases back', async () => JSON.stringify(await leaseKeys()) === JSON.stringify(before), 45_000);

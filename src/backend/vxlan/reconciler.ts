@@ -57,6 +57,66 @@ function describe(op: KernelOp): string {
   }
 }
 
+/**
+ * The targeted path for a few lease events: write the entries of the peers
+ * that appeared and delete those of the peers that left, without reading the
+ * kernel first. Work follows what changed (3 requests for a new peer), not
+ * the number of peers; the periodic full reconcile still checks everything.
+ * Entries a remaining peer also uses are not deleted. Same order as the full
+ * path: neighbour and FDB, then the route; on the way out, the route first.
+ */
+export async function patchVxlan(
+  k: KernelNet,
+  t: ReconcileTarget,
+  added: readonly PeerEntries[],
+  removed: readonly PeerEntries[],
+  keep: readonly PeerEntries[],
+): Promise<ReconcileResult> {
+  const errors: Error[] = [];
+  let changes = 0;
+  const run = async (ops: KernelOp[]): Promise<Set<number>> => {
+    const failed = new Set<number>();
+    if (ops.length === 0) return failed;
+    const res = await k.applyBatch(ops);
+    changes += res.succeeded;
+    for (const f of res.failures) {
+      failed.add(f.index);
+      errors.push(new Error(`${describe(f.op)} on dev #${t.dev}: ${f.error.message}`));
+    }
+    return failed;
+  };
+  const l2: KernelOp[] = [];
+  const l2Owner: string[] = [];
+  for (const p of added) {
+    if (p.direct) continue;
+    l2.push({ op: 'replaceNeigh', neigh: { ifindex: t.dev, ip: p.gw, mac: p.mac, permanent: true } });
+    l2.push({ op: 'replaceFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true, permanent: true } });
+    l2Owner.push(p.id, p.id);
+  }
+  const bad = new Set([...(await run(l2))].map((i) => l2Owner[i]!));
+  const rt: KernelOp[] = [];
+  for (const p of added) {
+    if (bad.has(p.id)) continue;
+    rt.push(p.direct ? { op: 'replaceRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } } : { op: 'replaceRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, onlink: true } });
+  }
+  await run(rt);
+  const still = [...keep, ...added];
+  const del: KernelOp[] = [];
+  for (const p of removed) {
+    if (still.some((q) => q.dst === p.dst)) continue;
+    del.push(p.direct ? { op: 'delRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } } : { op: 'delRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev } });
+  }
+  for (const p of removed) {
+    if (p.direct) continue;
+    if (!still.some((q) => !q.direct && q.mac === p.mac && q.publicIP === p.publicIP)) {
+      del.push({ op: 'delFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true } });
+    }
+    if (!still.some((q) => !q.direct && q.gw === p.gw)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: p.gw } });
+  }
+  await run(del);
+  return { changes, errors };
+}
+
 export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: readonly PeerEntries[]): Promise<ReconcileResult> {
   const [neighs, fdbs, routes, extRoutes] = await Promise.all([
     k.listNeighs(t.dev),

@@ -208,3 +208,37 @@ test('flannel.1 keeps exactly one IPv4 address: a stale /32 from an old subnet (
   assert.ok(log.lines.some((l) => l.msg === 'removing stale address 10.50.3.0/32 from flannel.1'));
   await b.close();
 });
+
+test('a few lease events are applied as a targeted patch: no kernel dumps, 3 requests per new peer, deletes spare shared entries', async () => {
+  const { k, b } = await setup();
+  const dev = (await k.getLinkByName('flannel.1'))!;
+  await b.reconcile([peer(2), peer(3)]);
+  let dumps = 0;
+  for (const m of ['listNeighs', 'listFdb', 'listRoutes'] as const) {
+    const orig = (k[m] as (...a: unknown[]) => Promise<unknown>).bind(k);
+    (k as unknown as Record<string, unknown>)[m] = async (...a: unknown[]) => (dumps++, orig(...a));
+  }
+  const before = k.mutations;
+  // a new peer
+  assert.deepEqual(await b.reconcile([peer(2), peer(3), peer(4)], [{ type: 'added', lease: peer(4) }]), []);
+  assert.equal(dumps, 0, 'no dumps for one new peer');
+  assert.equal(k.mutations - before, 3, 'neighbour, FDB entry, route');
+  assert.equal(b.patches, 1);
+  assert.ok(k.routes.some((r) => r.dst === '10.244.4.0/24' && r.gateway === '10.244.4.0' && r.oif === dev.index && r.onlink));
+  assert.ok(k.neighs.some((n) => n.ip === '10.244.4.0' && n.mac === '0a:00:00:00:00:04' && n.permanent));
+  assert.ok(k.fdb.some((f) => f.mac === '0a:00:00:00:00:04' && f.dst === '192.0.2.14'));
+  // a peer leaving: its route, FDB entry and neighbour go; the others stay
+  assert.deepEqual(await b.reconcile([peer(2), peer(4)], [{ type: 'removed', lease: peer(3) }]), []);
+  assert.equal(dumps, 0);
+  assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.4.0/24']);
+  assert.deepEqual(k.neighs.map((n) => n.ip).sort(), ['10.244.2.0', '10.244.4.0']);
+  assert.deepEqual(k.fdb.map((f) => f.mac).sort(), ['0a:00:00:00:00:02', '0a:00:00:00:00:04']);
+  // a peer whose lease was already known (its MAC changed) takes the full path, which reads the kernel
+  await b.reconcile([peer(2, '0a:00:00:00:00:22'), peer(4)], [{ type: 'added', lease: peer(2, '0a:00:00:00:00:22') }]);
+  assert.ok(dumps > 0, 'a changed peer is a full reconcile');
+  assert.deepEqual(k.fdb.map((f) => f.mac).sort(), ['0a:00:00:00:00:04', '0a:00:00:00:00:22']);
+  // the state after patches is exactly what a full reconcile wants: a full run changes nothing
+  const m = k.mutations;
+  await b.reconcile([peer(2, '0a:00:00:00:00:22'), peer(4)]);
+  assert.equal(k.mutations, m);
+});

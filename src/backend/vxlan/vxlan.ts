@@ -16,7 +16,8 @@
 
 import { randomBytes } from 'node:crypto';
 import { formatIPv4, ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
-import type { Lease } from '../../lease/lease.js';
+import { leaseId, type Lease } from '../../lease/lease.js';
+import type { LeaseEvent } from '../../lease/tracker.js';
 import type { KernelNet, Link } from '../../kernel/types.js';
 import { AF_INET } from '../../netlink/constants.js';
 import { NetlinkError } from '../../netlink/errors.js';
@@ -26,7 +27,10 @@ import { removeOtherBackends } from '../cleanup.js';
 import { ReconcileLoop } from '../loop.js';
 import { desiredEntries } from './desired.js';
 import { normaliseMac, parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
-import { reconcileVxlan, type ReconcileResult } from './reconciler.js';
+import { patchVxlan, reconcileVxlan, type ReconcileResult } from './reconciler.js';
+
+/** Up to this many lease events are applied as a targeted patch; more take a full reconcile. */
+const PATCH_MAX_EVENTS = 64;
 
 export const VXLAN_OVERHEAD = 50;
 
@@ -52,6 +56,8 @@ export class VxlanBackend implements Backend {
   /** what the last reconcile did; tests and metrics read it */
   last: ReconcileResult = { changes: 0, errors: [] };
   reconciles = 0;
+  /** targeted patches applied for a few lease events (see reconcile) */
+  patches = 0;
 
   constructor(
     private readonly ctx: BackendContext,
@@ -152,9 +158,38 @@ export class VxlanBackend implements Backend {
     return { mtu: this.mtu };
   }
 
-  async reconcile(remote: readonly Lease[]): Promise<Error[]> {
+  async reconcile(remote: readonly Lease[], events: readonly LeaseEvent[] = []): Promise<Error[]> {
+    const before = this.remote;
     this.remote = remote;
+    // A few peers came or went: write just their entries (3 requests for a
+    // new peer) instead of re-reading the kernel for all of them. A changed
+    // peer (its lease was already known), the first run, a re-list or a
+    // burst take the full path; the periodic check covers everything anyway.
+    if (events.length > 0 && events.length <= PATCH_MAX_EVENTS && this.reconciles > 0 && this.dev) {
+      const known = new Set(before.map(leaseId));
+      if (events.every((e) => e.type === 'removed' || !known.has(leaseId(e.lease)))) {
+        return this.loop.enqueueTask(() => this.patchOnce(events));
+      }
+    }
     return this.loop.enqueue();
+  }
+
+  private async patchOnce(events: readonly LeaseEvent[]): Promise<{ errors: Error[]; changes: number }> {
+    if (this.closed || !this.dev) return { errors: [], changes: 0 };
+    const direct = await this.directNets();
+    const added = desiredEntries(events.filter((e) => e.type === 'added').map((e) => e.lease), direct);
+    const removed = desiredEntries(events.filter((e) => e.type === 'removed').map((e) => e.lease), direct);
+    for (const s of added.skipped) {
+      const key = `${s.id}:${s.reason}`;
+      if (!this.warnOnce.has(key)) {
+        this.warnOnce.add(key);
+        this.ctx.log.warn(`ignoring lease ${s.id}: ${s.reason}`);
+      }
+    }
+    const keep = desiredEntries(this.remote, direct).peers.filter((p) => !added.peers.some((a) => a.id === p.id));
+    const r = await patchVxlan(this.k, { dev: this.dev.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, added.peers, removed.peers, keep);
+    this.patches++;
+    return { errors: r.errors, changes: r.changes };
   }
 
   private onKernelEvent(e: NetlinkEvent): void {
