@@ -95,6 +95,7 @@ export class RtNetlink implements KernelNet {
         }
       };
     this.sock = {
+      portId: () => t.portId(),
       request: timed('request', t.request.bind(t)),
       dump: timed('dump', t.dump.bind(t)),
       batch: timed('batch', t.batch.bind(t)),
@@ -132,6 +133,10 @@ export class RtNetlink implements KernelNet {
 
   close(): void {
     this.sock.close();
+  }
+
+  ownPortId(): number {
+    return this.sock.portId();
   }
 
   /** Runs a request; errors in `effect`'s benign set resolve as success. */

@@ -77,6 +77,12 @@ export interface BatchResult {
 }
 
 export interface KernelNet {
+  /**
+   * The netlink port id our requests carry (0 while unknown). Kernel
+   * notifications caused by our own requests carry it as their pid, so a
+   * backend can tell its own deletions from someone else's.
+   */
+  ownPortId?(): number;
   listLinks(): Promise<Link[]>;
   /** undefined when no such device. */
   getLinkByName(name: string): Promise<Link | undefined>;

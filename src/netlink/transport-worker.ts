@@ -26,6 +26,8 @@ function compact(ms: NlMessage[]): NlMessage[] {
   return ms.map((m) => ({ header: m.header, payload: new Uint8Array(m.payload) as Buffer }));
 }
 
+if (sock) parentPort!.postMessage({ id: 0, ready: true, portId: sock.portId } satisfies WorkerReply);
+
 parentPort!.on('message', (c: WorkerCall) => {
   if (c.kind === 'close') {
     sock?.close();

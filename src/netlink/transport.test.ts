@@ -19,6 +19,8 @@ test('the worker transport returns what the inline socket returns', async () => 
     const b = (await worker.dump(R.dumpLinksRequest())).map(decodeLink).map((l) => `${l.index}:${l.name}`);
     assert.deepEqual(b, a);
     assert.ok(a.length >= 1);
+    assert.ok(worker.portId() > 0, 'the worker reported its socket\'s port id');
+    assert.notEqual(worker.portId(), inline.portId());
     const got = await worker.request(R.getLinkRequest({ index: 1 }));
     assert.equal(decodeLink(got.find((m) => m.header.type === 16 /* RTM_NEWLINK */)!).index, 1);
   } finally {

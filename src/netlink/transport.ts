@@ -16,6 +16,8 @@ import type { NetlinkRequest } from './requests.js';
 import { NetlinkSocket, type BatchOptions, type BatchReply, type DumpOptions, type NetlinkSocketOptions, type RequestOptions } from './socket.js';
 
 export interface NetlinkTransport {
+  /** port id of the request socket (0 until the worker reported it) */
+  portId(): number;
   request(req: NetlinkRequest, opts?: RequestOptions): Promise<NlMessage[]>;
   dump(req: NetlinkRequest, opts?: DumpOptions): Promise<NlMessage[]>;
   batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]>;
@@ -24,6 +26,9 @@ export interface NetlinkTransport {
 
 export class InlineTransport implements NetlinkTransport {
   constructor(readonly socket: NetlinkSocket) {}
+  portId(): number {
+    return this.socket.portId;
+  }
   async request(req: NetlinkRequest, opts?: RequestOptions): Promise<NlMessage[]> {
     return this.socket.request(req, opts);
   }
@@ -56,6 +61,7 @@ export type WorkerCall =
   | { id: number; kind: 'close' };
 
 export type WorkerReply =
+  | { id: 0; ready: true; portId: number }
   | { id: number; ok: true; messages: NlMessage[] }
   | { id: number; ok: true; replies: Array<{ ok: true; messages: NlMessage[] } | { ok: false; error: ErrorWire }> }
   | { id: number; ok: false; error: ErrorWire };
@@ -105,6 +111,7 @@ export class WorkerTransport implements NetlinkTransport {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; kind: WorkerCall['kind'] }>();
   private dead: Error | null = null;
   private closed = false;
+  private port = 0;
 
   private constructor(opts: NetlinkSocketOptions) {
     const { libc: _ignored, ...init } = opts;
@@ -120,6 +127,10 @@ export class WorkerTransport implements NetlinkTransport {
     return new WorkerTransport(opts);
   }
 
+  portId(): number {
+    return this.port;
+  }
+
   /** Requests waiting for the kernel; for tests and metrics. */
   get inFlight(): number {
     return this.pending.size;
@@ -133,6 +144,10 @@ export class WorkerTransport implements NetlinkTransport {
   }
 
   private onReply(m: WorkerReply): void {
+    if ('ready' in m) {
+      this.port = m.portId;
+      return;
+    }
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);

@@ -61,6 +61,9 @@ export class HostGwBackend implements Backend {
   }
 
   private onKernelEvent(ev: NetlinkEvent): void {
+    // Our own deletions are not damage to repair.
+    const own = this.k.ownPortId?.() ?? 0;
+    if (own !== 0 && ev.pid === own) return;
     if (ev.kind === 'route' && ev.action === 'del' && ev.route.oif === this.ctx.extIface.index) this.loop.kick('route deleted');
   }
 

@@ -194,6 +194,9 @@ export class VxlanBackend implements Backend {
 
   private onKernelEvent(e: NetlinkEvent): void {
     if (this.closed || !this.dev) return;
+    // Our own deletions (a targeted patch removing a peer) are not damage to repair.
+    const own = this.k.ownPortId?.() ?? 0;
+    if (own !== 0 && e.pid === own) return;
     const dev = this.dev.index;
     if (e.kind === 'link' && e.action === 'del' && (e.link.index === dev || e.link.name === this.devName)) {
       this.ctx.log.warn(`${this.devName} was deleted; recreating it`);
