@@ -57,6 +57,31 @@ function describe(op: KernelOp): string {
   }
 }
 
+/** Sends batches and keeps the account: successful requests, and every failure as an error naming the entry. */
+class Batches {
+  private changes = 0;
+  private readonly errors: Error[] = [];
+  constructor(
+    private readonly k: KernelNet,
+    private readonly t: ReconcileTarget,
+  ) {}
+  /** Indexes of the ops that failed. */
+  async run(ops: KernelOp[]): Promise<Set<number>> {
+    const failed = new Set<number>();
+    if (ops.length === 0) return failed;
+    const res = await this.k.applyBatch(ops);
+    this.changes += res.succeeded;
+    for (const f of res.failures) {
+      failed.add(f.index);
+      this.errors.push(new Error(`${describe(f.op)} on dev #${this.t.dev}: ${f.error.message}`));
+    }
+    return failed;
+  }
+  result(): ReconcileResult {
+    return { changes: this.changes, errors: this.errors };
+  }
+}
+
 /**
  * The targeted path for a few lease events: write the entries of the peers
  * that appeared and delete those of the peers that left, without reading the
@@ -72,19 +97,8 @@ export async function patchVxlan(
   removed: readonly PeerEntries[],
   keep: readonly PeerEntries[],
 ): Promise<ReconcileResult> {
-  const errors: Error[] = [];
-  let changes = 0;
-  const run = async (ops: KernelOp[]): Promise<Set<number>> => {
-    const failed = new Set<number>();
-    if (ops.length === 0) return failed;
-    const res = await k.applyBatch(ops);
-    changes += res.succeeded;
-    for (const f of res.failures) {
-      failed.add(f.index);
-      errors.push(new Error(`${describe(f.op)} on dev #${t.dev}: ${f.error.message}`));
-    }
-    return failed;
-  };
+  const b = new Batches(k, t);
+  const run = (ops: KernelOp[]) => b.run(ops);
   const l2: KernelOp[] = [];
   const l2Owner: string[] = [];
   for (const p of added) {
@@ -114,7 +128,7 @@ export async function patchVxlan(
     if (!still.some((q) => !q.direct && q.gw === p.gw)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: p.gw } });
   }
   await run(del);
-  return { changes, errors };
+  return b.result();
 }
 
 export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: readonly PeerEntries[]): Promise<ReconcileResult> {
@@ -129,19 +143,8 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   const ourRoutes = routes.filter((r) => r.oif === t.dev && r.gateway !== undefined && inNet(t.network, r.dst));
   const ourDirect = extRoutes.filter((r) => r.oif === t.extDev && r.gateway !== undefined && inNet(t.network, r.dst));
 
-  const errors: Error[] = [];
-  let changes = 0;
-  const run = async (ops: KernelOp[]): Promise<Set<number>> => {
-    const failed = new Set<number>();
-    if (ops.length === 0) return failed;
-    const res = await k.applyBatch(ops);
-    changes += res.succeeded;
-    for (const f of res.failures) {
-      failed.add(f.index);
-      errors.push(new Error(`${describe(f.op)} on dev #${t.dev}: ${f.error.message}`));
-    }
-    return failed;
-  };
+  const b = new Batches(k, t);
+  const run = (ops: KernelOp[]) => b.run(ops);
 
   // 1. neighbour + FDB entries for every tunnelled peer that needs them
   const l2: KernelOp[] = [];
@@ -198,5 +201,5 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
     if (!tunnelled.some((p) => p.gw === n.ip)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: n.ip } });
   }
   await run(del);
-  return { changes, errors };
+  return b.result();
 }
