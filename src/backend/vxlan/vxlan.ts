@@ -204,9 +204,33 @@ export class VxlanBackend implements Backend {
       return;
     }
     if (e.action !== 'del') return;
-    if ((e.kind === 'neigh' && e.neigh.ifindex === dev) || (e.kind === 'fdb' && e.fdb.ifindex === dev) || (e.kind === 'route' && (e.route.oif === dev || e.route.oif === this.ctx.extIface.index))) {
+    // Only the loss of an entry a peer needs is damage. Neighbour deletions
+    // reach us with pid 0 even when our own patch removed a departed peer, so
+    // the port id alone can't tell; what we want can.
+    const w = this.wanted();
+    if (
+      (e.kind === 'neigh' && e.neigh.ifindex === dev && w.gws.has(e.neigh.ip)) ||
+      (e.kind === 'fdb' && e.fdb.ifindex === dev && w.fdb.has(`${e.fdb.mac}|${e.fdb.dst ?? ''}`)) ||
+      (e.kind === 'route' && (e.route.oif === dev || e.route.oif === this.ctx.extIface.index) && w.dsts.has(e.route.dst))
+    ) {
       this.loop.kick(`${e.kind} deleted`);
     }
+  }
+
+  private wantedCache: { remote: readonly Lease[]; gws: Set<string>; fdb: Set<string>; dsts: Set<string> } | null = null;
+
+  /** The entries the current peers need, by key (recomputed when the peer set changes). */
+  private wanted(): { gws: Set<string>; fdb: Set<string>; dsts: Set<string> } {
+    if (this.wantedCache?.remote === this.remote) return this.wantedCache;
+    // DirectRouting doesn't change which subnets we route, only how; "direct" is irrelevant here.
+    const peers = desiredEntries(this.remote, null).peers;
+    this.wantedCache = {
+      remote: this.remote,
+      gws: new Set(peers.map((p) => p.gw)),
+      fdb: new Set(peers.map((p) => `${p.mac}|${p.publicIP}`)),
+      dsts: new Set(peers.map((p) => p.dst)),
+    };
+    return this.wantedCache;
   }
 
   private async directNets(): Promise<IPv4Net[] | null> {
