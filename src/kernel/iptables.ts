@@ -14,6 +14,7 @@
 import { execFile } from 'node:child_process';
 import { formatIPv4Net, type IPv4Net } from '../lease/ip.js';
 import type { Logger } from '../log/log.js';
+import { Resync } from './resync.js';
 
 export const MASQ_COMMENT = 'flanneld masq';
 export const FWD_COMMENT = 'flanneld forward';
@@ -105,16 +106,28 @@ export function runCmd(cmd: string, args: readonly string[], input?: string, o: 
 }
 
 export class IptablesManager {
-  private sets: RuleSet[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private busy = false;
-  repairs = 0;
+  private readonly resync: Resync<RuleSet>;
 
   constructor(
-    private readonly log: Logger,
-    private readonly resyncSeconds: number,
+    log: Logger,
+    resyncSeconds: number,
     private readonly cmd: CmdOptions = {},
-  ) {}
+  ) {
+    this.resync = new Resync(
+      {
+        problems: async (s) => ((await this.intact(s)) ? [] : ['missing']),
+        install: (s) => this.ensure(s),
+        describe: (s) => `some iptables rules in ${s.table} ${s.chain} are missing; recreating them`,
+      },
+      log,
+      resyncSeconds,
+    );
+  }
+
+  /** chains put back by the periodic check */
+  get repairs(): number {
+    return this.resync.repairs;
+  }
 
   private exec(bin: string, args: string[], input?: string): Promise<CmdResult> {
     return runCmd(bin, args, input, this.cmd);
@@ -123,12 +136,9 @@ export class IptablesManager {
   /** Install (or rebuild) the rule sets, then keep them in place. */
   async setup(sets: RuleSet[]): Promise<void> {
     this.close();
-    this.sets = sets;
+    this.resync.items = sets;
     for (const s of sets) await this.ensure(s);
-    if (this.resyncSeconds > 0) {
-      this.timer = setInterval(() => void this.check(), this.resyncSeconds * 1000);
-      this.timer.unref();
-    }
+    this.resync.start();
   }
 
   private async ensure(s: RuleSet): Promise<void> {
@@ -150,26 +160,12 @@ export class IptablesManager {
   }
 
   /** The periodic resync: rebuild any chain that is not exactly as installed. */
-  async check(): Promise<void> {
-    if (this.busy) return;
-    this.busy = true;
-    try {
-      for (const s of this.sets) {
-        if (await this.intact(s)) continue;
-        this.log.warn(`some iptables rules in ${s.table} ${s.chain} are missing; recreating them`);
-        await this.ensure(s);
-        this.repairs++;
-      }
-    } catch (e) {
-      this.log.warn((e as Error).message);
-    } finally {
-      this.busy = false;
-    }
+  check(): Promise<void> {
+    return this.resync.check();
   }
 
   close(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.resync.stop();
   }
 }
 

@@ -18,6 +18,7 @@
 import type { Logger } from '../log/log.js';
 import { formatIPv4Net, type IPv4Net } from '../lease/ip.js';
 import { runCmd, type CmdOptions } from './iptables.js';
+import { Resync } from './resync.js';
 
 export const NFT_TABLE_V4 = 'flannel-ipv4';
 export const NFT_TABLE_V6 = 'flannel-ipv6';
@@ -229,16 +230,28 @@ export function tableDrift(want: NftTable, listed: ListedChain[]): string[] {
 // The manager
 
 export class NftablesManager {
-  private tables: NftTable[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private busy = false;
-  repairs = 0;
+  private readonly resync: Resync<NftTable>;
 
   constructor(
     private readonly log: Logger,
-    private readonly resyncSeconds: number,
+    resyncSeconds: number,
     private readonly cmd: CmdOptions = {},
-  ) {}
+  ) {
+    this.resync = new Resync(
+      {
+        problems: (t) => this.drift(t),
+        install: (t) => this.apply(t),
+        describe: (t, drift) => `nftables rules of ${t.family} ${t.name} are missing or changed (${drift.join('; ')}); recreating the table`,
+      },
+      log,
+      resyncSeconds,
+    );
+  }
+
+  /** tables put back by the periodic check */
+  get repairs(): number {
+    return this.resync.repairs;
+  }
 
   /**
    * Installs the tables (each in one transaction), then re-checks them every
@@ -248,13 +261,11 @@ export class NftablesManager {
    */
   async setup(tables: NftTable[]): Promise<void> {
     this.close();
-    this.tables = [];
-    for (const t of tables) this.tables.push(await this.withSupportedMasq(t));
-    for (const t of this.tables) await this.apply(t);
-    if (this.resyncSeconds > 0) {
-      this.timer = setInterval(() => void this.check(), this.resyncSeconds * 1000);
-      this.timer.unref();
-    }
+    const wanted: NftTable[] = [];
+    for (const t of tables) wanted.push(await this.withSupportedMasq(t));
+    this.resync.items = wanted;
+    for (const t of wanted) await this.apply(t);
+    this.resync.start();
   }
 
   private async withSupportedMasq(t: NftTable): Promise<NftTable> {
@@ -284,27 +295,12 @@ export class NftablesManager {
   }
 
   /** The periodic resync: recreate any table that is not exactly as installed. */
-  async check(): Promise<void> {
-    if (this.busy) return;
-    this.busy = true;
-    try {
-      for (const t of this.tables) {
-        const drift = await this.drift(t);
-        if (drift.length === 0) continue;
-        this.log.warn(`nftables rules of ${t.family} ${t.name} are missing or changed (${drift.join('; ')}); recreating the table`);
-        await this.apply(t);
-        this.repairs++;
-      }
-    } catch (e) {
-      this.log.warn((e as Error).message);
-    } finally {
-      this.busy = false;
-    }
+  check(): Promise<void> {
+    return this.resync.check();
   }
 
   close(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.resync.stop();
   }
 }
 
