@@ -22,10 +22,9 @@ const host: HostView = {
   defaultRouteInterface: () => 'eth0',
 };
 
-async function start(store: LeaseStore, extra: Partial<DaemonOptions> = {}) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
-  const log = new MemoryLogger();
-  const d = new Daemon({
+/** A daemon on `store` with the alloc backend recorded, writing subnet.env in `dir`. */
+function options(store: LeaseStore, dir: string, log: MemoryLogger, extra: Partial<DaemonOptions> = {}): DaemonOptions {
+  return {
     store,
     backends: new BackendRegistry().register('alloc', (ctx) => new RecordingBackend(ctx)),
     log,
@@ -35,7 +34,13 @@ async function start(store: LeaseStore, extra: Partial<DaemonOptions> = {}) {
     ipMasq: false,
     renewMarginMinutes: 60,
     ...extra,
-  });
+  };
+}
+
+async function start(store: LeaseStore, extra: Partial<DaemonOptions> = {}) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
+  const log = new MemoryLogger();
+  const d = new Daemon(options(store, dir, log, extra));
   const ac = new AbortController();
   const exit = d.run(ac.signal);
   for (let i = 0; !d.ready; i++) {
@@ -128,17 +133,7 @@ test('EnableIPv6 is refused at start-up with one line, from the store and from a
     const store = new MemoryStore(mode === 'store' ? v6 : null);
     const log = new MemoryLogger();
     try {
-      const d = new Daemon({
-        store,
-        backends: new BackendRegistry().register('alloc', (ctx) => new RecordingBackend(ctx)),
-        log,
-        host,
-        iface: { iface: [], ifaceRegex: [] },
-        subnetFile: path.join(dir, 'subnet.env'),
-        ipMasq: false,
-        renewMarginMinutes: 60,
-        ...(mode === 'file' ? { configText: v6 } : {}),
-      });
+      const d = new Daemon(options(store, dir, log, mode === 'file' ? { configText: v6 } : {}));
       const exit = await d.run(new AbortController().signal);
       assert.equal(exit.code, 1, mode);
       const errors = log.lines.filter((l) => l.level === 'error');

@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { KubeObject, KubeProcess } from './kubeapi.js';
+import type { KubeApi, KubeObject, KubeProcess } from './kubeapi.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BUILD_SCRIPT = path.join(REPO_ROOT, 'scripts/build-kube-apiserver.sh');
@@ -61,6 +61,25 @@ export interface LabKubeSetup {
   flanneldArgs: string[];
 }
 
+/**
+ * What a flanneld needs from a fresh cluster, the way kube-flannel.yml sets it
+ * up: the manifest's Namespace, ServiceAccount, ClusterRole and binding
+ * (exactly upstream's verbs), a token for that ServiceAccount in a kubeconfig,
+ * and the ConfigMap's net-conf.json (or `netConf`) in a file. Returns the
+ * flanneld arguments that use them.
+ */
+export async function prepareFlannelAccess(api: KubeApi, dir: string, netConf?: string): Promise<string[]> {
+  const { loadAll } = await import('js-yaml');
+  const objs = loadAll(readFileSync(MANIFEST, 'utf8')) as KubeObject[];
+  await api.applyObjects(objs.filter((x) => ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(x.kind)));
+  const kc = path.join(dir, 'flannel.kubeconfig');
+  await api.tokenKubeconfig('kube-flannel', 'flannel', kc);
+  const cm = objs.find((x) => x.kind === 'ConfigMap') as (KubeObject & { data?: Record<string, string> }) | undefined;
+  const netConfFile = path.join(dir, 'net-conf.json');
+  writeFileSync(netConfFile, netConf ?? cm?.data?.['net-conf.json'] ?? '');
+  return ['--kube-subnet-mgr', `--kubeconfig-file=${kc}`, `--net-config-path=${netConfFile}`];
+}
+
 /** Start the control plane in the underlay and prepare everything flanneld needs. */
 export async function startLabKube(o: {
   dir: string;
@@ -72,26 +91,16 @@ export async function startLabKube(o: {
   onProcess: (p: KubeProcess) => void;
 }): Promise<LabKubeSetup> {
   const { startKubeApi } = await import('./kubeapi.js');
-  const { loadAll } = await import('js-yaml');
   const api = await startKubeApi({ dir: o.dir, binary: o.binary, netns: o.netns, bindIP: o.bindIP, detached: true, onProcess: o.onProcess });
-  try {
-    const objs = loadAll(readFileSync(MANIFEST, 'utf8')) as KubeObject[];
-    await api.applyObjects(objs.filter((x) => ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(x.kind)));
-    const kc = path.join(o.dir, 'flannel.kubeconfig');
-    await api.tokenKubeconfig('kube-flannel', 'flannel', kc);
-    const netConfFile = path.join(o.dir, 'net-conf.json');
-    writeFileSync(netConfFile, o.netConf);
-    for (const h of o.hosts) await api.createNode(h.name, { podCIDR: `10.244.${h.index}.0/24`, labels: { 'kubernetes.io/os': 'linux' } });
-    return {
-      dir: o.dir,
-      url: api.url,
-      adminKubeconfig: api.adminKubeconfig,
-      flanneldArgs: ['--kube-subnet-mgr', `--kubeconfig-file=${kc}`, `--net-config-path=${netConfFile}`],
-    };
-  } finally {
-    // The processes are detached and recorded by the lab; this only drops our local connections.
-    (api as { detach?: () => void }).detach?.();
-  }
+  // The processes are detached and recorded by the lab (its local relay is unref'd), so nothing needs closing here.
+  const flanneldArgs = await prepareFlannelAccess(api, o.dir, o.netConf);
+  for (const h of o.hosts) await api.createNode(h.name, { podCIDR: `10.244.${h.index}.0/24`, labels: { 'kubernetes.io/os': 'linux' } });
+  return {
+    dir: o.dir,
+    url: api.url,
+    adminKubeconfig: api.adminKubeconfig,
+    flanneldArgs,
+  };
 }
 
 /** Each node's flannel annotations and NetworkUnavailable condition, read as admin through the apiserver's socket. */

@@ -7,13 +7,12 @@
 // pod traffic both ways.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { loadAll } from 'js-yaml';
 import { cniInvoke, findPlugin } from '../../src/lab/lab.js';
-import type { KubeObject } from '../../src/lab/kubeapi.js';
+import { prepareFlannelAccess } from '../../src/lab/kube.js';
 import { isRoot, Topology, UNDERLAY_GW, type BgProc, type Host } from '../helpers/netns.js';
-import { ROOT, type FlanneldProc } from '../helpers/flanneld.js';
+import type { FlanneldProc } from '../helpers/flanneld.js';
 import { kubeApiserverBinary, kubeSkipReason, realFlanneldBinary, startKube, type KubeHarness } from '../helpers/kube.js';
 
 const kubeBin = isRoot() ? await kubeApiserverBinary() : null;
@@ -49,12 +48,7 @@ before(async () => {
   topo = await Topology.create({ hosts: 2, podsPerHost: 1 });
   [h1, h2] = topo.hosts as [Host, Host];
   kube = await startKube({ ns: topo.underlay, bindIP: UNDERLAY_GW });
-  const objs = loadAll(readFileSync(path.join(ROOT, 'deploy/kube-flannel.yml'), 'utf8')) as KubeObject[];
-  await kube.api.applyObjects(objs.filter((o) => ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind)));
-  const kc = path.join(topo.tmpDir, 'flannel.kubeconfig');
-  await kube.api.tokenKubeconfig('kube-flannel', 'flannel', kc);
-  const netConf = path.join(topo.tmpDir, 'net-conf.json');
-  writeFileSync(netConf, '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+  const access = await prepareFlannelAccess(kube.api, topo.tmpDir, '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
   // Real kubelets always annotate their Node; upstream panics on a Node with
   // none at all (flannel-io/flannel#969), so the nodes carry one, as in a real cluster.
   for (const h of topo.hosts) {
@@ -63,10 +57,10 @@ before(async () => {
 
   real = topo.spawn(
     h1.name,
-    [flannelBin!, '--kube-subnet-mgr', `--kubeconfig-file=${kc}`, '--iface=eth0', `--subnet-file=${topo.subnetFile(h1)}`, `--net-config-path=${netConf}`],
+    [flannelBin!, ...access, '--iface=eth0', `--subnet-file=${topo.subnetFile(h1)}`],
     { env: { NODE_NAME: h1.name }, label: 'real flanneld' },
   );
-  ours = topo.startFlanneld(h2, ['--kube-subnet-mgr', `--kubeconfig-file=${kc}`, '--iface=eth0', `--net-config-path=${netConf}`], { env: { NODE_NAME: h2.name } });
+  ours = topo.startFlanneld(h2, [...access, '--iface=eth0'], { env: { NODE_NAME: h2.name } });
   await ours.waitReady(30_000);
   // real flanneld polls its informer once a second before it writes subnet.env
   await waitUntil('real flanneld wrote subnet.env', async () => existsSync(topo.subnetFile(h1)) || real.done, 30_000);

@@ -11,19 +11,17 @@
 // lost; bad annotations never reach the kernel; no "forbidden" in any log.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadAll } from 'js-yaml';
 import { cniInvoke, findPlugin } from '../../src/lab/lab.js';
-import type { KubeObject } from '../../src/lab/kubeapi.js';
+import { prepareFlannelAccess } from '../../src/lab/kube.js';
 import { isRoot, Topology, UNDERLAY_GW, type Host } from '../helpers/netns.js';
-import { ROOT, type FlanneldProc } from '../helpers/flanneld.js';
+import type { FlanneldProc } from '../helpers/flanneld.js';
 import { kubeApiserverBinary, kubeSkipReason, startKube, type KubeHarness } from '../helpers/kube.js';
 
 const bin = isRoot() ? await kubeApiserverBinary() : null;
 const skip = !isRoot() ? 'needs root (network namespaces)' : kubeSkipReason(bin);
 const PREFIX = 'flannel.alpha.coreos.com/';
-const MANIFEST = path.join(ROOT, 'deploy/kube-flannel.yml');
 
 let topo: Topology;
 let kube: KubeHarness;
@@ -67,19 +65,13 @@ before(async () => {
   if (skip) return;
   topo = await Topology.create({ hosts: 3, podsPerHost: 2 });
   kube = await startKube({ ns: topo.underlay, bindIP: UNDERLAY_GW });
-  const objs = loadAll(readFileSync(MANIFEST, 'utf8')) as KubeObject[];
-  // The manifest's own RBAC objects: the daemons get exactly upstream's verbs.
-  await kube.api.applyObjects(objs.filter((o) => ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind)));
-  const cm = objs.find((o) => o.kind === 'ConfigMap') as KubeObject & { data: Record<string, string> };
-  const netConf = path.join(topo.tmpDir, 'net-conf.json');
-  writeFileSync(netConf, cm.data['net-conf.json']!);
-  const kc = path.join(topo.tmpDir, 'flannel.kubeconfig');
-  await kube.api.tokenKubeconfig('kube-flannel', 'flannel', kc);
+  // The manifest's own RBAC objects (the daemons get exactly upstream's verbs), its token and its net-conf.
+  const access = await prepareFlannelAccess(kube.api, topo.tmpDir);
   // h1: a Node with no annotations at all (flannel panics on it: #969)
   for (const h of topo.hosts) {
     await kube.api.createNode(h.name, { podCIDR: podCidr(h), ...(h.index === 1 ? {} : { labels: { 'kubernetes.io/os': 'linux' }, annotations: { 'node.alpha.kubernetes.io/ttl': '0' } }) });
   }
-  flanneldArgs = ['--kube-subnet-mgr', `--kubeconfig-file=${kc}`, `--net-config-path=${netConf}`, '--iface=eth0', '--ip-masq'];
+  flanneldArgs = [...access, '--iface=eth0', '--ip-masq'];
   for (const h of topo.hosts) flanneld.set(h, topo.startFlanneld(h, flanneldArgs, { env: { NODE_NAME: h.name } }));
   await Promise.all([...flanneld.values()].map((f) => f.waitReady(30_000)));
   // pods through the flannel CNI plugin, as the kubelet would call it
