@@ -336,13 +336,13 @@ interface LifeRun {
   size: number;
   startupMs: number;
   rssIdleKb: number;
-  heapIdle?: MemUsage;
+  heapIdle?: MemUsage | undefined;
   txnMs: number;
   firstRouteMs: number;
   allRoutesMs: number;
   cpuMs: number;
   rssAfterKb: number;
-  heapAfter?: MemUsage;
+  heapAfter?: MemUsage | undefined;
   threads: number;
   counts: { routes: number; neigh: number; fdb: number };
 }
@@ -564,7 +564,7 @@ async function cni(topo: Topology): Promise<CniResult> {
 
 interface ChurnSample {
   atS: number;
-  heapUsed?: number;
+  heapUsed?: number | undefined;
   rssKb: Record<SideName, number>;
   cpuPct: Record<SideName, number>;
 }

@@ -39,7 +39,7 @@ export function findInPath(plugin: string, dirs: readonly string[]): string {
 export interface ExecOptions {
   /** The environment to run the plugin with (CNI_COMMAND is overridden). */
   env: NodeJS.ProcessEnv;
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Receives the plugin's stderr (flannel lets it through to its own). */
   onStderr?: (chunk: string) => void;
 }

@@ -34,7 +34,7 @@ export interface PluginInput {
   env: NodeJS.ProcessEnv;
   stdin: Buffer | string;
   /** Delegate timeout (default 60 s). */
-  delegateTimeoutMs?: number;
+  delegateTimeoutMs?: number | undefined;
   /** Diagnostics (and the delegate's stderr); default: dropped. */
   stderr?: (text: string) => void;
 }
@@ -62,7 +62,7 @@ interface Ctx {
   conf: FlannelNetConf;
   containerID: string;
   cniPath: string[];
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   stderr: (text: string) => void;
 }
 

@@ -56,11 +56,11 @@ export interface NetlinkErrorInit {
   /** What was being done, e.g. 'RTM_NEWNEIGH replace 10.244.2.0 on ifindex 5'. */
   op: string;
   /** NLMSGERR_ATTR_MSG text from the kernel's extended ack, if any. */
-  extAck?: string;
+  extAck?: string | undefined;
   /** NLMSGERR_ATTR_OFFS: byte offset in the request of the offending attribute. */
-  extAckOffset?: number;
+  extAckOffset?: number | undefined;
   /** Free-form detail for errors that did not come from the kernel (e.g. timeouts). */
-  detail?: string;
+  detail?: string | undefined;
 }
 
 /**

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import type { LeaseStore, StoreEvent } from '../store/store.js';
 
 export function storeContract(name: string, make: () => Promise<LeaseStore>, opts: { ttlWaitMs?: number } = {}): void {
-  const withStore = (title: string, fn: (s: LeaseStore) => Promise<void>) =>
-    test(`${name} contract: ${title}`, async () => {
+  const withStore = (title: string, fn: (s: LeaseStore) => Promise<void>): void =>
+    void test(`${name} contract: ${title}`, async () => {
       const s = await make();
       try {
         await fn(s);

@@ -20,7 +20,7 @@ export class FlanneldProc {
   readonly exited: Promise<number | null>;
   private waiters: Array<() => void> = [];
 
-  constructor(args: string[], opts: { prefix?: string[]; env?: Record<string, string> } = {}) {
+  constructor(args: string[], opts: { prefix?: string[]; env?: Record<string, string> | undefined } = {}) {
     const cmd = opts.prefix ? opts.prefix[0]! : process.execPath;
     const argv = opts.prefix ? [...opts.prefix.slice(1), process.execPath, FLANNELD, ...args] : [FLANNELD, ...args];
     this.proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });

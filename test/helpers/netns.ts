@@ -531,7 +531,7 @@ export class Topology {
   // Probing
 
   /** iputils ping from namespace fromNs; ok = exit status 0, rttMs from the last `time=`. */
-  async ping(fromNs: string, toIp: string, o: { count?: number; timeoutS?: number } = {}): Promise<PingResult> {
+  async ping(fromNs: string, toIp: string, o: { count?: number; timeoutS?: number | undefined } = {}): Promise<PingResult> {
     const count = o.count ?? 1;
     const timeoutS = o.timeoutS ?? 2;
     const r = await this.run(fromNs, ['ping', '-n', '-q', '-c', String(count), '-W', String(timeoutS), ...(count > 1 ? ['-i', '0.2'] : []), toIp], {

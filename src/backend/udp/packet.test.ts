@@ -58,9 +58,9 @@ function fullL4Checksum(u8: Uint8Array, proto: number, fieldAt: number): number 
 interface PktOpts {
   src?: string;
   dst?: string;
-  ttl?: number;
+  ttl?: number | undefined;
   proto?: number;
-  id?: number;
+  id?: number | undefined;
   frag?: number;
   payload?: Uint8Array;
   ihl?: number;
@@ -94,7 +94,7 @@ interface TcpOpts {
   win?: number;
   sport?: number;
   dport?: number;
-  options?: Uint8Array;
+  options?: Uint8Array | undefined;
   payload: Uint8Array;
   id?: number;
   ttl?: number;

@@ -58,9 +58,9 @@ export interface UdpBackendOptions {
   /** Longest a worker sits in poll() before re-checking the stop flag (default 100 ms). */
   pollMs?: number;
   /** TUN reads per tx batch and datagrams per recvmmsg (default 64). */
-  batch?: number;
+  batch?: number | undefined;
   /** SO_RCVBUF and SO_SNDBUF of the UDP socket (default 4 MiB; root may exceed rmem_max). */
-  socketBufferBytes?: number;
+  socketBufferBytes?: number | undefined;
   /** Device name or template (default `flannel%d`, which the kernel makes flannel0). */
   deviceName?: string;
   /** Delay before rebuilding a lost device (default 1000 ms). */
