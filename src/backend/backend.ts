@@ -12,9 +12,19 @@ import type { Lease } from '../lease/lease.js';
 import type { LeaseEvent } from '../lease/tracker.js';
 import type { Logger } from '../log/log.js';
 import type { NetworkConfig } from '../subnet/config.js';
-import type { ExternalInterface } from '../daemon/iface.js';
 import type { NetlinkEvent } from '../netlink/subscriber.js';
 import type { UdpStats } from './udp/counters.js';
+
+/** The underlay interface the daemon chose (daemon/iface.ts selects it). */
+export interface ExternalInterface {
+  readonly name: string;
+  readonly index: number;
+  readonly mtu: number;
+  /** the interface's own IPv4 address (what the data path binds to) */
+  readonly ifaceAddr: number;
+  /** the address advertised to peers (--public-ip or ifaceAddr) */
+  readonly publicIP: number;
+}
 
 export interface BackendContext {
   readonly config: NetworkConfig;

@@ -7,6 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { formatIPv4, parseIPv4 } from '../lease/ip.js';
+import type { ExternalInterface } from '../backend/backend.js';
+
+export type { ExternalInterface };
 
 export class IfaceError extends Error {
   override name = 'IfaceError';
@@ -25,16 +28,6 @@ export interface HostView {
   interfaces(): HostInterface[];
   /** name of the interface carrying the IPv4 default route, if any */
   defaultRouteInterface(): string | null;
-}
-
-export interface ExternalInterface {
-  readonly name: string;
-  readonly index: number;
-  readonly mtu: number;
-  /** the interface's own IPv4 address (what the data path binds to) */
-  readonly ifaceAddr: number;
-  /** the address advertised to peers (--public-ip or ifaceAddr) */
-  readonly publicIP: number;
 }
 
 export interface IfaceOptions {

@@ -7,11 +7,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { parseIPv4Net } from '../lease/ip.js';
-import { MemoryLogger } from '../testing/memory-logger.js';
-import { privilegedSkip } from '../testing/privileged.js';
-import { cleanupIptables, forwardRules, IptablesManager, masqRules } from './iptables.js';
-import { cleanupNftables, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4, parseListedTable } from './nftables.js';
+import { parseIPv4Net } from '../../src/lease/ip.js';
+import { MemoryLogger } from '../../src/testing/memory-logger.js';
+import { privilegedSkip } from '../../src/testing/privileged.js';
+import { cleanupIptables, forwardRules, IptablesManager, masqRules } from '../../src/kernel/iptables.js';
+import { cleanupNftables, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4, parseListedTable } from '../../src/kernel/nftables.js';
 
 const skip = privilegedSkip('creates a network namespace', ['ip', 'nft', 'iptables', 'iptables-restore']);
 const NS = `ftsnft-${process.pid}-${randomBytes(2).toString('hex')}`;

@@ -15,9 +15,9 @@ import type { Readable, Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { AgentError, EventPattern } from './testkit/netns-agent.js';
-import type { BatchResult, FdbEntry, KernelOp, Link, Neigh, Route } from './types.js';
-import { hasCommand, privilegedSkip } from '../testing/privileged.js';
+import type { AgentError, EventPattern } from './netns-agent.js';
+import type { BatchResult, FdbEntry, KernelOp, Link, Neigh, Route } from '../../src/kernel/types.js';
+import { hasCommand, privilegedSkip } from '../../src/testing/privileged.js';
 
 const NS_PREFIX = `ftsnl-${process.pid}-`;
 
@@ -137,7 +137,7 @@ for (const mode of ['inline', 'worker'] as const) describe(`RtNetlink against a 
     ipn('addr', 'add', '192.0.2.1/24', 'dev', 'ul0');
     ipn('link', 'set', 'ul0', 'up');
 
-    const agentPath = fileURLToPath(new URL('./testkit/netns-agent.js', import.meta.url));
+    const agentPath = fileURLToPath(new URL('./netns-agent.js', import.meta.url));
     const child = spawn('ip', ['netns', 'exec', ns, process.execPath, agentPath, ...(mode === 'worker' ? ['--worker'] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
     agent = new Agent(child);
     await agent.ready;

@@ -8,12 +8,12 @@
 // stdin commands, one per line: stats | reconcile <peers json> | exit
 
 import { createInterface } from 'node:readline';
-import { RtNetlink } from '../../../kernel/index.js';
-import { parseIPv4, parseIPv4Net } from '../../../lease/ip.js';
-import type { Lease } from '../../../lease/lease.js';
-import { stderrLogger } from '../../../log/log.js';
-import { parseNetworkConfig } from '../../../subnet/config.js';
-import { UdpBackend } from '../udp.js';
+import { RtNetlink } from '../../src/kernel/index.js';
+import { parseIPv4, parseIPv4Net } from '../../src/lease/ip.js';
+import type { Lease } from '../../src/lease/lease.js';
+import { stderrLogger } from '../../src/log/log.js';
+import { parseNetworkConfig } from '../../src/subnet/config.js';
+import { UdpBackend } from '../../src/backend/udp/udp.js';
 
 interface Peer {
   subnet: string;

@@ -1,6 +1,6 @@
 // Privileged integration test of the UDP backend: two network namespaces
 // joined by a veth (192.0.2.1/24 <-> 192.0.2.2/24), each running the backend
-// in a fixture process (testkit/udp-node.ts) with a real RtNetlink kernel, and
+// in a fixture process (udp-node.ts) with a real RtNetlink kernel, and
 // traffic between addresses of the two flannel subnets on `lo`.
 //
 // Isolation: namespaces are named `ftsudp<4 hex>-a/-b`; the veth is created
@@ -15,13 +15,13 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { UdpStats } from './udp.js';
-import { hasCommand, privilegedSkip } from '../../testing/privileged.js';
+import type { UdpStats } from '../../src/backend/udp/udp.js';
+import { hasCommand, privilegedSkip } from '../../src/testing/privileged.js';
 
 const PREFIX = `ftsudp${randomBytes(2).toString('hex')}-`;
 const NS_A = `${PREFIX}a`;
 const NS_B = `${PREFIX}b`;
-const FIXTURE = fileURLToPath(new URL('./testkit/udp-node.js', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('./udp-node.js', import.meta.url));
 
 const skipReason = (): string | false => privilegedSkip('network namespaces, /dev/net/tun', ['ip', 'ping']);
 const which = hasCommand;

@@ -5,13 +5,13 @@
 // ({id, result} or {id, error}). Not part of the product.
 
 import { createInterface } from 'node:readline';
-import { RtNetlink } from '../rtnetlink.js';
-import { NetlinkSocket } from '../../netlink/socket.js';
-import { NetlinkSubscriber, type NetlinkEvent } from '../../netlink/subscriber.js';
-import { NetlinkError } from '../../netlink/errors.js';
-import * as C from '../../netlink/constants.js';
-import * as R from '../../netlink/requests.js';
-import type { KernelNet } from '../types.js';
+import { RtNetlink } from '../../src/kernel/rtnetlink.js';
+import { NetlinkSocket } from '../../src/netlink/socket.js';
+import { NetlinkSubscriber, type NetlinkEvent } from '../../src/netlink/subscriber.js';
+import { NetlinkError } from '../../src/netlink/errors.js';
+import * as C from '../../src/netlink/constants.js';
+import * as R from '../../src/netlink/requests.js';
+import type { KernelNet } from '../../src/kernel/types.js';
 
 export interface AgentError {
   name: string;
