@@ -5,7 +5,7 @@
 // check works on hosts without the ethtool binary.
 
 import os from 'node:os';
-import koffi from 'koffi';
+import { addressOf, libc } from '../netlink/libc.js';
 
 const AF_INET = 2;
 const SOCK_DGRAM = 2;
@@ -18,39 +18,21 @@ const ETH_SS_FEATURES = 4;
 const ETH_GSTRING_LEN = 32;
 const IFNAMSIZ = 16;
 
-interface Libc {
-  socket(d: number, t: number, p: number): number;
-  ioctl(fd: number, req: number, arg: Buffer): number;
-  close(fd: number): number;
-}
-
-let libc: Libc | undefined;
-
-function load(): Libc {
-  if (libc) return libc;
-  const lib = koffi.load('libc.so.6');
-  const socket = lib.func('int socket(int domain, int type, int protocol)');
-  const ioctl = lib.func('int ioctl(int fd, unsigned long req, void *arg)');
-  const close = lib.func('int close(int fd)');
-  libc = { socket: (d, t, p) => socket(d, t, p) as number, ioctl: (fd, r, a) => ioctl(fd, r, a) as number, close: (fd) => close(fd) as number };
-  return libc;
-}
-
 /** 'on' / 'off' for one feature, e.g. 'tx-checksum-ip-generic'; throws with a reason when it cannot be read. */
 export function readFeature(dev: string, feature: string): 'on' | 'off' {
   if (os.endianness() !== 'LE') throw new Error('ethtool ioctl decoding assumes a little-endian host');
   if (Buffer.byteLength(dev) >= IFNAMSIZ) throw new Error(`bad device name ${dev}`);
-  const c = load();
+  const c = libc();
   const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw new Error(`socket: errno ${koffi.errno()}`);
+  if (fd < 0) throw new Error(`socket: errno ${c.errno()}`);
   try {
     const call = (data: Buffer, what: string) => {
       // struct ifreq: the name, then a pointer to the ethtool command in the union
       const ifr = Buffer.alloc(40);
       ifr.write(dev, 0, IFNAMSIZ - 1, 'latin1');
-      ifr.writeBigUInt64LE(BigInt(koffi.address(data) as unknown as number | bigint), IFNAMSIZ);
-      if (c.ioctl(fd, SIOCETHTOOL, ifr) < 0) {
-        const e = koffi.errno();
+      ifr.writeBigUInt64LE(addressOf(data), IFNAMSIZ);
+      if (c.ioctlPtr(fd, SIOCETHTOOL, ifr) < 0) {
+        const e = c.errno();
         throw new Error(`SIOCETHTOOL ${what} on ${dev}: ${e === 19 ? 'no such device' : e === 95 ? 'not supported' : `errno ${e}`}`);
       }
     };

@@ -5,8 +5,8 @@
 // reported as "not checked", never as a problem.
 
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { readFeature } from './ethtool.js';
+import { readSysctl as readProcSysctl } from '../kernel/sysctl.js';
 
 export interface CmdResult {
   readonly ok: boolean;
@@ -32,9 +32,9 @@ export function runCmd(file: string, args: string[], timeoutMs = 3000): Promise<
 /** Reads /proc/sys/<path with dots as slashes>; null when absent. Device names keep their dots. */
 export function readSysctl(key: string): string | null {
   try {
-    return readFileSync(`/proc/sys/${key}`, 'utf8').trim();
+    return readProcSysctl(key);
   } catch {
-    return null;
+    return null; // not a valid key (e.g. an empty device name)
   }
 }
 

@@ -149,7 +149,7 @@ export class Daemon {
       this.log.info(`using public IP ${stored.publicIP} stored for this node (overrides --public-ip)`);
       ifaceOpts = { ...ifaceOpts, publicIP: stored.publicIP };
     }
-    const ext = selectExternalInterface(this.o.host, ifaceOpts);
+    const ext = await selectExternalInterface(this.o.host, ifaceOpts);
     this.log.info(`using interface ${describeIface(ext)}`);
 
     this.backend = this.o.backends.create({

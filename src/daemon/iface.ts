@@ -1,13 +1,14 @@
 // External interface and public IP selection (spec §1.4).
 //
 // Reads the host's interfaces through a small HostView port so the policy is
-// testable without root; the real view reads os.networkInterfaces(),
-// /proc/net/route and /sys/class/net (all of them per network namespace).
+// testable without root. The real view (kernelHostView) asks the kernel port:
+// an rtnetlink link dump, address dump and main-table route dump, all of
+// them answered for the network namespace of the socket (never /sys, which
+// follows the mount namespace, nor os.networkInterfaces()).
 
-import { readFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
 import { formatIPv4, parseIPv4 } from '../lease/ip.js';
 import type { ExternalInterface } from '../backend/backend.js';
+import type { Addr, KernelNet, Route } from '../kernel/types.js';
 
 export type { ExternalInterface };
 
@@ -19,15 +20,19 @@ export interface HostInterface {
   readonly name: string;
   readonly index: number;
   readonly mtu: number;
+  /** administratively up (IFF_UP); interfaces that are down are never chosen. Absent: up. */
+  readonly up?: boolean;
   /** IPv4 addresses, global ones first */
   readonly ipv4: readonly string[];
+  /** IPv6 addresses without link-local ones (and without deprecated ones), permanent ones first */
   readonly ipv6: readonly string[];
 }
 
+/** Either answer may be immediate (test views) or come from the kernel. */
 export interface HostView {
-  interfaces(): HostInterface[];
+  interfaces(): HostInterface[] | Promise<HostInterface[]>;
   /** name of the interface carrying the IPv4 default route, if any */
-  defaultRouteInterface(): string | null;
+  defaultRouteInterface(): string | null | Promise<string | null>;
 }
 
 export interface IfaceOptions {
@@ -40,8 +45,8 @@ function isLinkLocal4(a: string): boolean {
   return a.startsWith('169.254.');
 }
 
-export function selectExternalInterface(host: HostView, o: IfaceOptions): ExternalInterface {
-  const all = host.interfaces();
+export async function selectExternalInterface(host: HostView, o: IfaceOptions): Promise<ExternalInterface> {
+  const all = (await host.interfaces()).filter((i) => i.up !== false);
   let chosen: HostInterface | undefined;
   let chosenAddr: string | undefined;
   const byIP = (ip: string) => all.find((i) => i.ipv4.includes(ip));
@@ -55,7 +60,7 @@ export function selectExternalInterface(host: HostView, o: IfaceOptions): Extern
       } else chosenAddr = o.publicIP;
     }
     if (!chosen) {
-      const name = host.defaultRouteInterface();
+      const name = await host.defaultRouteInterface();
       if (!name) throw new IfaceError('no default route found; use --iface, --iface-regex or --public-ip to choose the interface');
       chosen = all.find((i) => i.name === name);
       if (!chosen) throw new IfaceError(`default route interface ${name} not found`);
@@ -111,42 +116,76 @@ export function selectExternalInterface(host: HostView, o: IfaceOptions): Extern
   return { name: chosen.name, index: chosen.index, mtu: chosen.mtu, ifaceAddr: parseIPv4(addr), publicIP };
 }
 
-/** The real host, as seen from this process's network namespace. */
-export const realHost: HostView = {
-  interfaces(): HostInterface[] {
-    const out: HostInterface[] = [];
-    for (const [name, addrs] of Object.entries(networkInterfaces())) {
-      const read = (f: string) => {
-        try {
-          return Number(readFileSync(`/sys/class/net/${name}/${f}`, 'utf8').trim());
-        } catch {
-          return 0;
-        }
-      };
-      out.push({
-        name,
-        index: read('ifindex'),
-        mtu: read('mtu'),
-        ipv4: (addrs ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address),
-        ipv6: (addrs ?? []).filter((a) => a.family === 'IPv6').map((a) => a.address),
+// ------------------------------------------------------- the real host
+
+const RT_TABLE_MAIN = 254;
+const RTN_UNICAST = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const RT_SCOPE_UNIVERSE = 0;
+const RT_SCOPE_LINK = 253;
+const IFA_F_TEMPORARY = 0x01;
+const IFA_F_DADFAILED = 0x08;
+const IFA_F_DEPRECATED = 0x20;
+const IFA_F_PERMANENT = 0x80;
+
+const addrText = (a: Addr) => a.local ?? a.address ?? a.cidr.split('/')[0]!;
+
+/** IPv4 addresses of one interface, in kernel order but universe-scope ones first. */
+export function ipv4Addresses(addrs: readonly Addr[]): string[] {
+  return addrs
+    .filter((a) => a.family === AF_INET)
+    .map((a, i) => ({ a, i }))
+    .sort((x, y) => Number(x.a.scope !== RT_SCOPE_UNIVERSE) - Number(y.a.scope !== RT_SCOPE_UNIVERSE) || x.i - y.i)
+    .map(({ a }) => addrText(a));
+}
+
+/**
+ * IPv6 addresses of one interface as flannel ranks them (spec §1.4): no
+ * link-local (scope link, fe80::/10), no deprecated or DAD-failed ones;
+ * permanent before dynamic, non-temporary before temporary.
+ */
+export function ipv6Addresses(addrs: readonly Addr[]): string[] {
+  const rank = (a: Addr) => Number((a.flags & IFA_F_PERMANENT) === 0) * 2 + Number((a.flags & IFA_F_TEMPORARY) !== 0);
+  return addrs
+    .filter((a) => a.family === AF_INET6 && a.scope !== RT_SCOPE_LINK && !/^fe[89ab]/i.test(addrText(a)))
+    .filter((a) => (a.flags & (IFA_F_DEPRECATED | IFA_F_DADFAILED)) === 0)
+    .map((a, i) => ({ a, i }))
+    .sort((x, y) => rank(x.a) - rank(y.a) || x.i - y.i)
+    .map(({ a }) => addrText(a));
+}
+
+/**
+ * The ifindex of the IPv4 default route in the main table (dst 0.0.0.0/0,
+ * unicast, with an output interface); the lowest metric wins, as in the
+ * kernel's lookup. Multipath defaults (no single oif) do not count.
+ */
+export function defaultRouteIndex(routes: readonly Route[]): number | null {
+  let best: Route | undefined;
+  for (const r of routes) {
+    if (r.family !== AF_INET || r.dstLen !== 0 || r.table !== RT_TABLE_MAIN || r.type !== RTN_UNICAST || !r.oif) continue;
+    if (!best || (r.priority ?? 0) < (best.priority ?? 0)) best = r;
+  }
+  return best?.oif ?? null;
+}
+
+/** The host as the kernel port sees it: this socket's network namespace. */
+export function kernelHostView(k: KernelNet): HostView {
+  return {
+    async interfaces(): Promise<HostInterface[]> {
+      const [links, addrs] = await Promise.all([k.listLinks(), k.listAddrs(undefined, { family: 'all' })]);
+      return links.map((l) => {
+        const own = addrs.filter((a) => a.index === l.index);
+        return { name: l.name, index: l.index, mtu: l.mtu ?? 0, up: l.up, ipv4: ipv4Addresses(own), ipv6: ipv6Addresses(own) };
       });
-    }
-    return out;
-  },
-  defaultRouteInterface(): string | null {
-    let text: string;
-    try {
-      text = readFileSync('/proc/net/route', 'utf8');
-    } catch {
-      return null;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length >= 8 && f[1] === '00000000' && f[7] === '00000000') return f[0]!;
-    }
-    return null;
-  },
-};
+    },
+    async defaultRouteInterface(): Promise<string | null> {
+      const index = defaultRouteIndex(await k.listRoutes({ table: RT_TABLE_MAIN }));
+      if (index === null) return null;
+      return (await k.getLinkByIndex(index))?.name ?? null;
+    },
+  };
+}
 
 export function describeIface(e: ExternalInterface): string {
   return `${e.name} (index ${e.index}, MTU ${e.mtu}, address ${formatIPv4(e.ifaceAddr)}, public IP ${formatIPv4(e.publicIP)})`;

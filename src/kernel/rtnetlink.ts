@@ -11,12 +11,16 @@ import { decodeAddr, decodeLink, decodeNeighOrFdb, decodeRoute, isFdbEntry } fro
 import * as R from '../netlink/requests.js';
 import type { NetlinkRequest } from '../netlink/requests.js';
 import { isAlreadyDone, vxlanMismatches, type Effect } from './idempotency.js';
+import { readSysctl, writeSysctl } from './sysctl.js';
+import { openTun } from './tun.js';
 import type {
   Addr,
+  AddrFilter,
   BatchFailure,
   BatchResult,
   FdbEntry,
   FdbSpec,
+  HostPort,
   KernelNet,
   KernelOp,
   Link,
@@ -26,6 +30,8 @@ import type {
   Route,
   RouteFilter,
   RouteSpec,
+  TunDevice,
+  TunSpec,
   VxlanCreateSpec,
 } from './types.js';
 
@@ -73,7 +79,7 @@ function opRequest(op: KernelOp): { req: NetlinkRequest; effect: Effect } {
 /** Told how long each kernel round trip took (metrics). */
 export type KernelObserver = (kind: 'request' | 'dump' | 'batch', seconds: number, ok: boolean) => void;
 
-export class RtNetlink implements KernelNet {
+export class RtNetlink implements KernelNet, HostPort {
   private readonly sock: NetlinkTransport;
   /** set by whoever exports metrics; called after every round trip */
   observer: KernelObserver | null = null;
@@ -238,8 +244,9 @@ export class RtNetlink implements KernelNet {
 
   // ---------------------------------------------------------- addresses
 
-  async listAddrs(index?: number): Promise<Addr[]> {
-    const all = (await this.sock.dump(R.dumpAddrsRequest(C.AF_INET))).map(decodeAddr);
+  async listAddrs(index?: number, filter: AddrFilter = {}): Promise<Addr[]> {
+    const family = filter.family === 6 ? C.AF_INET6 : filter.family === 'all' ? C.AF_UNSPEC : C.AF_INET;
+    const all = (await this.sock.dump(R.dumpAddrsRequest(family))).map(decodeAddr);
     return index === undefined ? all : all.filter((a) => a.index === index);
   }
 
@@ -329,5 +336,21 @@ export class RtNetlink implements KernelNet {
       failures,
       durationMs: performance.now() - started,
     };
+  }
+
+  // ------------------------------------------- host port (not rtnetlink)
+  // Sysctls and TUN devices act on this process's network namespace, which
+  // is the socket's: the socket is opened by this process (or its worker).
+
+  async getSysctl(key: string): Promise<string | null> {
+    return readSysctl(key);
+  }
+
+  async setSysctl(key: string, value: string): Promise<void> {
+    writeSysctl(key, value);
+  }
+
+  async openTun(spec: TunSpec): Promise<TunDevice> {
+    return openTun(spec);
   }
 }

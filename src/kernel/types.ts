@@ -45,6 +45,11 @@ export type FdbSpec = Pick<R.FdbSpec, 'ifindex' | 'mac' | 'self' | 'permanent'> 
 /** An IPv4 route as backends need it: the codec's RouteSpec without protocol/scope/prefsrc tuning. */
 export type RouteSpec = Pick<R.RouteSpec, 'dst' | 'gw' | 'oif' | 'onlink' | 'table' | 'priority'> & { type?: 'unicast' | 'blackhole' };
 
+/** Which addresses listAddrs returns: IPv4 (the default), IPv6, or both. */
+export interface AddrFilter {
+  family?: 4 | 6 | 'all';
+}
+
 export interface RouteFilter {
   /** Table to list; default RT_TABLE_MAIN, 'all' for every table. */
   table?: number | 'all';
@@ -100,8 +105,8 @@ export interface KernelNet {
   setMtu(index: number, mtu: number): Promise<void>;
   setLinkAddress(index: number, mac: string): Promise<void>;
 
-  /** IPv4 addresses, of one interface or all. */
-  listAddrs(index?: number): Promise<Addr[]>;
+  /** Addresses of one interface or all: IPv4 unless `filter.family` says otherwise. */
+  listAddrs(index?: number, filter?: AddrFilter): Promise<Addr[]>;
   addAddr(index: number, cidr: string): Promise<void>;
   delAddr(index: number, cidr: string): Promise<void>;
 
@@ -126,4 +131,36 @@ export interface KernelNet {
    * per-item kernel errors; they are listed in `failures`.
    */
   applyBatch(ops: readonly KernelOp[]): Promise<BatchResult>;
+}
+
+export interface TunSpec {
+  /** name or template (`flannel%d`) */
+  name: string;
+  /** ask the kernel for TSO super-packets and checksum offload */
+  offload: boolean;
+}
+
+/** An open TUN device; it exists (unless persistent) while the fd is open. */
+export interface TunDevice {
+  readonly fd: number;
+  /** the name the kernel gave it (flannel0 normally) */
+  readonly name: string;
+  /** TUNSETOFFLOAD(CSUM|TSO4) succeeded: reads may return TSO super-packets with partial checksums */
+  readonly tso: boolean;
+  /** Closes the fd (idempotent). */
+  close(): void;
+}
+
+/**
+ * The host outside rtnetlink: sysctls and TUN devices. Same network namespace
+ * as the KernelNet it comes with (RtNetlink implements both), so everything a
+ * backend does to the host goes through one port that tests can fake.
+ */
+export interface HostPort {
+  /** /proc/sys/<key>, key with slashes ('net/ipv4/ip_forward'); null when absent. */
+  getSysctl(key: string): Promise<string | null>;
+  /** Rejects when the sysctl is absent or cannot be written. */
+  setSysctl(key: string, value: string): Promise<void>;
+  /** Opens (creating if needed) a TUN device; rejects with SyscallError (errno preserved, EBUSY when in use). */
+  openTun(spec: TunSpec): Promise<TunDevice>;
 }

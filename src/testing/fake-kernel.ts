@@ -3,15 +3,36 @@
 // idempotency rules as the real one (delete of an absent entry succeeds,
 // replace overwrites) and counts every mutating call, so tests can assert
 // "a second reconcile makes zero changes". Faults can be injected per
-// operation. The real-kernel tests under test/ remain the proof.
+// operation. It is also the host port: sysctl writes are recorded, and TUN
+// devices are links of kind 'tun' with a fake fd (never a real descriptor).
+// The real-kernel tests under test/ remain the proof.
 
-import type { BatchResult, FdbSpec, KernelNet, KernelOp, Link, NeighKey, NeighSpec, RouteFilter, RouteSpec, VxlanCreateSpec } from '../kernel/types.js';
+import type {
+  AddrFilter,
+  BatchResult,
+  FdbSpec,
+  HostPort,
+  KernelNet,
+  KernelOp,
+  Link,
+  NeighKey,
+  NeighSpec,
+  RouteFilter,
+  RouteSpec,
+  TunDevice,
+  TunSpec,
+  VxlanCreateSpec,
+} from '../kernel/types.js';
 import type { Addr, FdbEntry, Neigh, Route } from '../netlink/rtnl.js';
 import { NetlinkError } from '../netlink/errors.js';
+import { SyscallError } from '../netlink/libc.js';
 
 const EEXIST = 17;
+const ENOENT = 2;
+const EBUSY = 16;
+const EINVAL = 22;
 
-export class FakeKernel implements KernelNet {
+export class FakeKernel implements KernelNet, HostPort {
   links = new Map<number, Link>();
   addrs: Addr[] = [];
   routes: Route[] = [];
@@ -22,6 +43,16 @@ export class FakeKernel implements KernelNet {
   /** ops whose description matches get an injected error (errno) */
   failWhen: ((op: KernelOp) => number | null) | null = null;
   private nextIndex = 10;
+  /** sysctl values by key ('net/ipv4/ip_forward'); a write to an absent key fails unless `sysctlsAutoCreate` */
+  sysctls = new Map<string, string>();
+  /** every setSysctl call, in order */
+  sysctlWrites: Array<{ key: string; value: string }> = [];
+  /** setSysctl creates missing keys (default true: a fake host has every sysctl) */
+  sysctlsAutoCreate = true;
+  /** every openTun call and whether its device was closed since */
+  tuns: Array<{ spec: TunSpec; name: string; closed: boolean }> = [];
+  /** openTun fails with this errno (e.g. EBUSY, EPERM) when it returns one */
+  failTun: ((spec: TunSpec) => number | null) | null = null;
 
   addLink(l: Partial<Link> & { name: string }): Link {
     const link: Link = { family: 0, index: this.nextIndex++, type: 1, flags: 0, up: true, lowerUp: true, operState: 'up', mtu: 1500, ...l } as Link;
@@ -85,8 +116,10 @@ export class FakeKernel implements KernelNet {
     const l = this.links.get(index);
     if (l) this.links.set(index, { ...l, mac });
   }
-  async listAddrs(index?: number): Promise<Addr[]> {
-    return this.addrs.filter((a) => index === undefined || a.index === index);
+  async listAddrs(index?: number, filter: AddrFilter = {}): Promise<Addr[]> {
+    const fam = filter.family ?? 4;
+    const ok = (a: Addr) => fam === 'all' || a.family === (fam === 6 ? 10 : 2);
+    return this.addrs.filter((a) => (index === undefined || a.index === index) && ok(a));
   }
   async addAddr(index: number, cidr: string): Promise<void> {
     if (this.addrs.some((a) => a.index === index && a.cidr === cidr)) return;
@@ -178,5 +211,55 @@ export class FakeKernel implements KernelNet {
         this.routes = this.routes.filter((x) => !(x.dst === op.route.dst && (op.route.oif === undefined || x.oif === op.route.oif)));
         return;
     }
+  }
+
+  // ---------------------------------------------------------- host port
+
+  async getSysctl(key: string): Promise<string | null> {
+    return this.sysctls.get(key) ?? null;
+  }
+
+  async setSysctl(key: string, value: string): Promise<void> {
+    if (!this.sysctls.has(key) && !this.sysctlsAutoCreate) {
+      throw Object.assign(new Error(`ENOENT: no such file or directory, open '/proc/sys/${key}'`), { code: 'ENOENT', errno: -ENOENT });
+    }
+    this.sysctlWrites.push({ key, value });
+    this.sysctls.set(key, value);
+  }
+
+  /**
+   * Like TUNSETIFF: a template ('flannel%d') takes the first free number; an
+   * existing TUN link is attached to unless another fake fd holds it (EBUSY).
+   */
+  async openTun(spec: TunSpec): Promise<TunDevice> {
+    const errno = this.failTun?.(spec) ?? null;
+    if (errno !== null) throw new SyscallError(`TUNSETIFF ${spec.name}`, errno, 'injected');
+    let name = spec.name;
+    if (name.includes('%d')) {
+      for (let i = 0; ; i++) {
+        name = spec.name.replace('%d', String(i));
+        if (!(await this.getLinkByName(name))) break;
+      }
+    }
+    const existing = await this.getLinkByName(name);
+    if (existing && existing.kind !== 'tun') throw new SyscallError(`TUNSETIFF ${name}`, EINVAL, 'Invalid argument');
+    if (existing && this.tuns.some((t) => t.name === name && !t.closed)) {
+      throw new SyscallError(`TUNSETIFF ${name}`, EBUSY, 'Device or resource busy');
+    }
+    this.mutations++;
+    const link = existing ?? this.addLink({ name, kind: 'tun', up: false, mtu: 1500, type: 65534 });
+    const rec = { spec, name, closed: false };
+    this.tuns.push(rec);
+    return {
+      fd: -1000 - link.index,
+      name,
+      tso: spec.offload,
+      close: () => {
+        if (rec.closed) return;
+        rec.closed = true;
+        // a non-persistent TUN goes away with its fd
+        if (!existing) void this.deleteLink(link.index);
+      },
+    };
   }
 }

@@ -4,7 +4,8 @@ import { parseIPv4, parseIPv4Net } from '../../lease/ip.js';
 import { encodeLeaseAttrs, type Lease } from '../../lease/lease.js';
 import { MemoryLogger } from '../../testing/memory-logger.js';
 import { ConfigError, parseNetworkConfig } from '../../subnet/config.js';
-import type { KernelNet } from '../../kernel/types.js';
+import type { HostPort, KernelNet } from '../../kernel/types.js';
+import { FakeKernel } from '../../testing/fake-kernel.js';
 import { BackendError } from '../backend.js';
 import { parseUdpOptions } from './options.js';
 import { desiredRoutes, UdpBackend } from './udp.js';
@@ -14,7 +15,7 @@ function lease(subnet: string, publicIP: string): Lease {
 }
 
 /** Nothing in these tests may touch the kernel. */
-const noKernel = new Proxy({} as KernelNet, {
+const noKernel = new Proxy({} as KernelNet & HostPort, {
   get(_t, prop) {
     return () => Promise.reject(new Error(`unexpected kernel call ${String(prop)}`));
   },
@@ -72,6 +73,87 @@ describe('UdpBackend without a kernel', () => {
     assert.equal(s.udpToTun.drops.short, 0);
     assert.equal(s.tunToUdp.drops.noRoute, 0);
     assert.equal(log.lines.filter((l) => /route 10\.244\.2\.0\/24 -> 192\.0\.2\.2:8285 added/.test(l.msg)).length, 1, 'logged once');
+    await b.close();
+  });
+});
+
+describe('UdpBackend on the fake kernel (TUN and sysctls through the port)', () => {
+  // The fake's TUN has no real fd, so activation ends at the UDP socket: its
+  // bind to an address this host does not have (TEST-NET-3) fails. Everything
+  // before it went through the port; the TUN handle is closed on the way out.
+  const ext = { name: 'eth0', index: 2, mtu: 1500, ifaceAddr: parseIPv4('203.0.113.254'), publicIP: parseIPv4('203.0.113.254') };
+  const own = lease('10.244.1.0/24', '203.0.113.254');
+  function onFake(k: FakeKernel): { b: UdpBackend; log: MemoryLogger } {
+    const log = new MemoryLogger();
+    const config = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}');
+    return { b: new UdpBackend({ config, log, extIface: ext }, { kernel: k, recoverMs: 60_000 }), log };
+  }
+
+  /** Records the port calls that change the host, in order. */
+  function record(k: FakeKernel): string[] {
+    const calls: string[] = [];
+    const obj = k as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    for (const m of ['openTun', 'setSysctl', 'setMtu', 'addAddr', 'delAddr', 'setLinkUp', 'replaceRoute']) {
+      const orig = obj[m]!.bind(k);
+      obj[m] = (...a: unknown[]) => {
+        calls.push(`${m} ${JSON.stringify(a)}`);
+        return orig(...a);
+      };
+    }
+    return calls;
+  }
+
+  test('the TUN comes from openTun, its sysctls from setSysctl, then MTU, address, up and route on it', async () => {
+    const k = new FakeKernel();
+    const calls = record(k);
+    const { b } = onFake(k);
+    await assert.rejects(b.activate(own), (e: unknown) => e instanceof BackendError && /bind UDP 203\.0\.113\.254:8285/.test((e as Error).message));
+    assert.deepEqual(
+      k.tuns.map((t) => [t.spec.name, t.spec.offload, t.name, t.closed]),
+      [['flannel%d', true, 'flannel0', true]],
+      'opened from the template, closed after the failure',
+    );
+    assert.deepEqual(k.sysctlWrites, [
+      { key: 'net/ipv4/conf/flannel0/accept_local', value: '1' },
+      { key: 'net/ipv6/conf/flannel0/disable_ipv6', value: '1' },
+    ]);
+    const idx = 10; // the fake kernel's first link index
+    assert.deepEqual(calls, [
+      'openTun [{"name":"flannel%d","offload":true}]',
+      'setSysctl ["net/ipv4/conf/flannel0/accept_local","1"]',
+      'setSysctl ["net/ipv6/conf/flannel0/disable_ipv6","1"]',
+      `setMtu [${idx},1472]`,
+      `addAddr [${idx},"10.244.1.0/32"]`,
+      `setLinkUp [${idx}]`,
+      `replaceRoute [{"dst":"10.244.0.0/16","oif":${idx}}]`,
+    ]);
+    assert.equal(await k.getLinkByName('flannel0'), undefined, 'a non-persistent TUN goes with its fd');
+    await b.close();
+  });
+
+  test('a flannel0 TUN held by another process is refused; a non-TUN flannel0 is left alone', async () => {
+    const k = new FakeKernel();
+    const held = await k.openTun({ name: 'flannel0', offload: false });
+    const { b } = onFake(k);
+    await assert.rejects(b.activate(own), /flannel0 exists and is in use by another process/);
+    held.close();
+
+    const k2 = new FakeKernel();
+    k2.addLink({ name: 'flannel0', kind: 'dummy' });
+    const { b: b2, log } = onFake(k2);
+    await assert.rejects(b2.activate(own), /bind UDP/);
+    assert.equal(k2.tuns[0]!.name, 'flannel1');
+    assert.ok(log.lines.some((l) => /flannel0 exists and is not a TUN device \(dummy\); leaving it alone/.test(l.msg)));
+    await b.close();
+    await b2.close();
+  });
+
+  test('a TUN that cannot be created (no /dev/net/tun, EPERM) is one BackendError', async () => {
+    const k = new FakeKernel();
+    k.failTun = () => 1;
+    const { b } = onFake(k);
+    await assert.rejects(b.activate(own), (e: unknown) => e instanceof BackendError && /cannot create the TUN device: TUNSETIFF flannel%d/.test((e as Error).message));
+    assert.deepEqual(k.sysctlWrites, []);
     await b.close();
   });
 });

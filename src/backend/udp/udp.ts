@@ -6,7 +6,8 @@
 // Design notes
 // * Lease: only PublicIP (backendType ''), exactly what flannel publishes for
 //   udp. Remote leases are not filtered by backend type (flannel doesn't).
-// * Kernel state goes through KernelNet: MTU = external MTU − 28, address =
+// * Kernel state goes through the kernel port (KernelNet & HostPort: the TUN
+//   device itself, its sysctls, and rtnetlink): MTU = external MTU − 28, address =
 //   own subnet's network address /32, link up, one route for the Network via
 //   the device. The TUN exists only while our fd is open, so stopping (or
 //   crashing) removes the device and its route; this mode is not
@@ -27,16 +28,15 @@
 //   drops tunnelled packets claiming a local source in exchange;
 //   disable_ipv6=1 on flannel0.
 
-import { writeFileSync } from 'node:fs';
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, unusablePublicIPv4, type IPv4Net } from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
-import type { KernelNet } from '../../kernel/types.js';
+import type { HostPort, KernelNet, TunDevice } from '../../kernel/types.js';
 import type { LeaseEvent } from '../../lease/tracker.js';
 import { BackendError, type Backend, type BackendContext, type BackendMetrics, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { COUNTER_SLOTS, readStats, type UdpStats } from './counters.js';
-import { openTun, openUdpSocket, type TunDevice, type UdpSocket } from './device.js';
+import { openUdpSocket, type UdpSocket } from './device.js';
 import * as N from './native.js';
 import { parseUdpOptions, type UdpOptions } from './options.js';
 import { encodeRoutes, type RouteEntry } from './packet.js';
@@ -49,7 +49,8 @@ export const UDP_OVERHEAD = 28;
 export const TUN_TEMPLATE = 'flannel%d';
 
 export interface UdpBackendOptions {
-  kernel: KernelNet;
+  /** rtnetlink, plus the TUN device and its sysctls (RtNetlink is both) */
+  kernel: KernelNet & HostPort;
   /**
    * TSO/GSO/GRO offloads in the data path (default true). They change only
    * how many packets each system call moves, never what goes on the wire.
@@ -123,7 +124,7 @@ interface DataPath {
 export class UdpBackend implements Backend {
   readonly type = 'udp';
   readonly opts: UdpOptions;
-  private readonly k: KernelNet;
+  private readonly k: KernelNet & HostPort;
   private readonly network: IPv4Net;
   private readonly offload: boolean;
   private readonly pollMs: number;
@@ -209,13 +210,13 @@ export class UdpBackend implements Backend {
 
   /** Opens the device and socket, programs the kernel, starts the workers. */
   private async start(own: Lease): Promise<DataPath> {
-    const lib = N.udpLibc();
-    const tun = await this.openDevice(lib);
+    const lib = N.libc();
+    const tun = await this.openDevice();
     let sock: UdpSocket | null = null;
     let workers: Worker[] = [];
     const ctrl = new Int32Array(new SharedArrayBuffer(12));
     try {
-      this.deviceSysctls(tun.name);
+      await this.deviceSysctls(tun.name);
       const index = await this.configureDevice(tun.name, own);
       sock = openUdpSocket(lib, {
         addr: this.ctx.extIface.ifaceAddr,
@@ -257,7 +258,7 @@ export class UdpBackend implements Backend {
       Atomics.store(ctrl, CTRL_STOP, 1);
       await Promise.all(workers.map((w) => w.terminate()));
       if (sock) lib.close(sock.fd);
-      lib.close(tun.fd);
+      tun.close();
       throw e instanceof BackendError ? e : new BackendError(`udp: ${(e as Error).message}`);
     }
   }
@@ -297,13 +298,13 @@ export class UdpBackend implements Backend {
    * paths for one Network. Anything else called flannel0 is left alone and
    * the kernel picks the next free name.
    */
-  private async openDevice(lib: N.UdpLibc): Promise<TunDevice> {
-    if (!this.template.includes('%d')) return openTun(lib, { name: this.template, offload: this.offload });
+  private async openDevice(): Promise<TunDevice> {
+    if (!this.template.includes('%d')) return this.k.openTun({ name: this.template, offload: this.offload });
     const first = this.template.replace('%d', '0');
     const existing = await this.k.getLinkByName(first);
     if (existing?.kind === 'tun') {
       try {
-        const tun = openTun(lib, { name: first, offload: this.offload });
+        const tun = await this.k.openTun({ name: first, offload: this.offload });
         this.ctx.log.warn(`${first} already existed (a persistent TUN device); attached to it`);
         return tun;
       } catch (e) {
@@ -315,7 +316,7 @@ export class UdpBackend implements Backend {
     }
     if (existing) this.ctx.log.warn(`${first} exists and is not a TUN device (${existing.kind ?? 'no kind'}); leaving it alone`);
     try {
-      return openTun(lib, { name: this.template, offload: this.offload });
+      return await this.k.openTun({ name: this.template, offload: this.offload });
     } catch (e) {
       throw new BackendError(`udp: cannot create the TUN device: ${(e as Error).message}`);
     }
@@ -421,8 +422,8 @@ export class UdpBackend implements Backend {
   }
 
   /**
-   * Two per-device sysctls (/proc/sys/net is per network namespace, like
-   * everything else we touch), set before the link comes up:
+   * Two per-device sysctls, through the kernel port (per network namespace,
+   * like everything else we touch), set before the link comes up:
    * - accept_local=1: our ICMP net-unreachable comes from the TUN address, a
    *   local address, and with the default the kernel drops it as a martian, so
    *   it never reaches the sender (flannel's C proxy has exactly this
@@ -431,14 +432,14 @@ export class UdpBackend implements Backend {
    * - disable_ipv6=1: the data path is IPv4 only; this keeps the kernel's
    *   IPv6 router solicitations and MLD reports off flannel0.
    */
-  private deviceSysctls(dev: string): void {
+  private async deviceSysctls(dev: string): Promise<void> {
     try {
-      writeFileSync(`/proc/sys/net/ipv4/conf/${dev}/accept_local`, '1');
+      await this.k.setSysctl(`net/ipv4/conf/${dev}/accept_local`, '1');
     } catch (e) {
       this.ctx.log.warn(`cannot set accept_local on ${dev} (${(e as Error).message}); ICMP net-unreachable will not reach local senders`);
     }
     try {
-      writeFileSync(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, '1');
+      await this.k.setSysctl(`net/ipv6/conf/${dev}/disable_ipv6`, '1');
     } catch {
       // IPv6 disabled or absent: nothing to silence
     }
@@ -486,9 +487,8 @@ export class UdpBackend implements Backend {
     }
     dp.txPort.close();
     dp.rxPort.close();
-    const lib = N.udpLibc();
-    lib.close(dp.sock.fd);
-    lib.close(dp.tun.fd); // a non-persistent TUN (and its address and route) goes away here
+    N.libc().close(dp.sock.fd);
+    dp.tun.close(); // a non-persistent TUN (and its address and route) goes away here
   }
 
   async close(): Promise<void> {

@@ -124,7 +124,7 @@ function verdictSlots(slot: (name: 'dropShort' | 'dropNotIPv4' | 'dropBadHeaderL
 // ================================================================== tx
 
 class TxLoop {
-  private readonly lib = N.udpLibc();
+  private readonly lib = N.libc();
   private readonly a: N.NativeBlock;
   /** sum16 over the arena: the Wasm SIMD kernel when available */
   private readonly sum: (off: number, len: number) => number;
@@ -249,7 +249,7 @@ class TxLoop {
             return;
           }
           this.rep.warn(`read:${e}`, `read from the TUN device failed: ${lib.strerror(e)} (errno ${e})`);
-          lib.poll(this.base + this.offPoll, 0, 10); // back off instead of spinning on a persistent error
+          lib.pollAt(this.base + this.offPoll, 0, 10); // back off instead of spinning on a persistent error
           break;
         }
         this.c[this.kReads]!++;
@@ -262,7 +262,7 @@ class TxLoop {
         dv.setInt32(this.offPoll, tunFd, true);
         dv.setInt16(this.offPoll + 4, N.POLLIN, true);
         dv.setInt16(this.offPoll + 6, 0, true);
-        lib.poll(this.base + this.offPoll, 1, this.init.pollMs);
+        lib.pollAt(this.base + this.offPoll, 1, this.init.pollMs);
       }
     }
   }
@@ -409,7 +409,7 @@ class TxLoop {
         dv.setInt32(this.offPoll + 8, this.init.udpFd, true);
         dv.setInt16(this.offPoll + 12, N.POLLOUT, true);
         dv.setInt16(this.offPoll + 14, 0, true);
-        lib.poll(this.base + this.offPoll + 8, 1, this.init.pollMs);
+        lib.pollAt(this.base + this.offPoll + 8, 1, this.init.pollMs);
         continue;
       }
       const m = this.offMsgs + i * N.MMSGHDR_SIZE;
@@ -474,7 +474,7 @@ class TxLoop {
 // ================================================================== rx
 
 class RxLoop {
-  private readonly lib = N.udpLibc();
+  private readonly lib = N.libc();
   private readonly a: N.NativeBlock;
   /** sum16 over the arena (Wasm SIMD when available), to verify TCP checksums before merging */
   private readonly sum: (off: number, len: number) => number;
@@ -592,7 +592,7 @@ class RxLoop {
           dv.setInt32(this.offPoll, udpFd, true);
           dv.setInt16(this.offPoll + 4, N.POLLIN, true);
           dv.setInt16(this.offPoll + 6, 0, true);
-          lib.poll(this.base + this.offPoll, 1, this.init.pollMs);
+          lib.pollAt(this.base + this.offPoll, 1, this.init.pollMs);
           continue;
         }
         if (e === N.EBADF) {
@@ -718,7 +718,7 @@ class RxLoop {
         dv.setInt32(this.offPoll + 8, this.init.tunFd, true);
         dv.setInt16(this.offPoll + 12, N.POLLOUT, true);
         dv.setInt16(this.offPoll + 14, 0, true);
-        lib.poll(this.base + this.offPoll + 8, 1, 10);
+        lib.pollAt(this.base + this.offPoll + 8, 1, 10);
         continue;
       }
       this.rep.warn(`write:${e}`, `write to the TUN device failed: ${lib.strerror(e)} (errno ${e}); dropping`);

@@ -14,7 +14,7 @@ import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
 import { cleanupIptables, forwardRules, IptablesManager, masqRules } from '../../kernel/iptables.js';
 import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
-import { realHost } from '../../daemon/iface.js';
+import { kernelHostView, type HostView } from '../../daemon/iface.js';
 import { stderrLogger } from '../../log/log.js';
 import { openStore } from '../../store/open.js';
 import type { LeaseStore } from '../../store/store.js';
@@ -44,6 +44,23 @@ function defaultBackends(observer: () => KernelObserver | null): { registry: Bac
     .register('host-gw', (ctx) => made(new HostGwBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() })))
     .register('udp', (ctx) => made(new UdpBackend(ctx, { kernel: k() })));
   return { registry, current: () => current, close: () => kernel?.close() };
+}
+
+/**
+ * Interface discovery over rtnetlink, in this process's network namespace.
+ * Each question opens a short-lived socket on this thread (a few dumps, once
+ * at start-up), so backends that need no netlink (alloc) open no worker.
+ */
+function netlinkHost(): HostView {
+  const ask = async <T>(q: (h: HostView) => T | Promise<T>): Promise<T> => {
+    const k = RtNetlink.open();
+    try {
+      return await q(kernelHostView(k));
+    } finally {
+      k.close();
+    }
+  };
+  return { interfaces: () => ask((h) => h.interfaces()), defaultRouteInterface: () => ask((h) => h.defaultRouteInterface()) };
 }
 
 export async function run(f: FlanneldFlags): Promise<number> {
@@ -210,7 +227,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
     },
     backends: backends.registry,
     log,
-    host: realHost,
+    host: netlinkHost(),
     iface: { iface: f.iface, ifaceRegex: f.ifaceRegex, ...(f.publicIp ? { publicIP: f.publicIp } : {}) },
     subnetFile: f.subnetFile,
     ipMasq: f.ipMasq,
