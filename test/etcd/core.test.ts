@@ -331,9 +331,17 @@ test('healthz and readyz', async () => {
   const r = await fetch(`http://127.0.0.1:${port}/readyz`, { method: 'POST' });
   assert.equal(r.status, 200);
   assert.equal(await r.text(), 'flanneld is ready');
-  const m = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  // Ready comes first (subnet.env written), then the watch starts and does
+  // its first list, as in flannel; so the watch metrics are waited for.
+  const metrics = () => fetch(`http://127.0.0.1:${port}/metrics`).then((x) => x.text());
+  let m = await metrics();
   assert.match(m, /^flannel_ready 1$/m);
-  assert.match(m, /^flannel_watch_relists_total 1$/m);
+  for (const deadline = Date.now() + 10_000; !/^flannel_watch_relists_total 1$/m.test(m) || !/^flannel_remote_leases 1$/m.test(m); ) {
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 50));
+    m = await metrics();
+  }
+  assert.match(m, /^flannel_watch_relists_total 1$/m, 'the watch\'s first list');
   assert.match(m, /^flannel_remote_leases 1$/m, 'the other daemon\'s lease');
   assert.equal(await b.stop(), 0);
 });
