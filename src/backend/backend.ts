@@ -14,6 +14,8 @@ import type { Logger } from '../log/log.js';
 import type { NetworkConfig } from '../subnet/config.js';
 import type { NetlinkEvent } from '../netlink/subscriber.js';
 import type { UdpStats } from './udp/counters.js';
+import { NetlinkError } from '../netlink/errors.js';
+import { FlannelError, findCause, isRetryable, rootCode } from '../errors.js';
 
 /** The underlay interface the daemon chose (daemon/iface.ts selects it). */
 export interface ExternalInterface {
@@ -63,8 +65,28 @@ export interface Backend {
   metrics?(): BackendMetrics;
 }
 
-export class BackendError extends Error {
+export class BackendError extends FlannelError {
+  static override readonly defaultCode: string = 'BACKEND';
   override name = 'BackendError';
+}
+
+/**
+ * One thing a reconcile could not do. `cause` is the error that stopped it (a
+ * NetlinkError keeps the kernel's errno), and `code` is the cause's code when
+ * it has one ("EEXIST", "ENETUNREACH"), so callers can tell errors apart
+ * without reading their text.
+ */
+export class ReconcileError extends FlannelError {
+  static override readonly defaultCode: string = 'RECONCILE';
+  override name = 'ReconcileError';
+  constructor(message: string, options: { cause?: unknown; code?: string } = {}) {
+    super(message, { code: options.code ?? rootCode(options.cause), retryable: isRetryable(findCause(options.cause, FlannelError)), cause: options.cause });
+  }
+
+  /** the kernel's errno when a netlink request failed it */
+  get errno(): number | undefined {
+    return findCause(this, NetlinkError)?.errno;
+  }
 }
 
 export type BackendFactory = (ctx: BackendContext) => Backend;

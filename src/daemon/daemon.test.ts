@@ -283,3 +283,32 @@ test('local store: the database file removed under running daemons (a wipe): bot
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a missing network config is waited for (CONFIG_MISSING); an invalid one stops the daemon at once', async () => {
+  const store = new MemoryStore(null);
+  const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
+  const log = new MemoryLogger();
+  const d = new Daemon(options(store, dir, log, { configRetryMs: 5 }));
+  const ac = new AbortController();
+  const exit = d.run(ac.signal);
+  try {
+    for (let i = 0; !log.lines.some((l) => /couldn't fetch network config: no network config/.test(l.msg)); i++) {
+      assert.ok(i < 200, JSON.stringify(log.lines));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(d.state, 'starting');
+    store.config = CFG;
+    for (let i = 0; !d.ready; i++) {
+      assert.ok(i < 200, JSON.stringify(log.lines));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  } finally {
+    ac.abort();
+    assert.equal((await exit).code, 0);
+  }
+  const bad = new MemoryStore('{"Network":"nonsense"}');
+  const d2 = new Daemon(options(bad, dir, new MemoryLogger(), { configRetryMs: 5 }));
+  const exit2 = await d2.run(new AbortController().signal);
+  assert.equal(exit2.code, 1);
+  rmSync(dir, { recursive: true, force: true });
+});

@@ -215,7 +215,7 @@ export class Daemon {
         return await this.source.getNetworkConfig();
       } catch (e) {
         // Present but invalid: that won't fix itself; say which field and stop.
-        if (e instanceof ConfigError && !e.message.startsWith('no network config')) throw e;
+        if (e instanceof ConfigError && e.code !== 'CONFIG_MISSING') throw e;
         if (log.allow('cfg')) this.log.warn(`couldn't fetch network config: ${(e as Error).message}; retrying every ${this.o.configRetryMs ?? 1000} ms`);
       }
       await sleep(this.o.configRetryMs ?? 1000, signal);

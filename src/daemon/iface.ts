@@ -8,10 +8,12 @@ import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { formatIPv4, parseIPv4 } from '../lease/ip.js';
 import type { ExternalInterface } from '../backend/backend.js';
+import { FlannelError } from '../errors.js';
 
 export type { ExternalInterface };
 
-export class IfaceError extends Error {
+export class IfaceError extends FlannelError {
+  static override readonly defaultCode: string = 'IFACE';
   override name = 'IfaceError';
 }
 

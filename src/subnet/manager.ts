@@ -25,10 +25,12 @@ import type { Logger } from '../log/log.js';
 import type { LeaseStore, StoredEntry } from '../store/store.js';
 import { compatible, freeSubnets, freeSubnets6, pick, type Random } from './allocator.js';
 import { ConfigError, parseNetworkConfig, type NetworkConfig } from './config.js';
+import { FlannelError } from '../errors.js';
 
 export const LEASE_TTL_SECONDS = 24 * 60 * 60;
 
-export class SubnetError extends Error {
+export class SubnetError extends FlannelError {
+  static override readonly defaultCode: string = 'SUBNET';
   override name = 'SubnetError';
 }
 
@@ -93,7 +95,7 @@ export class SubnetManager {
   async getNetworkConfig(): Promise<NetworkConfig> {
     const text = await this.store.getNetworkConfig();
     if (text === null) {
-      throw new ConfigError(`no network config in ${this.store.description} (did you create it with the etcd v3 API?)`);
+      throw new ConfigError(`no network config in ${this.store.description} (did you create it with the etcd v3 API?)`, { code: 'CONFIG_MISSING', retryable: true });
     }
     return parseNetworkConfig(text);
   }

@@ -10,7 +10,7 @@ import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, parseIPv4Net, ty
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { BackendError, type Backend, type BackendContext, type BackendMetrics, type ChangeFeed, type PublishedAttrs } from '../backend.js';
+import { BackendError, ReconcileError, type Backend, type BackendContext, type BackendMetrics, type ChangeFeed, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { ReconcileLoop } from '../loop.js';
 
@@ -86,7 +86,7 @@ export class HostGwBackend implements Backend {
         continue;
       }
       if (!onLink.some((n) => ipv4NetContains(n, l.attrs.publicIP))) {
-        errors.push(new Error(`refusing lease ${id}: its public IP ${formatIPv4(l.attrs.publicIP)} is not on ${this.ctx.extIface.name}'s L2 subnet; host-gw cannot reach it without encapsulation (use vxlan)`));
+        errors.push(new ReconcileError(`refusing lease ${id}: its public IP ${formatIPv4(l.attrs.publicIP)} is not on ${this.ctx.extIface.name}'s L2 subnet; host-gw cannot reach it without encapsulation (use vxlan)`, { code: 'PEER_NOT_ON_LINK' }));
         continue;
       }
       want.set(formatIPv4Net(l.subnet), formatIPv4(l.attrs.publicIP));
@@ -101,7 +101,7 @@ export class HostGwBackend implements Backend {
     this.last = { changes: ops.length };
     if (ops.length) {
       const res = await this.k.applyBatch(ops);
-      for (const f of res.failures) errors.push(new Error(`${f.op.op} ${'route' in f.op ? f.op.route.dst : ''}: ${f.error.message}`));
+      for (const f of res.failures) errors.push(new ReconcileError(`${f.op.op} ${'route' in f.op ? f.op.route.dst : ''}: ${f.error.message}`, { cause: f.error }));
     }
     return errors;
   }

@@ -15,6 +15,8 @@
 // Layouts are those of LP64 Linux (x86-64 and arm64 agree on all of them).
 
 import koffi from 'koffi';
+import { FlannelError } from '../../errors.js';
+import { errnoName } from '../../netlink/errors.js';
 
 // ------------------------------------------------------------ constants
 
@@ -209,14 +211,15 @@ export function nativeBlock(lib: UdpLibc, size: number): NativeBlock {
   return { addr, size, u8, dv: new DataView(ab) };
 }
 
-export class SyscallError extends Error {
+/** A failed system call; `code` is the errno name ("EBUSY"). */
+export class SyscallError extends FlannelError {
   override name = 'SyscallError';
   constructor(
     readonly op: string,
     readonly errno: number,
     detail: string,
   ) {
-    super(`${op}: ${detail} (errno ${errno})`);
+    super(`${op}: ${detail} (errno ${errno})`, { code: errnoName(errno) });
   }
 }
 

@@ -33,7 +33,7 @@ import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, unusablePublicIP
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { KernelNet } from '../../kernel/types.js';
 import type { LeaseEvent } from '../../lease/tracker.js';
-import { BackendError, type Backend, type BackendContext, type BackendMetrics, type PublishedAttrs } from '../backend.js';
+import { BackendError, ReconcileError, type Backend, type BackendContext, type BackendMetrics, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { COUNTER_SLOTS, readStats, type UdpStats } from './counters.js';
 import { openTun, openUdpSocket, type TunDevice, type UdpSocket } from './device.js';
@@ -391,11 +391,11 @@ export class UdpBackend implements Backend {
     this.logChanges(this.entries, entries);
     this.entries = entries;
     this.postRoutes(false);
-    if (this.own && !this.dp) return [new Error(`udp data path is down: ${this.failure ?? 'not running'}`)];
+    if (this.own && !this.dp) return [new ReconcileError(`udp data path is down: ${this.failure ?? 'not running'}`, { code: 'DATA_PATH_DOWN' })];
     try {
       await this.refreshLocals(false);
     } catch (e) {
-      return [new Error(`udp: cannot list local addresses: ${(e as Error).message}`)];
+      return [new ReconcileError(`udp: cannot list local addresses: ${(e as Error).message}`, { cause: e })];
     }
     return [];
   }

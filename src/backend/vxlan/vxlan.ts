@@ -22,7 +22,7 @@ import type { KernelNet, Link } from '../../kernel/types.js';
 import { AF_INET } from '../../netlink/constants.js';
 import { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { BackendError, type Backend, type BackendContext, type BackendMetrics, type ChangeFeed, type PublishedAttrs } from '../backend.js';
+import { BackendError, ReconcileError, type Backend, type BackendContext, type BackendMetrics, type ChangeFeed, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { ReconcileLoop } from '../loop.js';
 import { desiredEntries } from './desired.js';
@@ -249,7 +249,7 @@ export class VxlanBackend implements Backend {
         this.dev = await this.ensureDevice(this.mac);
         await this.configureDevice(this.own);
       } catch (e) {
-        const errors = [new Error(`cannot restore ${this.devName}: ${(e as Error).message}`)];
+        const errors = [new ReconcileError(`cannot restore ${this.devName}: ${(e as Error).message}`, { cause: e })];
         this.last = { changes: 0, errors };
         return errors;
       }
