@@ -83,7 +83,7 @@ test('host-gw reconcile errors carry the kernel errno (EEXIST) as their cause', 
       extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') },
       log: new MemoryLogger(),
     },
-    { kernel: k, resyncMs: 0 },
+    { kernel: k },
   );
   await b.prepare();
   await b.activate();
