@@ -489,3 +489,24 @@ test('a subscriber that cannot start is not fatal; a backend without damage() ge
     t2.cleanup();
   }
 });
+
+test('a single new lease reaches the backend as its event (the backend may patch just that peer); a re-list is a full pass', async () => {
+  const store = new MemoryStore(CFG);
+  const t = await start(store);
+  try {
+    await t.backend.waitFor(() => true);
+    await t.d.settled();
+    const n = t.backend.calls.length;
+    await store.putSubnet('10.244.200.0-24', '{"PublicIP":"198.18.1.1","PublicIPv6":null}', 60);
+    await t.backend.waitFor((r) => r.length === 1);
+    await t.d.settled();
+    assert.equal(t.backend.calls.length, n + 1);
+    assert.deepEqual(
+      t.backend.calls.at(-1)!.events.map((e) => [e.type, leaseId(e.lease)]),
+      [['added', '10.244.200.0-24']],
+    );
+  } finally {
+    assert.equal((await t.stop()).code, 0);
+    t.cleanup();
+  }
+});
