@@ -8,6 +8,8 @@ import { FakeKernel } from '../../testing/fake-kernel.js';
 import { ConfigError } from '../../subnet/config.js';
 import { parseVxlanOptions, normaliseMac } from './options.js';
 import { VxlanBackend } from './vxlan.js';
+import { ReconcileError } from '../backend.js';
+import type { NetlinkError } from '../../netlink/errors.js';
 import { ReconcileQueue } from '../../daemon/reconcile.js';
 import { ManualClock } from '../../testing/manual-clock.js';
 
@@ -95,6 +97,10 @@ test('one failing peer does not stop the others; all errors are returned; its ro
   const errs = await b.reconcile([peer(2), peer(3), peer(4)]);
   assert.equal(errs.length, 1);
   assert.match(errs[0]!.message, /fdb 0a:00:00:00:00:03 dst 192\.0\.2\.13.*ENOBUFS/);
+  // the kernel's errno survives: code, errno and the NetlinkError as cause
+  const e = errs[0] as ReconcileError;
+  assert.ok(e instanceof ReconcileError);
+  assert.deepEqual([e.code, e.errno, e.retryable, (e.cause as NetlinkError).code], ['ENOBUFS', 105, true, 'ENOBUFS']);
   assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.4.0/24']);
   k.failWhen = null;
   assert.deepEqual(await b.reconcile([peer(2), peer(3), peer(4)]), []);
