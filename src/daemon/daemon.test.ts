@@ -450,11 +450,14 @@ test('a notification subscriber that dies is a condition on /healthz and /metric
     assert.equal(feed.starts, 2);
     assert.match(t.d.conditions()[0]!.message, /^cannot subscribe to kernel notifications: socket: EPERM; /);
     assert.equal(t.d.state, 'ready');
+    await clock.advance(10_000);
+    assert.equal(feed.starts, 3);
+    assert.equal(t.log.lines.filter((l) => l.level === 'warn' && /cannot subscribe/.test(l.msg)).length, 1, 'the same trouble is logged once');
     // the one after can
     feed.failStart = null;
     await clock.advance(10_000);
     await t.d.settled();
-    assert.equal(feed.starts, 3);
+    assert.equal(feed.starts, 4);
     assert.deepEqual(t.d.conditions(), []);
     assert.equal(await get('/healthz'), 'flanneld is running');
     const m2 = await get('/metrics');

@@ -113,6 +113,8 @@ export class Daemon {
   /** the kernel notification feed is subscribed (null: not used) */
   private feedUp: boolean | null = null;
   private feedStarting: Promise<void> | null = null;
+  /** the last kernel subscription trouble logged (each new one is logged once) */
+  private feedTrouble: string | null = null;
   private readonly conds = new Map<string, string>();
   /** remote leases last handed to the backend */
   remote: Lease[] = [];
@@ -257,7 +259,7 @@ export class Daemon {
     await this.queue.settled();
   }
 
-  /** Kicks done by the periodic check and kernel notifications that restored something, by trigger. */
+  /** Kicked runs (kernel damage, the periodic check, a backend's request) that restored something, by trigger. */
   get heals(): Readonly<Record<string, number>> {
     return this.queue.heals;
   }
@@ -318,6 +320,7 @@ export class Daemon {
       this.feedUp = true;
       this.metrics.setKernelSubscriberUp(true);
       this.setCondition(KERNEL_NOTIFICATIONS_DOWN, null);
+      this.feedTrouble = null;
       if (wasDown) {
         this.log.info('kernel notifications are back');
         // What happened while we were deaf is found by a full pass.
@@ -330,13 +333,13 @@ export class Daemon {
 
   private feedDown(why: string): void {
     if (this.state === 'stopping' || this.state === 'stopped') return;
-    const first = this.feedUp !== false;
     this.feedUp = false;
     this.metrics.setKernelSubscriberUp(false);
     const every = this.o.resyncMs ?? 10_000;
     const fallback = every > 0 ? `damage to the data path is repaired by the periodic check only (every ${every / 1000} s)` : 'damage to the data path is not repaired (no periodic check)';
     this.setCondition(KERNEL_NOTIFICATIONS_DOWN, `${why}; ${fallback}`);
-    if (first || this.errLog.allow('feed')) this.log.warn(`${why}; ${fallback}; retrying with every check`);
+    if (why !== this.feedTrouble) this.log.warn(`${why}; ${fallback}; retrying with every check`);
+    this.feedTrouble = why;
     // Notifications may have been lost on the way down.
     this.queue.kick('netlink subscriber lost');
   }
