@@ -1,7 +1,11 @@
 // The backend seam. A backend publishes its lease attributes, sets up the
 // local data path once the lease is known, and is then handed the desired set
-// of remote leases over and over (reconcile). The daemon owns the lifecycle;
-// backends never talk to the store.
+// of remote leases over and over (reconcile). The daemon owns the lifecycle
+// and the one reconcile queue: lease events, kernel notifications and the
+// periodic check all end up there, and it never runs two reconciles at once.
+// Backends never talk to the store and run no timers or loops of their own
+// for reconciling; a backend that needs a run (its data path broke) asks the
+// daemon through `ctx.kick`.
 //
 // Contract for reconcile(): safe to repeat with the same input (no changes the
 // second time), adds before it deletes, keeps going past a failure for one
@@ -14,6 +18,8 @@ import type { Logger } from '../log/log.js';
 import type { NetworkConfig } from '../subnet/config.js';
 import type { NetlinkEvent } from '../netlink/subscriber.js';
 import type { UdpStats } from './udp/counters.js';
+import { NetlinkError } from '../netlink/errors.js';
+import { FlannelError, findCause, isRetryable, rootCode } from '../errors.js';
 
 /** The underlay interface the daemon chose (daemon/iface.ts selects it). */
 export interface ExternalInterface {
@@ -32,6 +38,12 @@ export interface BackendContext {
   readonly log: Logger;
   /** the VTEP MAC an earlier run published (kube mode: read back from backend-data) */
   readonly storedVtepMac?: string;
+  /**
+   * Ask the daemon for a full reconcile soon, saying why ("data path
+   * stopped"). Kicks are coalesced; the daemon counts a kicked run that
+   * changed something as a self-heal under `why`.
+   */
+  readonly kick?: (why: string) => void;
 }
 
 /** What goes into our lease besides PublicIP(v6). */
@@ -41,10 +53,8 @@ export interface PublishedAttrs {
   readonly backendV6Data?: unknown;
 }
 
-/** What a backend counts, read when /metrics is scraped. */
+/** What a backend counts, read when /metrics is scraped (self-heals are the daemon's). */
 export interface BackendMetrics {
-  /** self-healing: runs that restored kernel state, by what triggered them ("neigh deleted", "device deleted", ...) */
-  readonly heals?: Readonly<Record<string, number>>;
   /** the udp backend's userspace data path */
   readonly udp?: UdpStats;
 }
@@ -55,16 +65,49 @@ export interface Backend {
   prepare(): Promise<PublishedAttrs>;
   /** Called once our lease is known; returns the MTU for subnet.env. */
   activate(own: Lease): Promise<{ mtu: number }>;
-  /** Converge the data path on the remote leases; `events` says what changed since last time. */
+  /**
+   * Converge the data path on the remote leases. `events` says what changed
+   * since the last call (a backend may apply just those, as a targeted
+   * patch); empty means "check everything". Never called twice at once.
+   */
   reconcile(remote: readonly Lease[], events: readonly LeaseEvent[]): Promise<Error[]>;
+  /** kernel entries the last reconcile() changed; a kicked run that changed something healed damage */
+  readonly lastChanges?: number;
+  /**
+   * Is this kernel notification damage to state the backend owns (our device
+   * deleted, a neighbour a peer needs removed)? What happened ("neigh
+   * deleted"), and the daemon queues a full reconcile; null to ignore it. A
+   * backend without it gets no kernel notifications.
+   */
+  damage?(e: NetlinkEvent): string | null;
   /** Stop background work. Kernel state is left in place (zero-downtime restarts). */
   close(): Promise<void>;
   /** Counters for /metrics (optional). */
   metrics?(): BackendMetrics;
 }
 
-export class BackendError extends Error {
+export class BackendError extends FlannelError {
+  static override readonly defaultCode: string = 'BACKEND';
   override name = 'BackendError';
+}
+
+/**
+ * One thing a reconcile could not do. `cause` is the error that stopped it (a
+ * NetlinkError keeps the kernel's errno), and `code` is the cause's code when
+ * it has one ("EEXIST", "ENETUNREACH"), so callers can tell errors apart
+ * without reading their text.
+ */
+export class ReconcileError extends FlannelError {
+  static override readonly defaultCode: string = 'RECONCILE';
+  override name = 'ReconcileError';
+  constructor(message: string, options: { cause?: unknown; code?: string } = {}) {
+    super(message, { code: options.code ?? rootCode(options.cause), retryable: isRetryable(findCause(options.cause, FlannelError)), cause: options.cause });
+  }
+
+  /** the kernel's errno when a netlink request failed it */
+  get errno(): number | undefined {
+    return findCause(this, NetlinkError)?.errno;
+  }
 }
 
 export type BackendFactory = (ctx: BackendContext) => Backend;
@@ -88,6 +131,12 @@ export class BackendRegistry {
 
 /** Kernel change notifications, injectable so tests can run without a subscriber. */
 export interface ChangeFeed {
-  start(onEvent: (e: NetlinkEvent) => void, onOverrun: () => void): Promise<void>;
+  /**
+   * Resolves once subscribed (rejects if that fails). `onOverrun`: the kernel
+   * dropped notifications, the subscription goes on. `onLost`: the
+   * subscription ended for good (its worker died); start() may be called
+   * again.
+   */
+  start(onEvent: (e: NetlinkEvent) => void, onOverrun: () => void, onLost: (err: Error) => void): Promise<void>;
   stop(): Promise<void>;
 }

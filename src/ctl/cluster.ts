@@ -3,6 +3,7 @@
 // node's own view (subnet.env) and which lease is "this node".
 
 import { existsSync, readFileSync } from 'node:fs';
+import { FlannelError } from '../errors.js';
 import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../lease/ip.js';
 import { validateLease, type Lease } from '../lease/lease.js';
 import { vtepMacOf } from '../backend/vxlan/desired.js';
@@ -49,14 +50,14 @@ export interface ClusterView {
   readonly invalid: Array<{ key: string; reason: string }>;
 }
 
-export class StoreUnreachable extends Error {
+export class StoreUnreachable extends FlannelError {
   override name = 'StoreUnreachable';
   constructor(
     readonly store: string,
     readonly reason: string,
     readonly elapsedMs: number,
   ) {
-    super(`cannot read ${store}: ${reason}`);
+    super(`cannot read ${store}: ${reason}`, { code: 'STORE_UNAVAILABLE', retryable: true });
   }
 }
 

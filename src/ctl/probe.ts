@@ -6,6 +6,7 @@
 
 import { randomInt } from 'node:crypto';
 import { libc } from '../netlink/libc.js';
+import { FlannelError } from '../errors.js';
 
 const AF_INET = 2;
 const SOCK_RAW = 3;
@@ -28,7 +29,8 @@ export interface ProbeResult {
   readonly error?: string;
 }
 
-export class ProbeUnavailable extends Error {
+export class ProbeUnavailable extends FlannelError {
+  static override readonly defaultCode: string = 'PROBE_UNAVAILABLE';
   override name = 'ProbeUnavailable';
 }
 

@@ -15,6 +15,7 @@ import type { Link } from '../kernel/types.js';
 import { VXLAN_DEFAULT_PORT, VXLAN_OVERHEAD, findSelf, leaseFor, vxlanSettings, type ClusterView, type LeaseInfo, type SubnetFile, type VxlanSettings } from './cluster.js';
 import { rulesDroppingUdpPort, type Firewall, type FirewallRule, type VxlanTraffic } from './host.js';
 import { addrIP, addrsOf, describeRoute, linkByIndex, linkByName, localIPs, lookupRoute, neighState, neighUsable, type KernelSnapshot } from './kernel-view.js';
+import { FlannelError } from '../errors.js';
 
 /** One host's state as trace reads it; JSON-serialisable so another namespace can hand it over. */
 export interface NodeSnapshot {
@@ -60,7 +61,8 @@ export interface TraceReport {
   readonly destinationVerified: boolean;
 }
 
-export class TraceRefused extends Error {
+export class TraceRefused extends FlannelError {
+  static override readonly defaultCode: string = 'TRACE_REFUSED';
   override name = 'TraceRefused';
 }
 

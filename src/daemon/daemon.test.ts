@@ -11,11 +11,28 @@ import { MemoryStore } from '../testing/memory-store.js';
 import { RecordingBackend } from '../testing/recording-backend.js';
 import { parseNetworkConfig } from '../subnet/config.js';
 import type { LeaseSource } from '../subnet/source.js';
-import type { LeaseStore } from '../store/store.js';
+import { StoreError, type LeaseStore } from '../store/store.js';
 import { LocalStore } from '../store/local/local-store.js';
 import type { LeaseUpdate } from '../subnet/watch.js';
-import { Daemon, type DaemonOptions } from './daemon.js';
+import { Daemon, KERNEL_NOTIFICATIONS_DOWN, type DaemonOptions } from './daemon.js';
+import { startHealthServer } from './healthz.js';
+import { FakeChangeFeed } from '../testing/fake-feed.js';
+import type { NetlinkEvent } from '../netlink/subscriber.js';
+import type { LeaseEvent } from '../lease/tracker.js';
 import type { HostView } from './iface.js';
+import { ManualClock } from '../testing/manual-clock.js';
+
+/** A memory store whose next `failPuts` unconditional writes (renewals) fail as an unreachable etcd's would. */
+class RenewFailingStore extends MemoryStore {
+  failPuts = 0;
+  override async putSubnet(name: string, value: string, ttlSeconds: number | null): Promise<void> {
+    if (this.failPuts > 0) {
+      this.failPuts--;
+      throw new StoreError('etcd: no answer', true);
+    }
+    return super.putSubnet(name, value, ttlSeconds);
+  }
+}
 
 const host: HostView = {
   interfaces: () => [{ name: 'eth0', index: 2, mtu: 1500, ipv4: ['192.0.2.11'], ipv6: [] }],
@@ -23,10 +40,14 @@ const host: HostView = {
 };
 
 /** A daemon on `store` with the alloc backend recorded, writing subnet.env in `dir`. */
-function options(store: LeaseStore, dir: string, log: MemoryLogger, extra: Partial<DaemonOptions> = {}): DaemonOptions {
+function options(store: LeaseStore, dir: string, log: MemoryLogger, extra: Partial<DaemonOptions> = {}, backends?: RecordingBackend[]): DaemonOptions {
   return {
     store,
-    backends: new BackendRegistry().register('alloc', (ctx) => new RecordingBackend(ctx)),
+    backends: new BackendRegistry().register('alloc', (ctx) => {
+      const b = new RecordingBackend(ctx);
+      backends?.push(b);
+      return b;
+    }),
     log,
     host,
     iface: { iface: [], ifaceRegex: [] },
@@ -37,35 +58,69 @@ function options(store: LeaseStore, dir: string, log: MemoryLogger, extra: Parti
   };
 }
 
-async function start(store: LeaseStore, extra: Partial<DaemonOptions> = {}) {
+/** A running daemon, resolved once it is ready (onReady), with the backend it made. */
+async function start(store: LeaseStore, extra: Partial<DaemonOptions> = {}, registry?: BackendRegistry) {
   const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
   const log = new MemoryLogger();
-  const d = new Daemon(options(store, dir, log, extra));
+  const made: RecordingBackend[] = [];
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  const d = new Daemon({ ...options(store, dir, log, extra, made), ...(registry ? { backends: registry } : {}), onReady: () => ready() });
   const ac = new AbortController();
   const exit = d.run(ac.signal);
-  for (let i = 0; !d.ready; i++) {
-    if (i > 200) throw new Error(JSON.stringify(log.lines));
+  const first = await Promise.race([isReady.then(() => null), exit]);
+  if (first) throw new Error(`daemon exited before ready: ${JSON.stringify(first)} ${JSON.stringify(log.lines)}`);
+  return {
+    d,
+    log,
+    dir,
+    exit,
+    get backend(): RecordingBackend {
+      return made[0]!;
+    },
+    stop: async () => (ac.abort(), await exit),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Polls `cond` on the real clock (for stores whose I/O runs on real timers). */
+async function until(what: string, cond: () => boolean | Promise<boolean>, log?: MemoryLogger): Promise<void> {
+  for (let i = 0; !(await cond()); i++) {
+    assert.ok(i < 500, `${what}${log ? `: ${JSON.stringify(log.lines)}` : ''}`);
     await new Promise((r) => setTimeout(r, 10));
   }
-  return { d, log, dir, exit, stop: async () => (ac.abort(), await exit), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 const CFG = '{"Network":"10.244.0.0/16","Backend":{"Type":"alloc"}}';
 
-test('renews at expiry minus the margin, with a fresh TTL each time', async () => {
-  const store = new MemoryStore(CFG);
-  // margin just under 24 h: the first renewal falls ~0.3 s after acquisition
-  const t = await start(store, { renewMarginMinutes: 1440 - 0.005 });
+test('renews at expiry minus the margin, with a fresh TTL each time; a failed renewal is retried after renewRetryMs', async () => {
+  const store = new RenewFailingStore(CFG);
+  const clock = new ManualClock(Date.now());
+  const t = await start(store, { clock, renewRetryMs: 60_000 });
   try {
     const id = leaseId(t.d.lease!);
+    const exp0 = t.d.lease!.expiration!.getTime();
+    assert.equal(exp0, clock.now() + 24 * 3600_000, 'a 24 h lease on the daemon\'s clock');
     await store.putSubnet(id, (await store.getSubnet(id))!.value, 30);
-    for (let i = 0; (await store.getSubnet(id))!.ttlSeconds! < 80000; i++) {
-      assert.ok(i < 200, 'renewed');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    // nothing happens until 60 min (the margin) before expiry
+    await clock.advance(23 * 3600_000 - 1000);
+    assert.equal((await store.getSubnet(id))!.ttlSeconds! <= 30, true, 'not renewed yet');
+    await clock.advance(1000);
+    assert.ok((await store.getSubnet(id))!.ttlSeconds! > 80000, 'renewed with a fresh TTL');
+    assert.equal(t.d.lease!.expiration!.getTime(), clock.now() + 24 * 3600_000);
     assert.ok(t.log.lines.some((l) => /renewed lease/.test(l.msg)));
+    // the next renewal fails twice, then goes through: retried every renewRetryMs
+    store.failPuts = 2;
+    await clock.advance(23 * 3600_000);
+    assert.equal(store.failPuts, 1, 'first attempt failed');
+    await clock.advance(60_000);
+    assert.equal(store.failPuts, 0, 'retried after 60 s, failed again');
+    await clock.advance(60_000);
+    assert.equal(t.d.lease!.expiration!.getTime(), clock.now() + 24 * 3600_000, 'renewed on the third try');
     const m = await t.d.metrics.registry.getSingleMetricAsString('flannel_lease_renewals_total');
-    assert.match(m, /flannel_lease_renewals_total\{result="ok"\} [1-9]/);
+    assert.match(m, /flannel_lease_renewals_total\{result="ok"\} 2/);
+    assert.match(m, /flannel_lease_renewals_total\{result="error"\} 2/);
+    assert.equal(t.log.lines.filter((l) => /lease renewal failed/.test(l.msg)).length, 2, 'two failures 60 s apart: each is logged (at most one line per 10 s)');
   } finally {
     assert.equal((await t.stop()).code, 0);
     t.cleanup();
@@ -73,20 +128,23 @@ test('renews at expiry minus the margin, with a fresh TTL each time', async () =
 });
 
 test('an own lease that expired (missed renewals) is taken again, same subnet, without stopping', async () => {
-  const store = new MemoryStore(CFG);
-  const t = await start(store);
+  const store = new RenewFailingStore(CFG);
+  const clock = new ManualClock(Date.now());
+  const t = await start(store, { clock });
   try {
     const id = leaseId(t.d.lease!);
-    // pretend renewals failed for 24 h: the lease is past its expiration and etcd dropped the key
-    t.d.lease = { ...t.d.lease!, expiration: new Date(Date.now() - 1000) };
+    // etcd is unreachable for renewals for a whole day: every renewal fails
+    store.failPuts = Infinity;
+    await clock.advance(24 * 3600_000);
+    assert.ok(t.log.lines.some((l) => /lease renewal failed/.test(l.msg)));
+    // ... and etcd drops the key when its TTL runs out; the daemon takes it again
+    store.failPuts = 0;
     await store.deleteSubnet(id);
-    for (let i = 0; !(await store.getSubnet(id)); i++) {
-      assert.ok(i < 200, 're-acquired');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await until('re-acquired', async () => (await store.getSubnet(id)) !== null, t.log);
     assert.equal(leaseId(t.d.lease!), id);
     assert.equal(t.d.state, 'ready');
     assert.ok(t.log.lines.some((l) => /expired before it could be renewed/.test(l.msg)));
+    assert.equal(t.d.lease!.expiration!.getTime(), clock.now() + 24 * 3600_000);
   } finally {
     assert.equal((await t.stop()).code, 0);
     t.cleanup();
@@ -113,9 +171,9 @@ test('a burst of lease events is coalesced into few reconciles with the final de
     const mine = leaseId(t.d.lease!);
     const names = Array.from({ length: 201 }, (_, i) => `10.244.${i + 2}.0-24`).filter((n) => n !== mine).slice(0, 200);
     await Promise.all(names.map((n, i) => store.putSubnet(n, `{"PublicIP":"198.18.0.${i + 1}","PublicIPv6":null}`, 60)));
-    await new Promise((r) => setTimeout(r, 50));
+    const b = t.backend;
+    await b.waitFor((r) => r.length === 200);
     await t.d.settled();
-    const b = (t.d as unknown as { backend: RecordingBackend }).backend;
     const own = leaseId(t.d.lease!);
     const expected = (await store.listSubnets()).entries.map((e) => e.name).filter((n) => n !== own).sort();
     assert.deepEqual(b.last.map(leaseId).sort(), expected);
@@ -154,10 +212,7 @@ test('a store wiped under a running daemon: it says so once, writes its lease ag
   try {
     const id = leaseId(t.d.lease!);
     store.wipe();
-    for (let i = 0; !(await store.getSubnet(id)); i++) {
-      assert.ok(i < 300, `lease re-registered: ${JSON.stringify(t.log.lines)}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await until('lease re-registered', async () => (await store.getSubnet(id)) !== null, t.log);
     assert.equal(t.d.state, 'ready', 'not taken for a revocation');
     assert.equal(leaseId(t.d.lease!), id, 'same subnet');
     assert.match((await store.getSubnet(id))!.value, /"PublicIP":"192\.0\.2\.11"/);
@@ -172,10 +227,8 @@ test('a store wiped under a running daemon: it says so once, writes its lease ag
     t2 = await start(store, { host: otherHost });
     const id2 = leaseId(t2.d.lease!);
     assert.notEqual(id2, id);
-    const b1 = (t.d as unknown as { backend: RecordingBackend }).backend;
-    const b2 = (t2.d as unknown as { backend: RecordingBackend }).backend;
-    await b2.waitFor((r) => r.some((l) => leaseId(l) === id));
-    await b1.waitFor((r) => r.some((l) => leaseId(l) === id2));
+    await t2.backend.waitFor((r) => r.some((l) => leaseId(l) === id));
+    await t.backend.waitFor((r) => r.some((l) => leaseId(l) === id2));
   } finally {
     assert.equal((await t.stop()).code, 0);
     if (t2) assert.equal((await t2.stop()).code, 0);
@@ -219,10 +272,7 @@ test('remote leases whose subnet overlaps ours or a peer in use never reach the 
   const ac = new AbortController();
   const exit = d.run(ac.signal);
   try {
-    for (let i = 0; !push; i++) {
-      assert.ok(i < 200, JSON.stringify(log.lines));
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await until('watching', () => push !== null, log);
     const send = (leases: Lease[]) => push!({ events: [], snapshot: true, leases: [own, ...leases] });
     send([a]);
     await backend!.waitFor((r) => r.length === 1);
@@ -258,12 +308,7 @@ test('local store: the database file removed under running daemons (a wipe): bot
     const fresh = LocalStore.open(file);
     try {
       await fresh.setNetworkConfig(CFG);
-      for (let i = 0; ; i++) {
-        const names = (await fresh.listSubnets()).entries.map((e) => e.name).sort();
-        if (JSON.stringify(names) === JSON.stringify(ids)) break;
-        assert.ok(i < 500, `leases re-registered in the new file: ${JSON.stringify(names)}\n${JSON.stringify([...t1.log.lines, ...t2.log.lines])}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await until('leases re-registered in the new file', async () => JSON.stringify((await fresh.listSubnets()).entries.map((e) => e.name).sort()) === JSON.stringify(ids));
     } finally {
       await fresh.close();
     }
@@ -271,8 +316,7 @@ test('local store: the database file removed under running daemons (a wipe): bot
       assert.equal(t.d.state, 'ready');
       assert.equal(t.log.lines.filter((l) => /went back in time/.test(l.msg)).length, 1, JSON.stringify(t.log.lines));
     }
-    const b1 = (t1.d as unknown as { backend: RecordingBackend }).backend;
-    await b1.waitFor((r) => r.some((l) => leaseId(l) === leaseId(t2.d.lease!)));
+    await t1.backend.waitFor((r) => r.some((l) => leaseId(l) === leaseId(t2.d.lease!)));
   } finally {
     assert.equal((await t1.stop()).code, 0);
     assert.equal((await t2.stop()).code, 0);
@@ -281,5 +325,191 @@ test('local store: the database file removed under running daemons (a wipe): bot
     t1.cleanup();
     t2.cleanup();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a missing network config is waited for (CONFIG_MISSING); an invalid one stops the daemon at once', async () => {
+  const store = new MemoryStore(null);
+  const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
+  const log = new MemoryLogger();
+  const d = new Daemon(options(store, dir, log, { configRetryMs: 5 }));
+  const ac = new AbortController();
+  const exit = d.run(ac.signal);
+  try {
+    await until('config asked for', () => log.lines.some((l) => /couldn't fetch network config: no network config/.test(l.msg)), log);
+    assert.equal(d.state, 'starting');
+    store.config = CFG;
+    await until('ready', () => d.ready, log);
+  } finally {
+    ac.abort();
+    assert.equal((await exit).code, 0);
+  }
+  const bad = new MemoryStore('{"Network":"nonsense"}');
+  const d2 = new Daemon(options(bad, dir, new MemoryLogger(), { configRetryMs: 5 }));
+  const exit2 = await d2.run(new AbortController().signal);
+  assert.equal(exit2.code, 1);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A recorded backend that takes kernel notifications: a deleted route is damage, and each run "restores" `repair` entries. */
+class SelfHealingBackend extends RecordingBackend {
+  repair = 0;
+  lastChanges = 0;
+  damage(e: NetlinkEvent): string | null {
+    return e.kind === 'route' && e.action === 'del' ? 'route deleted' : null;
+  }
+  override async reconcile(remote: readonly Lease[], events: readonly LeaseEvent[]): Promise<Error[]> {
+    this.lastChanges = this.repair;
+    this.repair = 0;
+    return super.reconcile(remote, events);
+  }
+}
+
+const routeDeleted = { kind: 'route', action: 'del', route: { dst: '10.244.2.0/24' }, pid: 0 } as unknown as NetlinkEvent;
+
+async function startHealing(extra: Partial<DaemonOptions>) {
+  const made: SelfHealingBackend[] = [];
+  const registry = new BackendRegistry().register('alloc', (ctx) => {
+    const b = new SelfHealingBackend(ctx);
+    made.push(b);
+    return b;
+  });
+  const t = await start(new MemoryStore(CFG), extra, registry);
+  await made[0]!.waitFor(() => true);
+  await t.d.settled();
+  return { t, b: made[0]! };
+}
+
+test('kernel damage, the periodic check and the backend all kick the one queue; a run that restored something is a self-heal by trigger', async () => {
+  const feed = new FakeChangeFeed();
+  const clock = new ManualClock(Date.now());
+  const { t, b } = await startHealing({ feed, clock, resyncMs: 10_000 });
+  try {
+    assert.equal(feed.starts, 1, 'subscribed: the backend takes notifications');
+    const runs = b.calls.length;
+    // a burst of damage: one run after the debounce
+    b.repair = 2;
+    for (let i = 0; i < 5; i++) feed.emit(routeDeleted);
+    feed.emit({ ...routeDeleted, action: 'new' } as NetlinkEvent);
+    await clock.advance(5);
+    await t.d.settled();
+    assert.equal(b.calls.length, runs + 1);
+    assert.deepEqual(b.calls.at(-1)!.events, [], 'a kicked run is a full pass');
+    assert.ok(t.log.lines.some((l) => l.msg === 'restored 2 kernel entries (route deleted)'));
+    // the periodic check: the daemon's one timer
+    await clock.advance(10_000);
+    await t.d.settled();
+    assert.equal(b.calls.length, runs + 2, 'one periodic run');
+    // a backend asking for a run (its data path broke)
+    b.repair = 1;
+    b.ctx.kick!('data path stopped');
+    await clock.advance(5);
+    await t.d.settled();
+    assert.deepEqual(t.d.heals, { 'route deleted': 1, 'data path stopped': 1 });
+    const m = await t.d.metrics.registry.getSingleMetricAsString('flannel_self_heals_total');
+    assert.match(m, /flannel_self_heals_total\{trigger="route deleted"\} 1/);
+    assert.match(m, /flannel_self_heals_total\{trigger="data path stopped"\} 1/);
+    assert.deepEqual(t.d.conditions(), []);
+  } finally {
+    assert.equal((await t.stop()).code, 0);
+    assert.equal(feed.subscribed, false, 'unsubscribed at stop');
+    t.cleanup();
+  }
+});
+
+test('a notification subscriber that dies is a condition on /healthz and /metrics until a periodic check subscribes again', async () => {
+  const feed = new FakeChangeFeed();
+  const clock = new ManualClock(Date.now());
+  const { t, b } = await startHealing({ feed, clock, resyncMs: 10_000 });
+  const health = await startHealthServer('127.0.0.1', 0, () => t.d.ready, t.d.metrics.registry, () => t.d.conditions());
+  const get = async (p: string) => (await fetch(`http://127.0.0.1:${health.port}${p}`)).text();
+  try {
+    assert.equal(await get('/healthz'), 'flanneld is running');
+    assert.match(await get('/metrics'), /^flannel_kernel_subscriber_up 1$/m);
+    const runs = b.calls.length;
+    feed.failStart = new Error('socket: EPERM');
+    feed.die(new Error('subscriber worker: exited unexpectedly (1)'));
+    assert.deepEqual(t.d.conditions().map((c) => c.name), [KERNEL_NOTIFICATIONS_DOWN]);
+    const res = await fetch(`http://127.0.0.1:${health.port}/healthz`);
+    assert.equal(res.status, 200, 'liveness: still 200');
+    assert.equal(
+      await res.text(),
+      'flanneld is running\ndegraded: KernelNotificationsDown: the kernel notification subscriber died: subscriber worker: exited unexpectedly (1); damage to the data path is repaired by the periodic check only (every 10 s)',
+    );
+    const m = await get('/metrics');
+    assert.match(m, /^flannel_kernel_subscriber_up 0$/m);
+    assert.match(m, /^flannel_condition\{name="KernelNotificationsDown"\} 1$/m);
+    assert.equal(t.log.lines.filter((l) => l.level === 'warn' && /subscriber died/.test(l.msg)).length, 1);
+    // notifications may have been lost: a full pass right away
+    await clock.advance(5);
+    await t.d.settled();
+    assert.equal(b.calls.length, runs + 1);
+    // the next check cannot subscribe either: still down, still running
+    await clock.advance(10_000);
+    await t.d.settled();
+    assert.equal(feed.starts, 2);
+    assert.match(t.d.conditions()[0]!.message, /^cannot subscribe to kernel notifications: socket: EPERM; /);
+    assert.equal(t.d.state, 'ready');
+    await clock.advance(10_000);
+    assert.equal(feed.starts, 3);
+    assert.equal(t.log.lines.filter((l) => l.level === 'warn' && /cannot subscribe/.test(l.msg)).length, 1, 'the same trouble is logged once');
+    // the one after can
+    feed.failStart = null;
+    await clock.advance(10_000);
+    await t.d.settled();
+    assert.equal(feed.starts, 4);
+    assert.deepEqual(t.d.conditions(), []);
+    assert.equal(await get('/healthz'), 'flanneld is running');
+    const m2 = await get('/metrics');
+    assert.match(m2, /^flannel_kernel_subscriber_up 1$/m);
+    assert.match(m2, /^flannel_condition\{name="KernelNotificationsDown"\} 0$/m);
+    assert.ok(t.log.lines.some((l) => l.msg === 'kernel notifications are back'));
+  } finally {
+    await health.close();
+    assert.equal((await t.stop()).code, 0);
+    t.cleanup();
+  }
+});
+
+test('a subscriber that cannot start is not fatal; a backend without damage() gets no subscription', async () => {
+  const feed = new FakeChangeFeed();
+  feed.failStart = new Error('socket: EPERM');
+  const { t } = await startHealing({ feed });
+  try {
+    assert.equal(t.d.state, 'ready');
+    assert.deepEqual(t.d.conditions().map((c) => c.name), [KERNEL_NOTIFICATIONS_DOWN]);
+  } finally {
+    assert.equal((await t.stop()).code, 0);
+    t.cleanup();
+  }
+  const plain = new FakeChangeFeed();
+  const t2 = await start(new MemoryStore(CFG), { feed: plain });
+  try {
+    assert.equal(plain.starts, 0);
+    assert.doesNotMatch(await t2.d.metrics.registry.metrics(), /flannel_kernel_subscriber_up/);
+  } finally {
+    assert.equal((await t2.stop()).code, 0);
+    t2.cleanup();
+  }
+});
+
+test('a single new lease reaches the backend as its event (the backend may patch just that peer); a re-list is a full pass', async () => {
+  const store = new MemoryStore(CFG);
+  const t = await start(store);
+  try {
+    await t.backend.waitFor(() => true);
+    await t.d.settled();
+    const n = t.backend.calls.length;
+    await store.putSubnet('10.244.200.0-24', '{"PublicIP":"198.18.1.1","PublicIPv6":null}', 60);
+    await t.backend.waitFor((r) => r.length === 1);
+    await t.d.settled();
+    assert.equal(t.backend.calls.length, n + 1);
+    assert.deepEqual(
+      t.backend.calls.at(-1)!.events.map((e) => [e.type, leaseId(e.lease)]),
+      [['added', '10.244.200.0-24']],
+    );
+  } finally {
+    assert.equal((await t.stop()).code, 0);
+    t.cleanup();
   }
 });

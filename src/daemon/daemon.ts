@@ -2,23 +2,30 @@
 //   config -> external interface -> backend.prepare -> lease -> backend.activate
 //   -> subnet.env (ready) -> watch leases -> reconcile / renew -> stop.
 //
+// The daemon owns the one reconcile queue (reconcile.ts): lease events, kernel
+// notifications the backend calls damage, the periodic check and a backend's
+// own kicks all go through it. Time comes from a Clock, so tests drive
+// renewals and retries without sleeping.
+//
 // Stop never releases the lease or tears down kernel state, so a restart is
 // seamless. The daemon never calls process.exit; run() resolves to an exit
 // status that src/cmd/flanneld turns into one.
 
 import { formatIPv4 } from '../lease/ip.js';
 import { leaseId, subnetKey, withoutConflicts, type Lease } from '../lease/lease.js';
-import type { LeaseEvent } from '../lease/tracker.js';
 import { RateLimitedLog, type Logger } from '../log/log.js';
-import type { Backend, BackendRegistry } from '../backend/backend.js';
+import type { Backend, BackendRegistry, ChangeFeed } from '../backend/backend.js';
+import { realClock, type Clock, type ClockTimer } from '../clock.js';
+import type { NetlinkEvent } from '../netlink/subscriber.js';
 import { ConfigError, describeConfig, parseNetworkConfig, type NetworkConfig } from '../subnet/config.js';
-import { sleep, type HeldLease } from '../subnet/manager.js';
+import type { HeldLease } from '../subnet/manager.js';
 import { StoreLeaseSource, type LeaseFeed, type LeaseSource } from '../subnet/source.js';
 import { readPreviousSubnets, writeSubnetEnv } from '../subnet/subnet-env.js';
 import type { LeaseUpdate } from '../subnet/watch.js';
 import { StoreError, type LeaseStore } from '../store/store.js';
 import { DaemonMetrics } from './metrics.js';
 import { describeIface, selectExternalInterface, type HostView, type IfaceOptions } from './iface.js';
+import { ReconcileQueue } from './reconcile.js';
 
 /** Host firewall rules that go with the lease (iptables masquerade / forward). */
 export interface TrafficRules {
@@ -45,8 +52,16 @@ export interface DaemonOptions {
   renewRetryMs?: number;
   /** how often to re-fetch a missing config (flannel: 1 s) */
   configRetryMs?: number;
-  /** periodic full reconcile, the safety net under event-driven updates */
+  /**
+   * The periodic check: a full reconcile every so often (default 10 s, as
+   * flannel's host-gw), the safety net under lease events and kernel
+   * notifications; 0 disables it.
+   */
   resyncMs?: number;
+  /** kernel change notifications, for a backend that can tell damage (backend.damage) */
+  feed?: ChangeFeed;
+  /** time and timers (default: the real clock) */
+  clock?: Clock;
   /** installed after the lease, before subnet.env (flannel's order, spec §9.6) */
   traffic?: TrafficRules;
   /** called once, right after subnet.env is first written (systemd READY=1) */
@@ -62,6 +77,15 @@ export interface DaemonExit {
 
 export type DaemonState = 'starting' | 'ready' | 'stopping' | 'stopped';
 
+/** Something wrong that flanneld works around but an operator should know (shown on /healthz). */
+export interface Condition {
+  readonly name: string;
+  readonly message: string;
+}
+
+/** The condition for a kernel notification subscriber that died or could not start. */
+export const KERNEL_NOTIFICATIONS_DOWN = 'KernelNotificationsDown';
+
 export class Daemon {
   private readonly log: Logger;
   readonly source: LeaseSource;
@@ -70,7 +94,7 @@ export class Daemon {
   config: NetworkConfig | null = null;
   private backend: Backend | null = null;
   private watch: LeaseFeed | null = null;
-  private completeTimer: NodeJS.Timeout | null = null;
+  private completeTimer: ClockTimer | null = null;
   private ownLossWarned = false;
   /** remote leases handed to the backend last time: they win an overlap against newcomers */
   private inUse = new Set<string>();
@@ -80,23 +104,44 @@ export class Daemon {
   private reregistering = false;
   /** aborted at shutdown: ends waits between retries */
   private readonly stopping = new AbortController();
-  private renewTimer: NodeJS.Timeout | null = null;
-  private resyncTimer: NodeJS.Timeout | null = null;
+  private readonly clock: Clock;
+  private renewTimer: ClockTimer | null = null;
+  private checkTimer: ClockTimer | null = null;
   private finish: ((e: DaemonExit) => void) | null = null;
-  private reconciling: Promise<void> = Promise.resolve();
-  private pendingEvents: LeaseEvent[] = [];
-  private reconcileQueued = false;
-  private readonly errLog = new RateLimitedLog(10_000);
-  /** error messages the last reconcile reported */
-  private reconcileErrors = new Set<string>();
+  private readonly queue: ReconcileQueue;
+  private readonly errLog: RateLimitedLog;
+  /** the kernel notification feed is subscribed (null: not used) */
+  private feedUp: boolean | null = null;
+  private feedStarting: Promise<void> | null = null;
+  /** the last kernel subscription trouble logged (each new one is logged once) */
+  private feedTrouble: string | null = null;
+  private readonly conds = new Map<string, string>();
   /** remote leases last handed to the backend */
   remote: Lease[] = [];
   readonly metrics = new DaemonMetrics();
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.log;
+    this.clock = o.clock ?? realClock;
+    this.errLog = new RateLimitedLog(10_000, () => this.clock.now());
+    this.queue = new ReconcileQueue({
+      clock: this.clock,
+      log: this.log,
+      run: async (events) => {
+        const b = this.backend;
+        if (!b || this.state === 'stopping') return { errors: [], changes: 0 };
+        const errors = await b.reconcile(this.remote, events);
+        return { errors, changes: b.lastChanges ?? 0 };
+      },
+      onRun: (r) => {
+        this.metrics.reconciles.observe(r.seconds);
+        this.metrics.reconcileErrors.inc(r.errors.length);
+        for (const why of r.healed ? [r.kicks[0]!] : []) this.metrics.selfHeals.inc({ trigger: why });
+        this.log.debug('reconciled', { peers: this.remote.length, events: r.events, kicks: r.kicks.join(','), ms: Number((r.seconds * 1000).toFixed(1)) });
+      },
+    });
     if (o.leases) this.source = o.leases;
-    else if (o.store) this.source = new StoreLeaseSource(o.store, o.log.child('subnet'));
+    else if (o.store) this.source = new StoreLeaseSource(o.store, o.log.child('subnet'), o.clock ?? realClock);
     else throw new Error('Daemon: either store or leases is required');
   }
 
@@ -157,6 +202,7 @@ export class Daemon {
       extIface: ext,
       log: this.log.child(cfg.backend.type),
       ...(stored.vtepMac ? { storedVtepMac: stored.vtepMac } : {}),
+      kick: (why) => this.queue.kick(why),
     });
     const published = await this.backend.prepare();
     if (signal.aborted) return { code: 0, reason: 'signal' };
@@ -195,30 +241,127 @@ export class Daemon {
       this.log.warn(`could not write ${this.o.subnetFile}: ${(e as Error).message}`);
     }
 
+    // Subscribed before the first reconcile: damage done after it is seen.
+    await this.startFeed();
+    if (signal.aborted) return { code: 0, reason: 'signal' };
     this.watch = this.source.watch(cfg, this.log.child('watch'), (u) => this.onLeases(u));
     this.watch.start();
     void this.complete();
     this.scheduleRenew();
-    const resync = this.o.resyncMs ?? 60_000;
-    if (resync > 0) {
-      this.resyncTimer = setInterval(() => this.kickReconcile([]), resync);
-      this.resyncTimer.unref();
-    }
+    this.scheduleCheck();
     return undefined;
+  }
+
+  // ------------------------------------------------------------ reconcile
+
+  /** Wait until every queued reconcile has run (tests use it). */
+  async settled(): Promise<void> {
+    await this.queue.settled();
+  }
+
+  /** Kicked runs (kernel damage, the periodic check, a backend's request) that restored something, by trigger. */
+  get heals(): Readonly<Record<string, number>> {
+    return this.queue.heals;
+  }
+
+  /** The periodic check: a full reconcile, and another try at a kernel subscription that is down. */
+  private scheduleCheck(): void {
+    const every = this.o.resyncMs ?? 10_000;
+    if (every <= 0) return;
+    this.checkTimer = this.clock.setTimeout(() => {
+      if (this.state === 'stopping' || this.state === 'stopped') return;
+      if (this.feedUp === false) void this.startFeed();
+      this.queue.kick('periodic check');
+      this.scheduleCheck();
+    }, every);
+  }
+
+  /** What the daemon works around but an operator should know about (empty when all is well). */
+  conditions(): Condition[] {
+    return [...this.conds].map(([name, message]) => ({ name, message }));
+  }
+
+  private setCondition(name: string, message: string | null): void {
+    if (message === null) {
+      if (this.conds.delete(name)) this.metrics.conditions.set({ name }, 0);
+    } else {
+      this.conds.set(name, message);
+      this.metrics.conditions.set({ name }, 1);
+    }
+  }
+
+  /**
+   * Subscribe to kernel notifications when the backend can tell damage. A
+   * subscription that cannot start or dies later is not fatal: damage is
+   * then repaired by the periodic check only, which is a condition on
+   * /healthz and flannel_kernel_subscriber_up 0 until a later check gets a
+   * new subscription.
+   */
+  private async startFeed(): Promise<void> {
+    const feed = this.o.feed;
+    const b = this.backend;
+    if (!feed || !b?.damage || this.feedStarting || this.state === 'stopping' || this.state === 'stopped') return;
+    this.feedStarting = this.subscribe(feed);
+    try {
+      await this.feedStarting;
+    } finally {
+      this.feedStarting = null;
+    }
+  }
+
+  private async subscribe(feed: ChangeFeed): Promise<void> {
+    const wasDown = this.feedUp === false;
+    try {
+      await feed.start(
+        (e) => this.onKernelEvent(e),
+        () => this.queue.kick('netlink overrun'),
+        (err) => this.feedDown(`the kernel notification subscriber died: ${err.message}`),
+      );
+      this.feedUp = true;
+      this.metrics.setKernelSubscriberUp(true);
+      this.setCondition(KERNEL_NOTIFICATIONS_DOWN, null);
+      this.feedTrouble = null;
+      if (wasDown) {
+        this.log.info('kernel notifications are back');
+        // What happened while we were deaf is found by a full pass.
+        this.queue.kick('netlink resubscribed');
+      }
+    } catch (e) {
+      this.feedDown(`cannot subscribe to kernel notifications: ${(e as Error).message}`);
+    }
+  }
+
+  private feedDown(why: string): void {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.feedUp = false;
+    this.metrics.setKernelSubscriberUp(false);
+    const every = this.o.resyncMs ?? 10_000;
+    const fallback = every > 0 ? `damage to the data path is repaired by the periodic check only (every ${every / 1000} s)` : 'damage to the data path is not repaired (no periodic check)';
+    this.setCondition(KERNEL_NOTIFICATIONS_DOWN, `${why}; ${fallback}`);
+    if (why !== this.feedTrouble) this.log.warn(`${why}; ${fallback}; retrying with every check`);
+    this.feedTrouble = why;
+    // Notifications may have been lost on the way down.
+    this.queue.kick('netlink subscriber lost');
+  }
+
+  private onKernelEvent(e: NetlinkEvent): void {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    const why = this.backend?.damage?.(e);
+    if (why) this.queue.kick(why);
   }
 
   private async fetchConfig(signal: AbortSignal): Promise<NetworkConfig | null> {
     if (this.o.configText !== undefined) return parseNetworkConfig(this.o.configText);
-    const log = new RateLimitedLog(30_000);
+    const log = new RateLimitedLog(30_000, () => this.clock.now());
     while (!signal.aborted) {
       try {
         return await this.source.getNetworkConfig();
       } catch (e) {
         // Present but invalid: that won't fix itself; say which field and stop.
-        if (e instanceof ConfigError && !e.message.startsWith('no network config')) throw e;
+        if (e instanceof ConfigError && e.code !== 'CONFIG_MISSING') throw e;
         if (log.allow('cfg')) this.log.warn(`couldn't fetch network config: ${(e as Error).message}; retrying every ${this.o.configRetryMs ?? 1000} ms`);
       }
-      await sleep(this.o.configRetryMs ?? 1000, signal);
+      await this.clock.sleep(this.o.configRetryMs ?? 1000, signal);
     }
     return null;
   }
@@ -242,7 +385,7 @@ export class Daemon {
     }
     this.remote = this.usable(u.leases.filter((l) => leaseId(l) !== own));
     this.metrics.remoteLeases.set(this.remote.length);
-    this.kickReconcile(u.events.filter((e) => leaseId(e.lease) !== own));
+    this.queue.push(u.events.filter((e) => leaseId(e.lease) !== own));
   }
 
   /**
@@ -263,50 +406,16 @@ export class Daemon {
     return kept;
   }
 
-  /** Serialise reconciles; coalesce events that arrive while one runs. */
-  private kickReconcile(events: readonly LeaseEvent[]): void {
-    this.pendingEvents.push(...events);
-    // At most one run waiting behind the current one: it will see the latest
-    // desired set, so a burst of 1000 lease events costs two reconciles, not 1000.
-    if (this.reconcileQueued) return;
-    this.reconcileQueued = true;
-    this.reconciling = this.reconciling.then(async () => {
-      this.reconcileQueued = false;
-      if (!this.backend || this.state === 'stopping') return;
-      const evs = this.pendingEvents;
-      this.pendingEvents = [];
-      const t0 = performance.now();
-      try {
-        const errs = await this.backend.reconcile(this.remote, evs);
-        this.metrics.reconciles.observe((performance.now() - t0) / 1000);
-        this.metrics.reconcileErrors.inc(errs.length);
-        this.log.debug('reconciled', { peers: this.remote.length, events: evs.length, ms: Number((performance.now() - t0).toFixed(1)) });
-        // Each error when it first shows, not again while every run reports it.
-        const now = new Set(errs.map((e) => e.message));
-        for (const m of now) if (!this.reconcileErrors.has(m)) this.log.warn(`reconcile: ${m}`);
-        this.reconcileErrors = now;
-      } catch (e) {
-        this.log.error(`reconcile failed: ${(e as Error).message}`);
-      }
-    });
-  }
-
-  /** Wait until every queued reconcile has run (tests use it). */
-  async settled(): Promise<void> {
-    await this.reconciling;
-  }
-
   // ------------------------------------------------------------ renewal
 
   private scheduleRenew(delayMs?: number): void {
-    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.clock.clearTimeout(this.renewTimer);
     this.renewTimer = null;
     const lease = this.lease;
     if (!lease || lease.expiration === null || this.state === 'stopping') return;
     const at = lease.expiration.getTime() - this.o.renewMarginMinutes * 60_000;
-    const wait = delayMs ?? Math.max(0, at - Date.now());
-    this.renewTimer = setTimeout(() => void this.renew(), Math.min(wait, 2 ** 31 - 1));
-    this.renewTimer.unref();
+    const wait = delayMs ?? Math.max(0, at - this.clock.now());
+    this.renewTimer = this.clock.setTimeout(() => void this.renew(), wait);
   }
 
   private async renew(): Promise<void> {
@@ -347,7 +456,7 @@ export class Daemon {
   private async ownLeaseGone(): Promise<void> {
     const lease = this.lease;
     if (!lease || !this.config || this.state === 'stopping') return;
-    const expired = lease.expiration !== null && Date.now() >= lease.expiration.getTime() - 5000;
+    const expired = lease.expiration !== null && this.clock.now() >= lease.expiration.getTime() - 5000;
     if (!expired) {
       this.log.warn(`lease ${leaseId(lease)} has been revoked. Shutting down daemon.`);
       this.finish?.({ code: 0, reason: 'lease revoked' });
@@ -398,7 +507,7 @@ export class Daemon {
         // A store that is still coming back (a restarted etcd) is worth waiting for.
         if (e instanceof StoreError && e.retryable) {
           if (this.errLog.allow('reacquire')) this.log.warn(`could not re-acquire lease yet: ${e.message}; retrying`);
-          await sleep(wait, this.stopping.signal);
+          await this.clock.sleep(wait, this.stopping.signal);
           wait = Math.min(wait * 2, 30_000);
           continue;
         }
@@ -418,8 +527,7 @@ export class Daemon {
     } catch (e) {
       const retry = this.o.completeRetryMs ?? 10_000;
       if (this.errLog.allow('complete')) this.log.warn(`${(e as Error).message}; trying again in ${retry / 1000} s`);
-      this.completeTimer = setTimeout(() => void this.complete(), retry);
-      this.completeTimer.unref();
+      this.completeTimer = this.clock.setTimeout(() => void this.complete(), retry);
     }
   }
 
@@ -427,12 +535,14 @@ export class Daemon {
     this.state = 'stopping';
     this.stopping.abort();
     this.metrics.ready.set(0);
-    if (this.completeTimer) clearTimeout(this.completeTimer);
-    if (this.renewTimer) clearTimeout(this.renewTimer);
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.clock.clearTimeout(this.completeTimer);
+    this.clock.clearTimeout(this.renewTimer);
+    this.clock.clearTimeout(this.checkTimer);
     await this.watch?.stop();
     await this.source.close();
-    await this.reconciling.catch(() => undefined);
+    await this.queue.close();
+    await this.feedStarting;
+    if (this.feedUp !== null) await this.o.feed?.stop();
     await this.backend?.close();
     this.o.traffic?.close();
     this.state = 'stopped';

@@ -9,10 +9,12 @@
 import { formatIPv4, parseIPv4 } from '../lease/ip.js';
 import type { ExternalInterface } from '../backend/backend.js';
 import type { Addr, KernelNet, Route } from '../kernel/types.js';
+import { FlannelError } from '../errors.js';
 
 export type { ExternalInterface };
 
-export class IfaceError extends Error {
+export class IfaceError extends FlannelError {
+  static override readonly defaultCode: string = 'IFACE';
   override name = 'IfaceError';
 }
 

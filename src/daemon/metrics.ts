@@ -42,13 +42,29 @@ export class DaemonMetrics {
     this.sources = sources;
   }
 
-  readonly selfHeals: Counter<string> = new Counter({
+  readonly selfHeals = new Counter({
     name: 'flannel_self_heals_total',
     help: 'reconciles that restored kernel state someone removed or changed, by what triggered them',
     labelNames: ['trigger'],
     registers: [this.registry],
-    collect: () => setCounter(this.selfHeals, Object.entries(this.sources?.backend()?.heals ?? {}).map(([trigger, n]) => [{ trigger }, n])),
   });
+  /** registered on first use: absent for backends that take no kernel notifications */
+  private readonly kernelSubscriberUp = new Gauge({
+    name: 'flannel_kernel_subscriber_up',
+    help: '1 while kernel change notifications are subscribed (self-healing within ms), 0 when the subscriber died or could not start (periodic check only)',
+    registers: [],
+  });
+  readonly conditions = new Gauge({
+    name: 'flannel_condition',
+    help: 'conditions flanneld works around (also listed on /healthz): 1 while it holds, 0 once it cleared',
+    labelNames: ['name'],
+    registers: [this.registry],
+  });
+
+  setKernelSubscriberUp(up: boolean): void {
+    if (!this.registry.getSingleMetric('flannel_kernel_subscriber_up')) this.registry.registerMetric(this.kernelSubscriberUp);
+    this.kernelSubscriberUp.set(up ? 1 : 0);
+  }
   readonly leaseExpiry = new Gauge({
     name: 'flannel_lease_expiry_timestamp_seconds',
     help: 'when our lease expires unless renewed (Unix time); absent for leases without expiry',

@@ -15,6 +15,7 @@
 // This module never reads process.env; src/cmd/* passes $NOTIFY_SOCKET in.
 
 import { getSystemErrorName } from 'node:util';
+import { FlannelError } from '../errors.js';
 import { MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK } from '../netlink/constants.js';
 import { libc, type Libc } from '../netlink/libc.js';
 
@@ -27,17 +28,17 @@ export const SOCKADDR_UN_SIZE = 110;
 const SUN_PATH_MAX = 108;
 
 /** A notification could not be sent. The message names the socket and the reason. */
-export class SdNotifyError extends Error {
+export class SdNotifyError extends FlannelError {
   override name = 'SdNotifyError';
   constructor(
     readonly socketPath: string,
     message: string,
     /** errno of the failed call, when a syscall failed. */
     readonly errno?: number,
-    /** errno name such as "ECONNREFUSED", when known. */
-    readonly code?: string,
+    /** errno name such as "ECONNREFUSED", when known (SD_NOTIFY otherwise). */
+    code?: string,
   ) {
-    super(`sd_notify to NOTIFY_SOCKET=${socketPath}: ${message}`);
+    super(`sd_notify to NOTIFY_SOCKET=${socketPath}: ${message}`, { code: code ?? 'SD_NOTIFY', retryable: code === 'EAGAIN' });
   }
 }
 

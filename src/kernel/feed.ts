@@ -4,12 +4,13 @@ import { NetlinkSubscriber, type NetlinkEvent } from '../netlink/subscriber.js';
 
 export class NetlinkChangeFeed {
   private sub: NetlinkSubscriber | null = null;
-  async start(onEvent: (e: NetlinkEvent) => void, onOverrun: () => void): Promise<void> {
+  async start(onEvent: (e: NetlinkEvent) => void, onOverrun: () => void, onLost: (err: Error) => void): Promise<void> {
+    await this.stop();
     this.sub = await NetlinkSubscriber.start({
       groups: ['link', 'neigh', 'route'],
       onEvent,
       onOverrun,
-      onError: () => onOverrun(),
+      onError: onLost,
     });
   }
   async stop(): Promise<void> {

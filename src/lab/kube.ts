@@ -15,13 +15,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KubeApi, KubeObject, KubeProcess } from './kubeapi.js';
+import { FlannelError } from '../errors.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BUILD_SCRIPT = path.join(REPO_ROOT, 'scripts/build-kube-apiserver.sh');
 export const MANIFEST = path.join(REPO_ROOT, 'deploy/kube-flannel.yml');
 export const ANNOTATION_PREFIX = 'flannel.alpha.coreos.com/';
 
-export class LabKubeError extends Error {
+export class LabKubeError extends FlannelError {
+  static override readonly defaultCode: string = 'LAB_KUBE';
   override name = 'LabKubeError';
 }
 

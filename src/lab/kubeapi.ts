@@ -43,6 +43,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { sh } from './sh.js';
+import { FlannelError } from '../errors.js';
 
 export const SERVICE_CLUSTER_IP_RANGE = '10.96.0.0/16';
 export const SERVICE_ACCOUNT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -50,7 +51,8 @@ export const ADMIN_USER = 'flannel-ts-admin';
 /** Ports used inside a network namespace, where nothing else competes for them. */
 export const NETNS_PORTS = { apiserver: 6443, etcdClient: 12379, etcdPeer: 12380 } as const;
 
-export class KubeApiError extends Error {
+export class KubeApiError extends FlannelError {
+  static override readonly defaultCode: string = 'LAB_KUBE_API';
   override name = 'KubeApiError';
 }
 

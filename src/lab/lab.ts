@@ -22,6 +22,7 @@ import { parseEnvText } from '../subnet/subnet-env.js';
 import { LocalStore } from '../store/local/local-store.js';
 import { mapLimit, run, sh } from './sh.js';
 import { kubeApiserverBinary, nodeAnnotations, startLabKube } from './kube.js';
+import { FlannelError } from '../errors.js';
 
 export const DEFAULT_LAB_PREFIX = 'ftslab-';
 export const DEFAULT_LAB_DIR = '/run/flannel-ts-lab';
@@ -33,7 +34,8 @@ const CNI_PLUGIN = path.join(DIST, 'cmd/cni/main.js');
 export const FLANNELCTL = path.join(DIST, 'cmd/flannelctl/main.js');
 const CNI_DIRS = ['/usr/lib/cni', '/opt/cni/bin'];
 
-export class LabError extends Error {
+export class LabError extends FlannelError {
+  static override readonly defaultCode: string = 'LAB';
   override name = 'LabError';
 }
 

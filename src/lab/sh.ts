@@ -2,6 +2,7 @@
 // a shell, output captured, non-zero exits reported rather than thrown by
 // run(), thrown (with the command and stderr) by sh().
 import { execFile } from 'node:child_process';
+import { FlannelError } from '../errors.js';
 
 export interface ShOptions {
   /** Extra environment variables (merged over process.env). */
@@ -21,13 +22,13 @@ export interface RunResult {
 }
 
 /** Error thrown by sh(): carries the command, exit status and output. */
-export class ShError extends Error {
+export class ShError extends FlannelError {
   constructor(
     readonly cmd: string,
     readonly result: RunResult,
   ) {
     const status = result.code !== null ? `exit ${result.code}` : `signal ${result.signal ?? '?'}`;
-    super(`command failed (${status}): ${cmd}\n${result.stderr.trim() || result.stdout.trim()}`);
+    super(`command failed (${status}): ${cmd}\n${result.stderr.trim() || result.stdout.trim()}`, { code: 'COMMAND_FAILED' });
     this.name = 'ShError';
   }
 }

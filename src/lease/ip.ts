@@ -6,8 +6,10 @@
 // net.IP.String(), and keys/subnet.env must match it byte for byte).
 
 import { isIPv4, isIPv6 } from 'node:net';
+import { FlannelError } from '../errors.js';
 
-export class AddrError extends Error {
+export class AddrError extends FlannelError {
+  static override readonly defaultCode: string = 'ADDR_INVALID';
   override name = 'AddrError';
 }
 

@@ -24,8 +24,10 @@ import {
   type IPv6Net,
 } from './ip.js';
 import { foldKeys, parseJsonObject } from './json.js';
+import { FlannelError } from '../errors.js';
 
-export class LeaseDataError extends Error {
+export class LeaseDataError extends FlannelError {
+  static override readonly defaultCode: string = 'LEASE_DATA_INVALID';
   override name = 'LeaseDataError';
 }
 

@@ -81,9 +81,13 @@ export class TextLogger implements Logger {
 /** Logs at most once per interval per key; used for noisy retry paths (etcd outages). */
 export class RateLimitedLog {
   private last = new Map<string, number>();
-  constructor(private readonly intervalMs: number) {}
+  constructor(
+    private readonly intervalMs: number,
+    /** milliseconds since the epoch (a Clock's now) */
+    private readonly now: () => number = Date.now,
+  ) {}
   allow(key: string): boolean {
-    const now = Date.now();
+    const now = this.now();
     const t = this.last.get(key);
     if (t !== undefined && now - t < this.intervalMs) return false;
     this.last.set(key, now);

@@ -1,4 +1,5 @@
 import { constants as osConstants } from 'node:os';
+import { FlannelError } from '../errors.js';
 
 // Errno names come from Node's own table for this platform (pure data, no
 // I/O); short human texts for the errnos rtnetlink commonly returns are kept
@@ -63,16 +64,18 @@ export interface NetlinkErrorInit {
   detail?: string | undefined;
 }
 
+/** Errnos that say "not now" rather than "not like this". */
+const RETRYABLE = new Set(['EAGAIN', 'EBUSY', 'EINTR', 'ENOBUFS', 'ENOMEM', 'ETIMEDOUT']);
+
 /**
  * A failed netlink/socket operation. `errno` and `code` are preserved exactly so
  * callers can branch on them (idempotency rules in src/kernel do); the message
  * is a single self-contained line suitable for logs, so callers that expect
  * the error should log `err.message`, never the stack.
  */
-export class NetlinkError extends Error {
+export class NetlinkError extends FlannelError {
   override readonly name = 'NetlinkError';
   readonly errno: number;
-  readonly code: string;
   readonly op: string;
   readonly extAck: string | undefined;
   readonly extAckOffset: number | undefined;
@@ -82,9 +85,8 @@ export class NetlinkError extends Error {
     let message = `${init.op}: ${code} (${errnoText(init.errno)})`;
     if (init.extAck) message += `: kernel says "${init.extAck}"`;
     if (init.detail) message += `: ${init.detail}`;
-    super(message);
+    super(message, { code, retryable: RETRYABLE.has(code) });
     this.errno = init.errno;
-    this.code = code;
     this.op = init.op;
     this.extAck = init.extAck;
     this.extAckOffset = init.extAckOffset;
@@ -108,14 +110,14 @@ export type DecodeErrorReason =
  * `reason`, the byte `offset` (relative to the buffer handed to the decoder
  * that failed) and `what` was being decoded.
  */
-export class NetlinkDecodeError extends Error {
+export class NetlinkDecodeError extends FlannelError {
   override readonly name = 'NetlinkDecodeError';
   readonly reason: DecodeErrorReason;
   readonly offset: number;
   readonly what: string;
 
   constructor(reason: DecodeErrorReason, what: string, offset: number, detail: string) {
-    super(`netlink decode: ${what} at offset ${offset}: ${detail}`);
+    super(`netlink decode: ${what} at offset ${offset}: ${detail}`, { code: reason });
     this.reason = reason;
     this.what = what;
     this.offset = offset;

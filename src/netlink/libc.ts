@@ -22,6 +22,8 @@
 // the addon. Layouts are those of LP64 Linux (x86-64 and arm64 agree).
 
 import koffi from 'koffi';
+import { FlannelError } from '../errors.js';
+import { errnoName } from './errors.js';
 
 /** The socket calls of the netlink transport (tests script a fake of exactly this much). */
 export interface Libc {
@@ -144,15 +146,15 @@ export function nativeBlock(lib: SysLibc, size: number): NativeBlock {
   return { addr, size, u8, dv: new DataView(ab) };
 }
 
-/** A failed system call: which one, and errno. */
-export class SyscallError extends Error {
+/** A failed system call: which one, and errno; `code` is the errno name ("EBUSY"). */
+export class SyscallError extends FlannelError {
   override name = 'SyscallError';
   constructor(
     readonly op: string,
     readonly errno: number,
     detail: string,
   ) {
-    super(`${op}: ${detail} (errno ${errno})`);
+    super(`${op}: ${detail} (errno ${errno})`, { code: errnoName(errno) });
   }
 }
 

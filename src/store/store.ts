@@ -15,6 +15,8 @@
 // * watch delivers events in order with their revision; an error ends the
 //   watch (the caller re-lists and re-watches).
 
+import { FlannelError } from '../errors.js';
+
 export interface StoredEntry {
   /** subnet-key name, the last path element ("10.244.1.0-24") */
   readonly name: string;
@@ -61,13 +63,14 @@ export interface LeaseStore {
   close(): Promise<void>;
 }
 
-export class StoreError extends Error {
+/**
+ * A store operation failed. `code` is STORE_UNAVAILABLE for a retryable error
+ * (the store is away, busy or restarting) and STORE_ERROR otherwise, unless
+ * the adapter gives a more precise one.
+ */
+export class StoreError extends FlannelError {
   override name = 'StoreError';
-  constructor(
-    message: string,
-    readonly retryable: boolean,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(message: string, retryable: boolean, options?: { cause?: unknown; code?: string }) {
+    super(message, { code: options?.code ?? (retryable ? 'STORE_UNAVAILABLE' : 'STORE_ERROR'), retryable, cause: options?.cause });
   }
 }

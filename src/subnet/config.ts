@@ -31,10 +31,12 @@ import {
   type IPv6Net,
 } from '../lease/ip.js';
 import { foldKeys, parseJsonObject } from '../lease/json.js';
+import { FlannelError } from '../errors.js';
 
 export { foldKeys };
 
-export class ConfigError extends Error {
+export class ConfigError extends FlannelError {
+  static override readonly defaultCode: string = 'CONFIG_INVALID';
   override name = 'ConfigError';
 }
 

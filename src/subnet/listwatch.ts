@@ -10,6 +10,8 @@ import { sleep } from './manager.js';
 export interface ListWatchOptions {
   backoffMinMs?: number;
   backoffMaxMs?: number;
+  /** every failed list and every ended watch, with the line the log gets (which is rate-limited) */
+  onTrouble?: (line: string) => void;
 }
 
 export interface ListWatchSteps {
@@ -31,11 +33,15 @@ export async function runListWatch(steps: ListWatchSteps, log: Logger, signal: A
       if (signal.aborted) break;
       const ended = await watch();
       if (signal.aborted) break;
-      log.warn(`${steps.what} watch ended (${ended}); listing ${steps.what} again`);
+      const line = `${steps.what} watch ended (${ended}); listing ${steps.what} again`;
+      opts.onTrouble?.(line);
+      log.warn(line);
       backoff = min;
     } catch (e) {
       if (signal.aborted) break;
-      if (errLog.allow('list')) log.warn(`listing ${steps.what} failed, retrying: ${(e as Error).message}`);
+      const line = `listing ${steps.what} failed, retrying: ${(e as Error).message}`;
+      opts.onTrouble?.(line);
+      if (errLog.allow('list')) log.warn(line);
     }
     await sleep(backoff, signal);
     backoff = Math.min(backoff * 2, max);

@@ -25,10 +25,13 @@ import type { Logger } from '../log/log.js';
 import type { LeaseStore, StoredEntry } from '../store/store.js';
 import { compatible, freeSubnets, freeSubnets6, pick, type Random } from './allocator.js';
 import { ConfigError, parseNetworkConfig, type NetworkConfig } from './config.js';
+import { FlannelError } from '../errors.js';
+import { realClock, type Clock } from '../clock.js';
 
 export const LEASE_TTL_SECONDS = 24 * 60 * 60;
 
-export class SubnetError extends Error {
+export class SubnetError extends FlannelError {
+  static override readonly defaultCode: string = 'SUBNET';
   override name = 'SubnetError';
 }
 
@@ -52,6 +55,8 @@ export interface SubnetManagerOptions {
   random?: Random;
   /** creation races before giving up; generous, each round re-reads the store */
   maxRaceRetries?: number;
+  /** what lease expirations are computed from (default: the real clock) */
+  clock?: Clock;
 }
 
 /** Decode one stored entry into a Lease; a reason string when it does not parse. */
@@ -78,6 +83,7 @@ interface Garbled {
 export class SubnetManager {
   private readonly log: Logger;
   private readonly random: Random;
+  private readonly clock: Clock;
   private readonly maxRaceRetries: number;
 
   constructor(
@@ -86,6 +92,7 @@ export class SubnetManager {
   ) {
     this.log = o.log;
     this.random = o.random ?? Math.random;
+    this.clock = o.clock ?? realClock;
     this.maxRaceRetries = o.maxRaceRetries ?? 100;
   }
 
@@ -93,7 +100,7 @@ export class SubnetManager {
   async getNetworkConfig(): Promise<NetworkConfig> {
     const text = await this.store.getNetworkConfig();
     if (text === null) {
-      throw new ConfigError(`no network config in ${this.store.description} (did you create it with the etcd v3 API?)`);
+      throw new ConfigError(`no network config in ${this.store.description} (did you create it with the etcd v3 API?)`, { code: 'CONFIG_MISSING', retryable: true });
     }
     return parseNetworkConfig(text);
   }
@@ -150,7 +157,7 @@ export class SubnetManager {
         const ttl = entry.permanent ? null : LEASE_TTL_SECONDS;
         await this.store.putSubnet(entry.name, value, ttl);
         this.log.info(`found lease ${entry.name} for public IP ${formatIPv4(req.attrs.publicIP)}, reusing it${ttl === null ? ' (reservation, kept permanent)' : ''}`);
-        return { ...lease, attrs: req.attrs, expiration: ttl === null ? null : expiresIn(ttl), how: 'reused-by-public-ip' };
+        return { ...lease, attrs: req.attrs, expiration: ttl === null ? null : this.expiresIn(ttl), how: 'reused-by-public-ip' };
       }
       this.log.warn(`lease ${entry.name} for public IP ${formatIPv4(req.attrs.publicIP)} does not fit the current config; deleting it`);
       await this.store.deleteSubnet(entry.name);
@@ -177,7 +184,7 @@ export class SubnetManager {
       await this.store.deleteSubnet(ours.entry.name);
       if (!(await this.store.createSubnet(ours.entry.name, value, LEASE_TTL_SECONDS))) return null;
       this.log.warn(`lease ${ours.entry.key} held data that does not decode (${ours.why.replace(/^key "[^"]*": /, '')}); it is our previous subnet (from subnet.env), so it was reclaimed`);
-      return { subnet: prev4, subnet6: prev6, attrs: req.attrs, expiration: expiresIn(LEASE_TTL_SECONDS), how: 'reused-previous' };
+      return { subnet: prev4, subnet6: prev6, attrs: req.attrs, expiration: this.expiresIn(LEASE_TTL_SECONDS), how: 'reused-previous' };
     }
     if (prev4) {
       const free4 = !taken4.some((t) => ipv4NetsOverlap(t, prev4));
@@ -188,7 +195,7 @@ export class SubnetManager {
         const name = subnetKey(prev4, prev6);
         if (await this.store.createSubnet(name, value, LEASE_TTL_SECONDS)) {
           this.log.info(`reusing previous subnet ${name}`);
-          return { subnet: prev4, subnet6: prev6, attrs: req.attrs, expiration: expiresIn(LEASE_TTL_SECONDS), how: 'reused-previous' };
+          return { subnet: prev4, subnet6: prev6, attrs: req.attrs, expiration: this.expiresIn(LEASE_TTL_SECONDS), how: 'reused-previous' };
         }
         return null;
       }
@@ -210,7 +217,7 @@ export class SubnetManager {
     const name = subnetKey(subnet, subnet6);
     if (await this.store.createSubnet(name, value, LEASE_TTL_SECONDS)) {
       this.log.info(`allocated subnet ${name}`);
-      return { subnet, subnet6, attrs: req.attrs, expiration: expiresIn(LEASE_TTL_SECONDS), how: 'allocated' };
+      return { subnet, subnet6, attrs: req.attrs, expiration: this.expiresIn(LEASE_TTL_SECONDS), how: 'allocated' };
     }
     return null;
   }
@@ -220,7 +227,11 @@ export class SubnetManager {
     const name = subnetKey(lease.subnet, lease.subnet6);
     const ttl = lease.expiration === null ? null : LEASE_TTL_SECONDS;
     await this.store.putSubnet(name, encodeLeaseAttrs(lease.attrs), ttl);
-    return { ...lease, expiration: ttl === null ? null : expiresIn(ttl) };
+    return { ...lease, expiration: ttl === null ? null : this.expiresIn(ttl) };
+  }
+
+  private expiresIn(seconds: number): Date {
+    return new Date(this.clock.now() + seconds * 1000);
   }
 
   /** Validate a lease read from the store against the config; one-line reason or null. */
@@ -229,9 +240,6 @@ export class SubnetManager {
   }
 }
 
-function expiresIn(seconds: number): Date {
-  return new Date(Date.now() + seconds * 1000);
-}
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

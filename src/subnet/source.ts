@@ -6,6 +6,7 @@
 // * KubeSubnetManager (src/store/kube): the node's podCIDR is the lease and
 //   the Node objects' annotations are the peers' leases.
 
+import { realClock, type Clock } from '../clock.js';
 import { subnetKey, type Lease } from '../lease/lease.js';
 import type { Logger } from '../log/log.js';
 import type { LeaseStore } from '../store/store.js';
@@ -58,8 +59,9 @@ export class StoreLeaseSource implements LeaseSource {
   constructor(
     readonly store: LeaseStore,
     log: Logger,
+    private readonly clock: Clock = realClock,
   ) {
-    this.manager = new SubnetManager(store, { log });
+    this.manager = new SubnetManager(store, { log, clock });
   }
 
   get description(): string {
@@ -85,7 +87,7 @@ export class StoreLeaseSource implements LeaseSource {
   async storedExpiration(lease: Lease): Promise<Date | null | undefined> {
     const e = await this.store.getSubnet(subnetKey(lease.subnet, lease.subnet6));
     if (!e) return undefined;
-    return e.permanent ? null : new Date(Date.now() + (e.ttlSeconds ?? 0) * 1000);
+    return e.permanent ? null : new Date(this.clock.now() + (e.ttlSeconds ?? 0) * 1000);
   }
 
   async complete(): Promise<void> {

@@ -21,7 +21,7 @@ import type { Logger } from '../log/log.js';
 import type { LeaseStore, StoreEvent, StoredEntry, WatchHandle } from '../store/store.js';
 import type { NetworkConfig } from './config.js';
 import { entryToLease } from './manager.js';
-import { runListWatch } from './listwatch.js';
+import { runListWatch, type ListWatchOptions } from './listwatch.js';
 
 export interface LeaseUpdate {
   readonly events: readonly LeaseEvent[];
@@ -33,10 +33,7 @@ export interface LeaseUpdate {
   readonly storeReset?: string;
 }
 
-export interface LeaseWatchOptions {
-  backoffMinMs?: number;
-  backoffMaxMs?: number;
-}
+export type LeaseWatchOptions = ListWatchOptions;
 
 export class LeaseWatch {
   private readonly tracker = new LeaseTracker();

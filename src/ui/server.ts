@@ -174,36 +174,20 @@ export class UiServer {
     }
     if (this.stopped || !this.config) return;
     this.setStoreError(null);
-    const log = this.storeLogger();
-    this.watch = new LeaseWatch(this.o.source.store, this.config, log, (u) => {
-      this.leases = u.leases.map(summariseLease);
-      for (const l of this.leases) this.lastSeen.set(l.publicIP, l);
-      this.storeError = null;
-      this.rebuild();
-    });
+    // A failing store is shown on the page as well as logged.
+    this.watch = new LeaseWatch(
+      this.o.source.store,
+      this.config,
+      this.o.log,
+      (u) => {
+        this.leases = u.leases.map(summariseLease);
+        for (const l of this.leases) this.lastSeen.set(l.publicIP, l);
+        this.storeError = null;
+        this.rebuild();
+      },
+      { onTrouble: (line) => this.setStoreError(line) },
+    );
     this.watch.start();
-  }
-
-  /** LeaseWatch reports a failing store only in its log: show those lines on the page too. */
-  private storeLogger(): Logger {
-    const base = this.o.log;
-    const show = (msg: string) => {
-      if (/^(listing leases failed|leases watch ended)/.test(msg)) this.setStoreError(msg);
-    };
-    const wrap = (l: Logger): Logger => ({
-      debug: (m, f) => l.debug(m, f),
-      info: (m, f) => l.info(m, f),
-      warn: (m, f) => {
-        show(m);
-        l.warn(m, f);
-      },
-      error: (m, f) => {
-        show(m);
-        l.error(m, f);
-      },
-      child: (c) => wrap(l.child(c)),
-    });
-    return wrap(base);
   }
 
   private setStoreError(e: string | null): void {

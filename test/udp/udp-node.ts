@@ -51,13 +51,27 @@ async function main(): Promise<void> {
   if (args.port !== undefined) backendConf.Port = args.port;
   const config = parseNetworkConfig(JSON.stringify({ Network: args.network ?? '10.244.0.0/16', Backend: backendConf }));
   const log = stderrLogger(0, `udp-node ${args.own}`);
-  const backend = new UdpBackend(
-    { config, log, extIface: { name: args.iface, index: link.index, mtu: link.mtu ?? 1500, ifaceAddr, publicIP: ifaceAddr } },
+  // What the daemon does for a backend: reconciles one at a time, and a
+  // reconcile when the backend kicks (its data path stopped).
+  let peers: Lease[] = args.peers.map((p) => lease(p.subnet, p.publicIP));
+  let chain: Promise<unknown> = Promise.resolve();
+  const reconcile = (): Promise<Error[]> => {
+    const p = chain.then(() => backend.reconcile(peers, []));
+    chain = p.catch(() => undefined);
+    return p;
+  };
+  const backend: UdpBackend = new UdpBackend(
+    {
+      config,
+      log,
+      extIface: { name: args.iface, index: link.index, mtu: link.mtu ?? 1500, ifaceAddr, publicIP: ifaceAddr },
+      kick: () => void reconcile(),
+    },
     { kernel, offload: args.offload ?? true, batch: args.batch, socketBufferBytes: args.socketBufferBytes },
   );
   const attrs = await backend.prepare();
   const { mtu } = await backend.activate(lease(args.own, addr.cidr.split('/')[0]!));
-  const errors = await backend.reconcile(args.peers.map((p) => lease(p.subnet, p.publicIP)), []);
+  const errors = await reconcile();
   out({ type: 'ready', mtu, attrs, device: backend.deviceName, offloads: backend.offloads, errors: errors.map((e) => e.message) });
 
   let closing = false;
@@ -76,8 +90,8 @@ async function main(): Promise<void> {
     const [cmd, ...rest] = line.trim().split(' ');
     if (cmd === 'stats') out({ type: 'stats', stats: backend.stats(), recoveries: backend.recoveries });
     else if (cmd === 'reconcile') {
-      const peers = JSON.parse(rest.join(' ')) as Peer[];
-      void backend.reconcile(peers.map((p) => lease(p.subnet, p.publicIP)), []).then((errs) => out({ type: 'reconciled', errors: errs.map((e) => e.message) }));
+      peers = (JSON.parse(rest.join(' ')) as Peer[]).map((p) => lease(p.subnet, p.publicIP));
+      void reconcile().then((errs) => out({ type: 'reconciled', errors: errs.map((e) => e.message) }));
     } else if (cmd === 'exit') void shutdown();
   });
   rl.on('close', () => void shutdown());

@@ -22,7 +22,7 @@ async function setup(publicIP = '192.0.2.11') {
   const log = new MemoryLogger();
   const b = new HostGwBackend(
     { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4(publicIP) }, log },
-    { kernel: k, resyncMs: 0 },
+    { kernel: k },
   );
   return { k, b, log, eth0, stale };
 }

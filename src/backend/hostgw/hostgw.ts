@@ -3,21 +3,19 @@
 // segment with us; a peer that does not is refused with a clear error.
 //
 // Routes are reconciled declaratively (adds before deletes, repeat = no-op)
-// and restored within milliseconds when someone deletes one (route
-// notifications), with a periodic check as the safety net (flannel: 10 s).
+// and restored within milliseconds when someone deletes one (damage() picks
+// route deletions out of the daemon's kernel notifications), with the
+// daemon's periodic check as the safety net (flannel: 10 s).
 
 import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { BackendError, type Backend, type BackendContext, type BackendMetrics, type ChangeFeed, type PublishedAttrs } from '../backend.js';
+import { BackendError, ReconcileError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
-import { ReconcileLoop } from '../loop.js';
 
 export interface HostGwOptions {
   kernel: KernelNet;
-  feed?: ChangeFeed;
-  resyncMs?: number;
 }
 
 export class HostGwBackend implements Backend {
@@ -26,9 +24,12 @@ export class HostGwBackend implements Backend {
   private remote: readonly Lease[] = [];
   private closed = false;
   private active = false;
-  private readonly loop: ReconcileLoop;
   private readonly warned = new Set<string>();
   last = { changes: 0 };
+  /** kernel changes the last reconcile made */
+  get lastChanges(): number {
+    return this.last.changes;
+  }
 
   constructor(
     private readonly ctx: BackendContext,
@@ -36,11 +37,6 @@ export class HostGwBackend implements Backend {
   ) {
     this.k = o.kernel;
     if (!ctx.config.network) throw new BackendError('host-gw: IPv4 Network is required');
-    this.loop = new ReconcileLoop(async () => ({ errors: await this.runOnce(), changes: this.last.changes }), ctx.log);
-  }
-
-  metrics(): BackendMetrics {
-    return { heals: this.loop.healsByTrigger };
   }
 
   async prepare(): Promise<PublishedAttrs> {
@@ -56,20 +52,19 @@ export class HostGwBackend implements Backend {
   async activate(): Promise<{ mtu: number }> {
     await removeOtherBackends(this.k, 'host-gw', this.ctx.config.network!, this.ctx.extIface.index, this.ctx.log);
     this.active = true;
-    await this.loop.start(this.o.feed, (ev) => this.onKernelEvent(ev), this.o.resyncMs ?? 10_000);
     return { mtu: this.ctx.extIface.mtu };
   }
 
-  private onKernelEvent(ev: NetlinkEvent): void {
+  damage(ev: NetlinkEvent): string | null {
     // Our own deletions are not damage to repair.
     const own = this.k.ownPortId?.() ?? 0;
-    if (own !== 0 && ev.pid === own) return;
-    if (ev.kind === 'route' && ev.action === 'del' && ev.route.oif === this.ctx.extIface.index) this.loop.kick('route deleted');
+    if (own !== 0 && ev.pid === own) return null;
+    return ev.kind === 'route' && ev.action === 'del' && ev.route.oif === this.ctx.extIface.index ? 'route deleted' : null;
   }
 
   async reconcile(remote: readonly Lease[]): Promise<Error[]> {
     this.remote = remote;
-    return this.loop.enqueue();
+    return this.runOnce();
   }
 
   private async runOnce(): Promise<Error[]> {
@@ -86,7 +81,7 @@ export class HostGwBackend implements Backend {
         continue;
       }
       if (!onLink.some((n) => ipv4NetContains(n, l.attrs.publicIP))) {
-        errors.push(new Error(`refusing lease ${id}: its public IP ${formatIPv4(l.attrs.publicIP)} is not on ${this.ctx.extIface.name}'s L2 subnet; host-gw cannot reach it without encapsulation (use vxlan)`));
+        errors.push(new ReconcileError(`refusing lease ${id}: its public IP ${formatIPv4(l.attrs.publicIP)} is not on ${this.ctx.extIface.name}'s L2 subnet; host-gw cannot reach it without encapsulation (use vxlan)`, { code: 'PEER_NOT_ON_LINK' }));
         continue;
       }
       want.set(formatIPv4Net(l.subnet), formatIPv4(l.attrs.publicIP));
@@ -101,7 +96,8 @@ export class HostGwBackend implements Backend {
     this.last = { changes: ops.length };
     if (ops.length) {
       const res = await this.k.applyBatch(ops);
-      for (const f of res.failures) errors.push(new Error(`${f.op.op} ${'route' in f.op ? f.op.route.dst : ''}: ${f.error.message}`));
+      this.last = { changes: res.succeeded };
+      for (const f of res.failures) errors.push(new ReconcileError(`${f.op.op} ${'route' in f.op ? f.op.route.dst : ''}: ${f.error.message}`, { cause: f.error }));
     }
     return errors;
   }
@@ -114,7 +110,6 @@ export class HostGwBackend implements Backend {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.loop.close(this.o.feed);
   }
 }
 

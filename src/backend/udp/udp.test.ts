@@ -86,7 +86,7 @@ describe('UdpBackend on the fake kernel (TUN and sysctls through the port)', () 
   function onFake(k: FakeKernel): { b: UdpBackend; log: MemoryLogger } {
     const log = new MemoryLogger();
     const config = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}');
-    return { b: new UdpBackend({ config, log, extIface: ext }, { kernel: k, recoverMs: 60_000 }), log };
+    return { b: new UdpBackend({ config, log, extIface: ext }, { kernel: k }), log };
   }
 
   /** Records the port calls that change the host, in order. */

@@ -20,7 +20,11 @@
 //   with UDP GSO; the rx worker receives GRO trains and merges TCP segments
 //   into TSO writes. Each datagram is still one complete inner packet.
 // * If the TUN device disappears (someone deleted flannel0) the workers report
-//   it and the backend rebuilds device, address, route and data path.
+//   it; the backend asks the daemon for a reconcile (ctx.kick), and that run
+//   rebuilds device, address, route and data path. A rebuild that fails is
+//   tried again by the next run (the daemon's periodic check). The backend
+//   runs no timers of its own: this host's addresses are re-read by every
+//   reconcile, the periodic check included.
 // * ⚠ Local deviations (nothing changes on the wire), see README.md: ICMP
 //   requests to an unleased subnet get net-unreachable (flannel answers no
 //   ICMP at all); flannel0 gets accept_local=1 so that error actually reaches
@@ -33,7 +37,7 @@ import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, unusablePublicIP
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { HostPort, KernelNet, TunDevice } from '../../kernel/types.js';
 import type { LeaseEvent } from '../../lease/tracker.js';
-import { BackendError, type Backend, type BackendContext, type BackendMetrics, type PublishedAttrs } from '../backend.js';
+import { BackendError, ReconcileError, type Backend, type BackendContext, type BackendMetrics, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
 import { COUNTER_SLOTS, readStats, type UdpStats } from './counters.js';
 import { openUdpSocket, type UdpSocket } from './device.js';
@@ -64,8 +68,6 @@ export interface UdpBackendOptions {
   socketBufferBytes?: number | undefined;
   /** Device name or template (default `flannel%d`, which the kernel makes flannel0). */
   deviceName?: string;
-  /** Delay before rebuilding a lost device (default 1000 ms). */
-  recoverMs?: number;
 }
 
 export interface SkippedLease {
@@ -137,11 +139,11 @@ export class UdpBackend implements Backend {
   private postedKey: string | null = null;
   private gen = 0;
   private localsKey: string | null = null;
-  private localsTimer: NodeJS.Timeout | null = null;
   private closed = false;
-  private recovering: Promise<void> | null = null;
-  private recoverTimer: NodeJS.Timeout | null = null;
+  /** why the data path is down (null while it runs) */
   private failure: string | null = null;
+  /** kernel changes the last reconcile made: 1 when it rebuilt the data path */
+  lastChanges = 0;
   private readonly warnOnce = new Set<string>();
   /** how many times the data path was rebuilt after losing the device */
   recoveries = 0;
@@ -197,10 +199,6 @@ export class UdpBackend implements Backend {
     this.dp = await this.start(own);
     this.postRoutes(true);
     await this.refreshLocals(true);
-    this.localsTimer = setInterval(() => {
-      this.refreshLocals(false).catch((e: unknown) => this.ctx.log.warn(`cannot list local addresses: ${(e as Error).message}`));
-    }, 10_000);
-    this.localsTimer.unref();
     const { tun, sock, index } = this.dp;
     this.ctx.log.info(
       `using ${tun.name} (index ${index}, MTU ${this.mtu}, address ${formatIPv4(own.subnet.ip)}/32); UDP ${formatIPv4(this.ctx.extIface.ifaceAddr)}:${this.opts.port}; offloads tso=${tun.tso} gso=${sock.gso} gro=${sock.gro} simd-checksum=${this.dp.simd}`,
@@ -346,22 +344,12 @@ export class UdpBackend implements Backend {
     if (m.type !== 'fatal' || this.closed || dp !== this.dp) return;
     this.ctx.log.error(`data path stopped: ${m.message}`);
     this.failure = m.message;
-    this.scheduleRecovery();
+    this.ctx.kick?.('data path stopped');
   }
 
-  private scheduleRecovery(): void {
-    if (this.closed || this.recoverTimer || this.recovering) return;
-    this.recoverTimer = setTimeout(() => {
-      this.recoverTimer = null;
-      this.recovering = this.recover().finally(() => {
-        this.recovering = null;
-      });
-    }, this.o.recoverMs ?? 1000);
-  }
-
-  /** Tears the data path down and builds it again (device, kernel state, workers, routes). */
-  private async recover(): Promise<void> {
-    if (this.closed || !this.own) return;
+  /** Tears the data path down and builds it again (device, kernel state, workers, routes); true when it runs again. */
+  private async recover(): Promise<boolean> {
+    if (this.closed || !this.own) return false;
     const old = this.dp;
     this.dp = null;
     if (old) await this.teardown(old);
@@ -373,14 +361,19 @@ export class UdpBackend implements Backend {
       this.failure = null;
       this.recoveries++;
       this.ctx.log.info(`data path restored on ${this.dp.tun.name}`);
+      return true;
     } catch (e) {
+      const again = this.failure === (e as Error).message;
       this.failure = (e as Error).message;
-      this.ctx.log.error(`cannot restore the data path: ${this.failure}; retrying`);
-      this.scheduleRecovery();
+      if (!again) this.ctx.log.error(`cannot restore the data path: ${this.failure}; trying again with every reconcile`);
+      return false;
     }
   }
 
   async reconcile(remote: readonly Lease[], _events: readonly LeaseEvent[] = []): Promise<Error[]> {
+    this.lastChanges = 0;
+    // The data path stopped (a worker reported it) or an earlier rebuild failed.
+    if (this.own && !this.closed && (this.failure !== null || !this.dp) && (await this.recover())) this.lastChanges = 1;
     const { entries, skipped } = desiredRoutes(remote, this.network, this.own?.subnet ?? null);
     for (const s of skipped) {
       const key = `${s.id}:${s.reason}`;
@@ -392,11 +385,11 @@ export class UdpBackend implements Backend {
     this.logChanges(this.entries, entries);
     this.entries = entries;
     this.postRoutes(false);
-    if (this.own && !this.dp) return [new Error(`udp data path is down: ${this.failure ?? 'not running'}`)];
+    if (this.own && !this.dp) return [new ReconcileError(`udp data path is down: ${this.failure ?? 'not running'}`, { code: 'DATA_PATH_DOWN' })];
     try {
       await this.refreshLocals(false);
     } catch (e) {
-      return [new Error(`udp: cannot list local addresses: ${(e as Error).message}`)];
+      return [new ReconcileError(`udp: cannot list local addresses: ${(e as Error).message}`, { cause: e })];
     }
     return [];
   }
@@ -494,9 +487,6 @@ export class UdpBackend implements Backend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.recoverTimer) clearTimeout(this.recoverTimer);
-    if (this.localsTimer) clearInterval(this.localsTimer);
-    await this.recovering;
     const dp = this.dp;
     this.dp = null;
     if (dp) await this.teardown(dp);

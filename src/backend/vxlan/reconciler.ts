@@ -17,6 +17,7 @@
 import { ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
 import type { PeerEntries } from './desired.js';
+import { ReconcileError } from '../backend.js';
 
 export interface ReconcileTarget {
   readonly dev: number;
@@ -73,7 +74,7 @@ class Batches {
     this.changes += res.succeeded;
     for (const f of res.failures) {
       failed.add(f.index);
-      this.errors.push(new Error(`${describe(f.op)} on dev #${this.t.dev}: ${f.error.message}`));
+      this.errors.push(new ReconcileError(`${describe(f.op)} on dev #${this.t.dev}: ${f.error.message}`, { cause: f.error }));
     }
     return failed;
   }

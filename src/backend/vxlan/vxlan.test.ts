@@ -8,6 +8,10 @@ import { FakeKernel } from '../../testing/fake-kernel.js';
 import { ConfigError } from '../../subnet/config.js';
 import { parseVxlanOptions, normaliseMac } from './options.js';
 import { VxlanBackend } from './vxlan.js';
+import { ReconcileError } from '../backend.js';
+import type { NetlinkError } from '../../netlink/errors.js';
+import { ReconcileQueue } from '../../daemon/reconcile.js';
+import { ManualClock } from '../../testing/manual-clock.js';
 
 const peer = (n: number, mac = `0a:00:00:00:00:0${n}`, type = 'vxlan'): Lease => ({
   subnet: parseIPv4Net(`10.244.${n}.0/24`),
@@ -23,7 +27,7 @@ async function setup(backend = '{"Type":"vxlan"}') {
   const log = new MemoryLogger();
   const b = new VxlanBackend(
     { config: parseNetworkConfig(`{"Network":"10.244.0.0/16","Backend":${backend}}`), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
-    { kernel: k, resyncMs: 0 },
+    { kernel: k },
   );
   const attrs = await b.prepare();
   const own = { ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } };
@@ -93,6 +97,10 @@ test('one failing peer does not stop the others; all errors are returned; its ro
   const errs = await b.reconcile([peer(2), peer(3), peer(4)]);
   assert.equal(errs.length, 1);
   assert.match(errs[0]!.message, /fdb 0a:00:00:00:00:03 dst 192\.0\.2\.13.*ENOBUFS/);
+  // the kernel's errno survives: code, errno and the NetlinkError as cause
+  const e = errs[0] as ReconcileError;
+  assert.ok(e instanceof ReconcileError);
+  assert.deepEqual([e.code, e.errno, e.retryable, (e.cause as NetlinkError).code], ['ENOBUFS', 105, true, 'ENOBUFS']);
   assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.4.0/24']);
   k.failWhen = null;
   assert.deepEqual(await b.reconcile([peer(2), peer(3), peer(4)]), []);
@@ -130,7 +138,7 @@ test('an existing compatible device is reused (MAC kept); an incompatible one is
   const mk = () =>
     new VxlanBackend(
       { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log: new MemoryLogger() },
-      { kernel: k, resyncMs: 0 },
+      { kernel: k },
     );
   assert.deepEqual(await mk().prepare(), { backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: '0e:11:22:33:44:55' } });
   assert.equal((await k.getLinkByName('flannel.1'))!.index, old.index);
@@ -167,26 +175,38 @@ test('an entry the kernel keeps refusing is not "restored" on every periodic che
   const log = new MemoryLogger();
   const b = new VxlanBackend(
     { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
-    { kernel: k, resyncMs: 15 },
+    { kernel: k },
   );
   const attrs = await b.prepare();
   await b.activate({ ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } });
+  // the daemon's queue, driven as its periodic check would
+  const clock = new ManualClock();
+  const q = new ReconcileQueue({ clock, log, run: async (events) => ({ errors: await b.reconcile([peer(2), peer(3)], events), changes: b.lastChanges }) });
+  const check = async () => {
+    q.kick('periodic check');
+    await clock.advance(10_000);
+    await q.settled();
+  };
   try {
-    assert.deepEqual(await b.reconcile([peer(2), peer(3)]), []);
+    q.push([]);
+    await q.settled();
+    assert.equal(b.lastChanges, 6, 'neighbour, fdb and route for two peers');
     // Someone deletes a route, and from now on the kernel refuses to put it back.
     k.failWhen = (op) => (op.op === 'replaceRoute' && op.route.dst === '10.244.3.0/24' ? 22 : null);
     k.routes = k.routes.filter((r) => r.dst !== '10.244.3.0/24');
-    const before = b.reconciles;
-    while (b.reconciles < before + 8) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 8; i++) await check();
     const msgs = log.lines.map((l) => l.msg);
     assert.deepEqual(msgs.filter((m) => /restored/.test(m)), [], 'nothing was restored');
     const warned = msgs.filter((m) => /^reconcile: route 10\.244\.3\.0\/24 via 10\.244\.3\.0 .*EINVAL/.test(m));
     assert.equal(warned.length, 1, msgs.join('\n'));
     // once the kernel takes it again, it is restored (and said so)
     k.failWhen = null;
-    while (!k.routes.some((r) => r.dst === '10.244.3.0/24')) await new Promise((r) => setTimeout(r, 5));
-    while (!log.lines.some((l) => /^restored 1 kernel entry/.test(l.msg))) await new Promise((r) => setTimeout(r, 5));
+    await check();
+    assert.ok(k.routes.some((r) => r.dst === '10.244.3.0/24'));
+    assert.deepEqual(log.lines.filter((l) => /^restored/.test(l.msg)).map((l) => l.msg), ['restored 1 kernel entry (periodic check)']);
+    assert.deepEqual(q.heals, { 'periodic check': 1 });
   } finally {
+    await q.close();
     await b.close();
   }
 });
@@ -200,7 +220,7 @@ test('flannel.1 keeps exactly one IPv4 address: a stale /32 from an old subnet (
   const log = new MemoryLogger();
   const b = new VxlanBackend(
     { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
-    { kernel: k, resyncMs: 0 },
+    { kernel: k },
   );
   const attrs = await b.prepare();
   await b.activate({ ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } });

@@ -5,9 +5,10 @@
 // Design notes
 // * Device reuse: an existing compatible flannel.<VNI> is kept, so its MAC (our
 //   published VtepMAC) survives restarts; an incompatible one is recreated.
-// * Self-healing, which flannel lacks for VXLAN (§5.8): a netlink subscriber
-//   reacts to deletions of our device or of any entry we own and re-runs the
-//   reconciler within milliseconds; a periodic full reconcile is the safety
+// * Self-healing, which flannel lacks for VXLAN (§5.8): the daemon's netlink
+//   subscriber hands us kernel notifications; damage() picks out deletions of
+//   our device or of any entry a peer needs, and the daemon re-runs the
+//   reconciler within milliseconds. Its periodic full reconcile is the safety
 //   net (and covers lost notifications, ENOBUFS "overrun").
 // * ⚠ §App. A.7: after flannel recreates a deleted device it never re-adds the
 //   peers' entries. We recreate it with the same MAC (so peers' FDB/ARP entries
@@ -22,9 +23,8 @@ import type { KernelNet, Link } from '../../kernel/types.js';
 import { AF_INET } from '../../netlink/constants.js';
 import { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
-import { BackendError, type Backend, type BackendContext, type BackendMetrics, type ChangeFeed, type PublishedAttrs } from '../backend.js';
+import { BackendError, ReconcileError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
-import { ReconcileLoop } from '../loop.js';
 import { desiredEntries } from './desired.js';
 import { normaliseMac, parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
 import { patchVxlan, reconcileVxlan, type ReconcileResult } from './reconciler.js';
@@ -36,9 +36,6 @@ export const VXLAN_OVERHEAD = 50;
 
 export interface VxlanBackendOptions {
   kernel: KernelNet;
-  feed?: ChangeFeed;
-  /** periodic full reconcile; 0 disables (default 10 s) */
-  resyncMs?: number;
 }
 
 export class VxlanBackend implements Backend {
@@ -51,13 +48,14 @@ export class VxlanBackend implements Backend {
   private own: Lease | null = null;
   private remote: readonly Lease[] = [];
   private closed = false;
-  private readonly loop: ReconcileLoop;
   private readonly warnOnce = new Set<string>();
   /** what the last reconcile did; tests and metrics read it */
   last: ReconcileResult = { changes: 0, errors: [] };
   reconciles = 0;
   /** targeted patches applied for a few lease events (see reconcile) */
   patches = 0;
+  /** kernel changes the last reconcile (full or patch) made */
+  lastChanges = 0;
 
   constructor(
     private readonly ctx: BackendContext,
@@ -67,15 +65,6 @@ export class VxlanBackend implements Backend {
     this.devName = `flannel.${this.opts.vni}`;
     this.k = o.kernel;
     if (!ctx.config.network) throw new BackendError('vxlan: IPv4 Network is required');
-    this.loop = new ReconcileLoop(async () => ({ errors: await this.runOnce(), changes: this.last.changes }), ctx.log);
-  }
-
-  metrics(): BackendMetrics {
-    return { heals: this.loop.healsByTrigger };
-  }
-
-  get heals(): number {
-    return this.loop.heals;
   }
 
   get mtu(): number {
@@ -154,7 +143,6 @@ export class VxlanBackend implements Backend {
     // routes are removed by the reconciler (it owns gateway routes into Network).
     await removeOtherBackends(this.k, 'vxlan', this.ctx.config.network!, this.ctx.extIface.index, this.ctx.log);
     await this.configureDevice(own);
-    await this.loop.start(this.o.feed, (e) => this.onKernelEvent(e), this.o.resyncMs ?? 10_000);
     return { mtu: this.mtu };
   }
 
@@ -168,10 +156,14 @@ export class VxlanBackend implements Backend {
     if (events.length > 0 && events.length <= PATCH_MAX_EVENTS && this.reconciles > 0 && this.dev) {
       const known = new Set(before.map(leaseId));
       if (events.every((e) => e.type === 'removed' || !known.has(leaseId(e.lease)))) {
-        return this.loop.enqueueTask(() => this.patchOnce(events));
+        const r = await this.patchOnce(events);
+        this.lastChanges = r.changes;
+        return r.errors;
       }
     }
-    return this.loop.enqueue();
+    const errors = await this.runOnce();
+    this.lastChanges = this.last.changes;
+    return errors;
   }
 
   private async patchOnce(events: readonly LeaseEvent[]): Promise<{ errors: Error[]; changes: number }> {
@@ -192,18 +184,17 @@ export class VxlanBackend implements Backend {
     return { errors: r.errors, changes: r.changes };
   }
 
-  private onKernelEvent(e: NetlinkEvent): void {
-    if (this.closed || !this.dev) return;
+  damage(e: NetlinkEvent): string | null {
+    if (this.closed || !this.dev) return null;
     // Our own deletions (a targeted patch removing a peer) are not damage to repair.
     const own = this.k.ownPortId?.() ?? 0;
-    if (own !== 0 && e.pid === own) return;
+    if (own !== 0 && e.pid === own) return null;
     const dev = this.dev.index;
     if (e.kind === 'link' && e.action === 'del' && (e.link.index === dev || e.link.name === this.devName)) {
       this.ctx.log.warn(`${this.devName} was deleted; recreating it`);
-      this.loop.kick('device deleted');
-      return;
+      return 'device deleted';
     }
-    if (e.action !== 'del') return;
+    if (e.action !== 'del') return null;
     // Only the loss of an entry a peer needs is damage. Neighbour deletions
     // reach us with pid 0 even when our own patch removed a departed peer, so
     // the port id alone can't tell; what we want can.
@@ -213,8 +204,9 @@ export class VxlanBackend implements Backend {
       (e.kind === 'fdb' && e.fdb.ifindex === dev && w.fdb.has(`${e.fdb.mac}|${e.fdb.dst ?? ''}`)) ||
       (e.kind === 'route' && (e.route.oif === dev || e.route.oif === this.ctx.extIface.index) && w.dsts.has(e.route.dst))
     ) {
-      this.loop.kick(`${e.kind} deleted`);
+      return `${e.kind} deleted`;
     }
+    return null;
   }
 
   private wantedCache: { remote: readonly Lease[]; gws: Set<string>; fdb: Set<string>; dsts: Set<string> } | null = null;
@@ -249,7 +241,7 @@ export class VxlanBackend implements Backend {
         this.dev = await this.ensureDevice(this.mac);
         await this.configureDevice(this.own);
       } catch (e) {
-        const errors = [new Error(`cannot restore ${this.devName}: ${(e as Error).message}`)];
+        const errors = [new ReconcileError(`cannot restore ${this.devName}: ${(e as Error).message}`, { cause: e })];
         this.last = { changes: 0, errors };
         return errors;
       }
@@ -270,7 +262,6 @@ export class VxlanBackend implements Backend {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.loop.close(this.o.feed);
   }
 }
 

@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from '../../store/etcd/defaults.js';
 import { DEFAULT_SUBNET_FILE } from '../../subnet/subnet-env.js';
+import { FlannelError } from '../../errors.js';
 
 export interface FlanneldFlags {
   etcdEndpoints: string;
@@ -47,7 +48,8 @@ export interface FlanneldFlags {
   logFormat: string;
 }
 
-export class FlagError extends Error {
+export class FlagError extends FlannelError {
+  static override readonly defaultCode: string = 'FLAG_INVALID';
   override name = 'FlagError';
 }
 

@@ -40,8 +40,8 @@ function defaultBackends(observer: () => KernelObserver | null): { registry: Bac
   const made = <B extends Backend>(b: B): B => ((current = b), b);
   const registry = new BackendRegistry()
     .register('alloc', (ctx) => made(new AllocBackend(ctx)))
-    .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() })))
-    .register('host-gw', (ctx) => made(new HostGwBackend(ctx, { kernel: k(), feed: new NetlinkChangeFeed() })))
+    .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k() })))
+    .register('host-gw', (ctx) => made(new HostGwBackend(ctx, { kernel: k() })))
     .register('udp', (ctx) => made(new UdpBackend(ctx, { kernel: k() })));
   return { registry, current: () => current, close: () => kernel?.close() };
 }
@@ -233,13 +233,15 @@ export async function run(f: FlanneldFlags): Promise<number> {
     ipMasq: f.ipMasq,
     renewMarginMinutes: f.subnetLeaseRenewMargin,
     traffic,
+    // kernel notifications for self-healing; subscribed only when the backend takes them (vxlan, host-gw)
+    feed: new NetlinkChangeFeed(),
     ...(configText !== undefined ? { configText } : {}),
   });
 
   let health: HealthServer | null = null;
   if (f.healthzPort > 0) {
     try {
-      health = await startHealthServer(f.healthzIp, f.healthzPort, () => daemon.ready, daemon.metrics.registry);
+      health = await startHealthServer(f.healthzIp, f.healthzPort, () => daemon.ready, daemon.metrics.registry, () => daemon.conditions());
       log.info(`healthz listening on ${f.healthzIp}:${health.port}`);
     } catch (e) {
       await store?.close();

@@ -8,7 +8,9 @@
 // "flannel.alpha.coreos.com/backend-type" and "flannel.alpha.coreos.com/prefix"
 // gives "flannel.alpha.coreos.com/prefix-backend-type".
 
-export class AnnotationPrefixError extends Error {
+import { FlannelError } from '../../errors.js';
+export class AnnotationPrefixError extends FlannelError {
+  static override readonly defaultCode: string = 'ANNOTATION_PREFIX_INVALID';
   override name = 'AnnotationPrefixError';
 }
 

@@ -7,6 +7,7 @@
 // in etcd or local mode never pays for it.
 
 import type { NodeView } from './node-lease.js';
+import { FlannelError } from '../../errors.js';
 
 export interface KubeNode extends NodeView {
   readonly resourceVersion: string;
@@ -36,7 +37,12 @@ export interface KubeApi {
   close(): void;
 }
 
-export class KubeApiError extends Error {
+/**
+ * A Kubernetes API call failed. `code` is HTTP_<status> (HTTP_403), or
+ * KUBE_UNREACHABLE for a transport error (status 0); those, 429 and 5xx are
+ * retryable.
+ */
+export class KubeApiError extends FlannelError {
   override name = 'KubeApiError';
   constructor(
     message: string,
@@ -44,7 +50,7 @@ export class KubeApiError extends Error {
     readonly status: number,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(message, { code: status === 0 ? 'KUBE_UNREACHABLE' : `HTTP_${status}`, retryable: status === 0 || status === 429 || status >= 500, cause: options?.cause });
   }
   get forbidden(): boolean {
     return this.status === 403;
