@@ -17,6 +17,7 @@ import type {
   BatchResult,
   FdbEntry,
   FdbSpec,
+  IpFamily,
   KernelNet,
   KernelOp,
   Link,
@@ -30,6 +31,8 @@ import type {
 } from './types.js';
 
 const EEXIST = 17;
+
+const af = (f: IpFamily): number => (f === 6 ? C.AF_INET6 : C.AF_INET);
 
 function neighReq(n: NeighSpec): NetlinkRequest {
   return R.newNeighRequest({ ifindex: n.ifindex, ip: n.ip, mac: n.mac, permanent: n.permanent ?? true }, 'replace');
@@ -238,8 +241,8 @@ export class RtNetlink implements KernelNet {
 
   // ---------------------------------------------------------- addresses
 
-  async listAddrs(index?: number): Promise<Addr[]> {
-    const all = (await this.sock.dump(R.dumpAddrsRequest(C.AF_INET))).map(decodeAddr);
+  async listAddrs(index?: number, family: IpFamily = 4): Promise<Addr[]> {
+    const all = (await this.sock.dump(R.dumpAddrsRequest(af(family)))).map(decodeAddr);
     return index === undefined ? all : all.filter((a) => a.index === index);
   }
 
@@ -255,7 +258,7 @@ export class RtNetlink implements KernelNet {
 
   async listRoutes(filter: RouteFilter = {}): Promise<Route[]> {
     const table = filter.table ?? C.RT_TABLE_MAIN;
-    return (await this.sock.dump(R.dumpRoutesRequest(C.AF_INET)))
+    return (await this.sock.dump(R.dumpRoutesRequest(af(filter.family ?? 4))))
       .map(decodeRoute)
       .filter((r) => (table === 'all' || r.table === table) && (filter.oif === undefined || r.oif === filter.oif));
   }
@@ -270,9 +273,9 @@ export class RtNetlink implements KernelNet {
 
   // --------------------------------------------------------- neighbours
 
-  async listNeighs(index?: number): Promise<Neigh[]> {
+  async listNeighs(index?: number, family: IpFamily = 4): Promise<Neigh[]> {
     const out: Neigh[] = [];
-    for (const msg of await this.sock.dump(R.dumpNeighsRequest(C.AF_INET))) {
+    for (const msg of await this.sock.dump(R.dumpNeighsRequest(af(family)))) {
       const n = decodeNeighOrFdb(msg);
       if (!isFdbEntry(n) && (index === undefined || n.ifindex === index)) out.push(n);
     }

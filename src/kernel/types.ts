@@ -45,10 +45,15 @@ export type FdbSpec = Pick<R.FdbSpec, 'ifindex' | 'mac' | 'self' | 'permanent'> 
 /** An IPv4 route as backends need it: the codec's RouteSpec without protocol/scope/prefsrc tuning. */
 export type RouteSpec = Pick<R.RouteSpec, 'dst' | 'gw' | 'oif' | 'onlink' | 'table' | 'priority'> & { type?: 'unicast' | 'blackhole' };
 
+/** Address family of a listing: 4 (the default everywhere) or 6. */
+export type IpFamily = 4 | 6;
+
 export interface RouteFilter {
   /** Table to list; default RT_TABLE_MAIN, 'all' for every table. */
   table?: number | 'all';
   oif?: number;
+  /** IPv4 routes (default) or IPv6 routes. */
+  family?: IpFamily;
 }
 
 /** One step of a batch. */
@@ -100,8 +105,8 @@ export interface KernelNet {
   setMtu(index: number, mtu: number): Promise<void>;
   setLinkAddress(index: number, mac: string): Promise<void>;
 
-  /** IPv4 addresses, of one interface or all. */
-  listAddrs(index?: number): Promise<Addr[]>;
+  /** IPv4 (default) or IPv6 addresses, of one interface or all. */
+  listAddrs(index?: number, family?: IpFamily): Promise<Addr[]>;
   addAddr(index: number, cidr: string): Promise<void>;
   delAddr(index: number, cidr: string): Promise<void>;
 
@@ -109,8 +114,8 @@ export interface KernelNet {
   replaceRoute(route: RouteSpec): Promise<void>;
   delRoute(route: RouteSpec): Promise<void>;
 
-  /** IPv4 neighbours, of one interface or all. */
-  listNeighs(index?: number): Promise<Neigh[]>;
+  /** IPv4 (default) or IPv6 neighbours, of one interface or all. */
+  listNeighs(index?: number, family?: IpFamily): Promise<Neigh[]>;
   replaceNeigh(neigh: NeighSpec): Promise<void>;
   delNeigh(neigh: NeighKey): Promise<void>;
 

@@ -155,6 +155,8 @@ export const IFLA_VXLAN_RSC = 12;
 export const IFLA_VXLAN_L2MISS = 13;
 export const IFLA_VXLAN_L3MISS = 14;
 export const IFLA_VXLAN_PORT = 15;
+export const IFLA_VXLAN_GROUP6 = 16;
+export const IFLA_VXLAN_LOCAL6 = 17;
 export const IFLA_VXLAN_UDP_CSUM = 18;
 export const IFLA_VXLAN_GBP = 23;
 

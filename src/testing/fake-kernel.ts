@@ -5,11 +5,15 @@
 // "a second reconcile makes zero changes". Faults can be injected per
 // operation. The real-kernel tests under test/ remain the proof.
 
-import type { BatchResult, FdbSpec, KernelNet, KernelOp, Link, NeighKey, NeighSpec, RouteFilter, RouteSpec, VxlanCreateSpec } from '../kernel/types.js';
+import type { BatchResult, FdbSpec, IpFamily, KernelNet, KernelOp, Link, NeighKey, NeighSpec, RouteFilter, RouteSpec, VxlanCreateSpec } from '../kernel/types.js';
 import type { Addr, FdbEntry, Neigh, Route } from '../netlink/rtnl.js';
 import { NetlinkError } from '../netlink/errors.js';
 
 const EEXIST = 17;
+
+/** AF_INET (2) or AF_INET6 (10), by the address text. */
+const afOf = (ip: string): 2 | 10 => (ip.includes(':') ? 10 : 2);
+const want = (family: IpFamily | undefined): 2 | 10 => (family === 6 ? 10 : 2);
 
 export class FakeKernel implements KernelNet {
   links = new Map<number, Link>();
@@ -85,21 +89,21 @@ export class FakeKernel implements KernelNet {
     const l = this.links.get(index);
     if (l) this.links.set(index, { ...l, mac });
   }
-  async listAddrs(index?: number): Promise<Addr[]> {
-    return this.addrs.filter((a) => index === undefined || a.index === index);
+  async listAddrs(index?: number, family?: IpFamily): Promise<Addr[]> {
+    return this.addrs.filter((a) => (index === undefined || a.index === index) && a.family === want(family));
   }
   async addAddr(index: number, cidr: string): Promise<void> {
     if (this.addrs.some((a) => a.index === index && a.cidr === cidr)) return;
     this.mutations++;
     const [ip, len] = cidr.split('/');
-    this.addrs.push({ family: 2, index, prefixLen: Number(len), flags: 0, scope: 0, local: ip!, address: ip!, cidr });
+    this.addrs.push({ family: afOf(ip!), index, prefixLen: Number(len), flags: 0, scope: 0, local: ip!, address: ip!, cidr });
   }
   async delAddr(index: number, cidr: string): Promise<void> {
     this.mutations++;
     this.addrs = this.addrs.filter((a) => !(a.index === index && a.cidr === cidr));
   }
   async listRoutes(f: RouteFilter = {}): Promise<Route[]> {
-    return this.routes.filter((r) => f.oif === undefined || r.oif === f.oif);
+    return this.routes.filter((r) => (f.oif === undefined || r.oif === f.oif) && r.family === want(f.family));
   }
   async replaceRoute(s: RouteSpec): Promise<void> {
     this.apply({ op: 'replaceRoute', route: s });
@@ -107,8 +111,8 @@ export class FakeKernel implements KernelNet {
   async delRoute(s: RouteSpec): Promise<void> {
     this.apply({ op: 'delRoute', route: s });
   }
-  async listNeighs(index?: number): Promise<Neigh[]> {
-    return this.neighs.filter((n) => index === undefined || n.ifindex === index);
+  async listNeighs(index?: number, family?: IpFamily): Promise<Neigh[]> {
+    return this.neighs.filter((n) => (index === undefined || n.ifindex === index) && n.family === want(family));
   }
   async replaceNeigh(n: NeighSpec): Promise<void> {
     this.apply({ op: 'replaceNeigh', neigh: n });
@@ -150,7 +154,7 @@ export class FakeKernel implements KernelNet {
         const n = op.neigh;
         this.neighs = this.neighs.filter((x) => !(x.ifindex === n.ifindex && x.ip === n.ip));
         const permanent = n.permanent ?? true;
-        this.neighs.push({ family: 2, ifindex: n.ifindex, ip: n.ip, mac: n.mac, state: permanent ? 0x80 : 0x02, flags: 0, permanent });
+        this.neighs.push({ family: afOf(n.ip), ifindex: n.ifindex, ip: n.ip, mac: n.mac, state: permanent ? 0x80 : 0x02, flags: 0, permanent });
         return;
       }
       case 'delNeigh':
@@ -171,7 +175,7 @@ export class FakeKernel implements KernelNet {
       case 'replaceRoute': {
         const r = op.route;
         this.routes = this.routes.filter((x) => x.dst !== r.dst);
-        this.routes.push({ family: 2, dst: r.dst, dstLen: Number(r.dst.split('/')[1]), gateway: r.gw, oif: r.oif, table: 254, protocol: 3, scope: 0, type: 1, flags: r.onlink ? 4 : 0, onlink: !!r.onlink } as Route);
+        this.routes.push({ family: afOf(r.dst), dst: r.dst, dstLen: Number(r.dst.split('/')[1]), gateway: r.gw, oif: r.oif, table: 254, protocol: 3, scope: 0, type: 1, flags: r.onlink ? 4 : 0, onlink: !!r.onlink } as Route);
         return;
       }
       case 'delRoute':

@@ -85,8 +85,6 @@ export async function run(f: FlanneldFlags): Promise<number> {
     if (kubeOnly.length > 0) log.warn(`${kubeOnly.join(', ')}: only used with --kube-subnet-mgr; ignored`);
   }
   if (f.ipBlackholeRoute) return fatal('--ip-blackhole-route: not implemented yet in flannel-ts; start without it');
-  // Refused rather than ignored: there is no IPv6 data path to use it for.
-  if (f.publicIpv6) return fatal(`--public-ipv6 ${f.publicIpv6}: not supported yet: flannel-ts has no IPv6 data path; remove the flag`);
   if (f.ifaceCanReach) {
     return fatal('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
   }
@@ -211,7 +209,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
     backends: backends.registry,
     log,
     host: realHost,
-    iface: { iface: f.iface, ifaceRegex: f.ifaceRegex, ...(f.publicIp ? { publicIP: f.publicIp } : {}) },
+    iface: { iface: f.iface, ifaceRegex: f.ifaceRegex, ...(f.publicIp ? { publicIP: f.publicIp } : {}), ...(f.publicIpv6 ? { publicIPv6: f.publicIpv6 } : {}) },
     subnetFile: f.subnetFile,
     ipMasq: f.ipMasq,
     renewMarginMinutes: f.subnetLeaseRenewMargin,
