@@ -6,7 +6,8 @@ export class NetlinkChangeFeed {
   private sub: NetlinkSubscriber | null = null;
   async start(onEvent: (e: NetlinkEvent) => void, onOverrun: () => void): Promise<void> {
     this.sub = await NetlinkSubscriber.start({
-      groups: ['link', 'neigh', 'route'],
+      // route6: deletions of IPv6 routes (flannel-v6.<VNI>, host-gw v6) are healed too
+      groups: ['link', 'neigh', 'route', 'route6'],
       onEvent,
       onOverrun,
       onError: () => onOverrun(),

@@ -101,6 +101,7 @@ export const RTMGRP_NOTIFY = 0x2;
 export const RTMGRP_NEIGH = 0x4;
 export const RTMGRP_IPV4_IFADDR = 0x10;
 export const RTMGRP_IPV4_ROUTE = 0x40;
+export const RTMGRP_IPV6_ROUTE = 0x400;
 // ... and group numbers for NETLINK_ADD_MEMBERSHIP. Bridge FDB notifications
 // (AF_BRIDGE RTM_NEWNEIGH/DELNEIGH) are sent to RTNLGRP_NEIGH as well.
 export const RTNLGRP_LINK = 1;
