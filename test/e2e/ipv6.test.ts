@@ -191,3 +191,36 @@ test('self-healing: a v6 route deleted on flannel-v6.1 is put back', { skip }, a
   const r = await topo.run(pods.get(h(1))!.ns, ['ping', '-6', '-n', '-q', '-c', '1', '-W', '2', pods.get(h(2))!.ip6!]);
   assert.equal(r.code, 0);
 });
+
+test('host-gw dual-stack: routes to the peer\'s v4 and v6 subnets via its public addresses on eth0; pods ping over both families', { skip }, async () => {
+  const t = await Topology.create({ hosts: 2, podsPerHost: 0, ipv6: true });
+  const procs: FlanneldProc[] = [];
+  try {
+    await t.startEtcd();
+    await t.etcdctl('put', '/coreos.com/network/config', DUAL.replace('"vxlan"', '"host-gw"'));
+    for (const host of t.hosts) procs.push(t.startFlanneld(host, ['--iface=eth0']));
+    await Promise.all(procs.map((p) => p.waitReady(30_000)));
+    const ps: Array<{ ns: string; ip4: string; ip6: string }> = [];
+    for (const host of t.hosts) {
+      const env = t.subnetEnv(host).raw;
+      assert.equal(env.FLANNEL_MTU, '1500', 'host-gw: no overhead');
+      const ns = await t.createNamespace(`h${host.index}p1`);
+      const res = JSON.parse(await cniInvoke({ name: host.name, dir: path.dirname(t.subnetFile(host)) }, 'ADD', ns, cniDir!)) as { ips: Array<{ address: string }> };
+      const a = res.ips.map((i) => i.address.split('/')[0]!);
+      ps.push({ ns, ip4: a.find((x) => !x.includes(':'))!, ip6: a.find((x) => x.includes(':'))! });
+    }
+    const [h1, h2] = t.hosts as [Host, Host];
+    const net6 = v6Net(t.subnetEnv(h2).raw.FLANNEL_IPV6_SUBNET!);
+    const r6 = (await t.ip(h1.name, '-6', 'route', 'show', `${net6}/64`)).trim();
+    assert.equal(r6, `${net6}/64 via ${h2.ip6} dev eth0 metric 1024 pref medium`);
+    const v4 = t.subnetEnv(h2).FLANNEL_SUBNET.replace(/1\/24$/, '0/24');
+    assert.equal((await t.ip(h1.name, 'route', 'show', v4)).trim(), `${v4} via ${h2.ip} dev eth0`);
+    for (const [from, to] of [[ps[0]!.ns, ps[1]!.ip4], [ps[0]!.ns, ps[1]!.ip6], [ps[1]!.ns, ps[0]!.ip6]] as const) {
+      const r = await t.run(from, ['ping', ...(to.includes(':') ? ['-6'] : []), '-n', '-q', '-c', '2', '-i', '0.2', '-W', '2', to]);
+      assert.equal(r.code, 0, `${from} -> ${to}: ${r.stdout}${r.stderr}`);
+    }
+  } finally {
+    for (const p of procs) await p.stop();
+    await t.destroy();
+  }
+});
