@@ -59,7 +59,7 @@ before(async () => {
   const v4conf = path.join(topo.tmpDir, 'net-conf-v4.json');
   writeFileSync(v4conf, V4ONLY);
   for (const host of topo.hosts) {
-    flanneld.set(host, topo.startFlanneld(host, ['--iface=eth0', ...(host.index === 3 ? [`--net-config-path=${v4conf}`] : [])]));
+    flanneld.set(host, topo.startFlanneld(host, ['--iface=eth0', '--ip-masq', ...(host.index === 3 ? [`--net-config-path=${v4conf}`] : [])]));
   }
   await Promise.all([...flanneld.values()].map((f) => f.waitReady(30_000)));
   for (const host of topo.hosts) {
@@ -223,4 +223,15 @@ test('host-gw dual-stack: routes to the peer\'s v4 and v6 subnets via its public
     for (const p of procs) await p.stop();
     await t.destroy();
   }
+});
+
+test('--ip-masq with EnableIPv6: flannel\'s FLANNEL-POSTRTG and FLANNEL-FWD chains in ip6tables too (IPv6Network, our v6 subnet, ff00::/8)', { skip }, async () => {
+  const S6 = `${v6Net(subnetEnv(h(1)).FLANNEL_IPV6_SUBNET!)}/64`;
+  const nat = (await topo.exec(h(1).name, ['ip6tables', '-w', '-t', 'nat', '-S', 'FLANNEL-POSTRTG'])).trim().split('\n');
+  assert.ok(nat.includes(`-A FLANNEL-POSTRTG -s ${S6} -d fd00:10:244::/56 -m comment --comment "flanneld masq" -j RETURN`), nat.join('\n'));
+  assert.ok(nat.some((l) => l.startsWith('-A FLANNEL-POSTRTG -s fd00:10:244::/56 ! -d ff00::/8 ') && l.includes('-j MASQUERADE')), nat.join('\n'));
+  const fwd = (await topo.exec(h(1).name, ['ip6tables', '-w', '-t', 'filter', '-S', 'FLANNEL-FWD'])).trim().split('\n');
+  assert.ok(fwd.includes('-A FLANNEL-FWD -s fd00:10:244::/56 -m comment --comment "flanneld forward" -j ACCEPT'), fwd.join('\n'));
+  // the v4-only node has none
+  assert.notEqual((await topo.run(h(3).name, ['ip6tables', '-w', '-t', 'nat', '-S', 'FLANNEL-POSTRTG'])).code, 0);
 });
