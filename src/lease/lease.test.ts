@@ -113,3 +113,18 @@ test('IPv6 formatting follows Go (RFC 5952)', () => {
     assert.equal(formatIPv6(parseIPv6(i!)), o);
   }
 });
+
+test('dual-stack lease as real flannel writes it (observed-flannel.md): key and value round-trip byte for byte', () => {
+  const key = '/coreos.com/network/subnets/10.244.37.0-24&fd00:10:244:1c::-64';
+  const value =
+    '{"PublicIP":"192.0.2.1","PublicIPv6":"fd00:192:0:2::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:4b:7c:2a:91:10"},"BackendV6Data":{"VNI":1,"VtepMAC":"6a:1f:03:c4:5d:e2"}}';
+  const k = parseSubnetKey(key)!;
+  assert.equal(subnetKey(k.subnet, k.subnet6), '10.244.37.0-24&fd00:10:244:1c::-64');
+  assert.equal(formatIPv6(k.subnet6!.ip), 'fd00:10:244:1c::');
+  const a = decodeLeaseAttrs(value);
+  assert.equal(formatIPv6(a.publicIPv6!), 'fd00:192:0:2::1');
+  assert.deepEqual(a.backendV6Data, { VNI: 1, VtepMAC: '6a:1f:03:c4:5d:e2' });
+  assert.equal(encodeLeaseAttrs(a), value);
+  const net = { network: parseIPv4Net('10.244.0.0/16'), subnetLen: 24, ipv6Network: parseIPv6Net('fd00:10:244::/56'), ipv6SubnetLen: 64 };
+  assert.equal(validateLease({ ...k, attrs: a, expiration: null }, net), null);
+});
