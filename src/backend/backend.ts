@@ -30,6 +30,10 @@ export interface ExternalInterface {
   readonly ifaceAddr: number;
   /** the address advertised to peers (--public-ip or ifaceAddr) */
   readonly publicIP: number;
+  /** with EnableIPv6: the interface's global IPv6 address, if it has one */
+  readonly ifaceAddr6?: bigint;
+  /** with EnableIPv6: the IPv6 address advertised to peers (--public-ipv6 or ifaceAddr6) */
+  readonly publicIPv6?: bigint;
 }
 
 export interface BackendContext {

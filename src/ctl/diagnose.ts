@@ -737,7 +737,11 @@ function mtuFindings(i: DiagnoseInputs, p: Plan, add: Add): string | undefined {
       ),
     });
   }
-  if (!vtepBad && podMtu !== null && podMtu < dev.mtu) {
+  // Dual-stack: FLANNEL_MTU is sized for flannel-v6.<VNI> (20 bytes more of
+  // outer header), so pods fit both tunnels; that is not a mismatch.
+  const v6dev = linkByName(k, name.replace(/^flannel\./, 'flannel-v6.'));
+  const sizedForV6 = v6dev?.kind === 'vxlan' && v6dev.mtu === podMtu;
+  if (!vtepBad && podMtu !== null && podMtu < dev.mtu && !sizedForV6) {
     add({
       code: 'MTU_SUBNET_ENV_MISMATCH',
       severity: 'warning',

@@ -184,19 +184,53 @@ test('a burst of lease events is coalesced into few reconciles with the final de
   }
 });
 
-test('EnableIPv6 is refused at start-up with one line, from the store and from a net-conf file (kube mode)', { timeout: 10_000 }, async () => {
-  const v6 = '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"alloc"}}';
+const DUAL = '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"alloc"}}';
+const host6: HostView = {
+  interfaces: () => [{ name: 'eth0', index: 2, mtu: 1500, ipv4: ['192.0.2.11'], ipv6: ['fe80::1', '2001:db8::11'] }],
+  defaultRouteInterface: () => 'eth0',
+};
+
+test('EnableIPv6 (store or net-conf file): a dual-stack lease keyed as flannel keys it, PublicIPv6 from the interface (not link-local), v6 lines in subnet.env', { timeout: 10_000 }, async () => {
   for (const mode of ['store', 'file'] as const) {
+    const store = new MemoryStore(mode === 'store' ? DUAL : null);
+    const published = { backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: '02:00:00:00:00:01' }, backendV6Data: { VNI: 1, VtepMAC: '02:00:00:00:00:06' } };
+    const backends = new BackendRegistry().register('alloc', (ctx) => new RecordingBackend(ctx, published));
+    const t = await start(store, { host: host6, backends, ...(mode === 'file' ? { configText: DUAL } : {}) });
+    try {
+      const l = t.d.lease!;
+      assert.match(leaseId(l), /^10\.244\.\d+\.0-24&fd00:10:244:[0-9a-f]+::-64$/, mode);
+      const e = await store.getSubnet(leaseId(l));
+      // the shape observed from real flannel (observed-flannel.md, dual-stack)
+      assert.equal(e!.value, '{"PublicIP":"192.0.2.11","PublicIPv6":"2001:db8::11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:01"},"BackendV6Data":{"VNI":1,"VtepMAC":"02:00:00:00:00:06"}}');
+      const env = readFileSync(path.join(t.dir, 'subnet.env'), 'utf8');
+      const v6 = leaseId(l).split('&')[1]!.replace(/-64$/, '');
+      assert.match(env, new RegExp(`^FLANNEL_NETWORK=10\\.244\\.0\\.0/16\nFLANNEL_SUBNET=10\\.244\\.\\d+\\.1/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=${v6}1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n$`));
+    } finally {
+      await t.stop();
+      t.cleanup();
+    }
+  }
+});
+
+test('IPv6 modes that do not work are refused at start-up with one line naming the field, before any lease is taken', { timeout: 10_000 }, async () => {
+  const cases: Array<[string, string, HostView, RegExp]> = [
+    ['udp', '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"udp"}}', host6, /^EnableIPv6: the udp backend has no IPv6 support \(as in flannel\)/],
+    ['v6-only', '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"alloc"}}', host6, /^EnableIPv4: false \(IPv6-only\) is not supported yet/],
+    ['nftables', DUAL.replace('"EnableIPv6"', '"EnableNFTables":true,"EnableIPv6"'), host6, /^EnableNFTables: the IPv6 table \(ip6 flannel-ipv6\) is not written by flannel-ts yet/],
+    ['vxlan lease without BackendV6Data', DUAL, host6, /^vxlan backend published no BackendV6Data for a dual-stack lease/],
+    ['no v6 address', DUAL, { interfaces: () => [{ name: 'eth0', index: 2, mtu: 1500, ipv4: ['192.0.2.11'], ipv6: ['fe80::1'] }], defaultRouteInterface: () => 'eth0' }, /^interface eth0 has no global IPv6 address, which EnableIPv6 needs; add one or give --public-ipv6$/],
+  ];
+  for (const [name, cfg, h, re] of cases) {
     const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
-    const store = new MemoryStore(mode === 'store' ? v6 : null);
+    const store = new MemoryStore(cfg);
     const log = new MemoryLogger();
     try {
-      const d = new Daemon(options(store, dir, log, mode === 'file' ? { configText: v6 } : {}));
+      const d = new Daemon(options(store, dir, log, { host: h }));
       const exit = await d.run(new AbortController().signal);
-      assert.equal(exit.code, 1, mode);
+      assert.equal(exit.code, 1, name);
       const errors = log.lines.filter((l) => l.level === 'error');
       assert.equal(errors.length, 1, JSON.stringify(errors));
-      assert.match(errors[0]!.msg, /^EnableIPv6: true is not supported yet: flannel-ts has no IPv6 data path/);
+      assert.match(errors[0]!.msg, re, name);
       assert.deepEqual((await store.listSubnets()).entries, [], 'no lease taken');
       assert.equal(existsSync(path.join(dir, 'subnet.env')), false, 'no subnet.env written');
     } finally {

@@ -26,6 +26,7 @@ import { StoreError, type LeaseStore } from '../store/store.js';
 import { DaemonMetrics } from './metrics.js';
 import { describeIface, selectExternalInterface, type HostView, type IfaceOptions } from './iface.js';
 import { ReconcileQueue } from './reconcile.js';
+import { describePublicIPv6, ownLeaseAttrs, refuseUnsupportedIPv6 } from './dualstack.js';
 
 /** Host firewall rules that go with the lease (iptables masquerade / forward). */
 export interface TrafficRules {
@@ -178,11 +179,7 @@ export class Daemon {
       );
     }
     this.log.info(`network config: ${describeConfig(cfg)}`);
-    // Refused rather than half run: leasing v6 subnets and writing them to
-    // subnet.env would give pods IPv6 addresses that nothing routes.
-    if (cfg.enableIPv6) {
-      throw new ConfigError('EnableIPv6: true is not supported yet: flannel-ts has no IPv6 data path; remove EnableIPv6 (and IPv6Network) from the network config');
-    }
+    refuseUnsupportedIPv6(cfg);
 
     // The source may remember things about this node: an operator's
     // node-public-ip annotation overrides --public-ip (spec §0 step 10), and a
@@ -193,6 +190,13 @@ export class Daemon {
     if (stored.publicIP) {
       this.log.info(`using public IP ${stored.publicIP} stored for this node (overrides --public-ip)`);
       ifaceOpts = { ...ifaceOpts, publicIP: stored.publicIP };
+    }
+    if (cfg.enableIPv6) {
+      ifaceOpts = { ...ifaceOpts, ipv6: true };
+      if (stored.publicIPv6) {
+        this.log.info(`using public IPv6 ${stored.publicIPv6} stored for this node (overrides --public-ipv6)`);
+        ifaceOpts = { ...ifaceOpts, publicIPv6: stored.publicIPv6 };
+      }
     }
     const ext = await selectExternalInterface(this.o.host, ifaceOpts);
     this.log.info(`using interface ${describeIface(ext)}`);
@@ -209,10 +213,10 @@ export class Daemon {
 
     const previous = readPreviousSubnets(this.o.subnetFile);
     this.lease = await this.source.acquire(cfg, {
-      attrs: { publicIP: ext.publicIP, publicIPv6: null, ...published },
+      attrs: ownLeaseAttrs(cfg, ext, published),
       previous,
     });
-    this.log.info(`acquired lease ${subnetKey(this.lease.subnet, this.lease.subnet6)} (${this.lease.how}) for public IP ${formatIPv4(ext.publicIP)}`);
+    this.log.info(`acquired lease ${subnetKey(this.lease.subnet, this.lease.subnet6)} (${this.lease.how}) for public IP ${formatIPv4(ext.publicIP)}${describePublicIPv6(this.lease.attrs)}`);
     if (signal.aborted) return { code: 0, reason: 'signal' };
 
     const { mtu } = await this.backend.activate(this.lease);

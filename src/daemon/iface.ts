@@ -6,7 +6,7 @@
 // them answered for the network namespace of the socket (never /sys, which
 // follows the mount namespace, nor os.networkInterfaces()).
 
-import { formatIPv4, parseIPv4 } from '../lease/ip.js';
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from '../lease/ip.js';
 import type { ExternalInterface } from '../backend/backend.js';
 import type { Addr, KernelNet, Route } from '../kernel/types.js';
 import { FlannelError } from '../errors.js';
@@ -41,17 +41,46 @@ export interface IfaceOptions {
   iface: readonly string[];
   ifaceRegex: readonly string[];
   publicIP?: string;
+  /** --public-ipv6 */
+  publicIPv6?: string;
+  /** EnableIPv6: the interface must also give us an IPv6 address (or --public-ipv6 does) */
+  ipv6?: boolean;
 }
 
 function isLinkLocal4(a: string): boolean {
   return a.startsWith('169.254.');
 }
 
+/** An IPv6 address as a number; null for text that is not one (a zone suffix is dropped). */
+function v6(a: string): bigint | null {
+  try {
+    return parseIPv6(a.replace(/%.*$/, ''));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A usable public IPv6 address: global scope only. Link-local (fe80::/10),
+ * loopback, unspecified and multicast addresses can't be a VXLAN endpoint
+ * that peers on other links reach.
+ */
+function globalIPv6(a: bigint | null): a is bigint {
+  if (a === null || a === 0n || a === 1n) return false;
+  const top10 = Number(a >> 118n);
+  return top10 !== 0x3fa && a >> 120n !== 0xffn;
+}
+
 export async function selectExternalInterface(host: HostView, o: IfaceOptions): Promise<ExternalInterface> {
   const all = (await host.interfaces()).filter((i) => i.up !== false);
   let chosen: HostInterface | undefined;
   let chosenAddr: string | undefined;
-  const byIP = (ip: string) => all.find((i) => i.ipv4.includes(ip));
+  let chosenAddr6: bigint | undefined;
+  const ownsV6 = (i: HostInterface, ip: string) => {
+    const want = v6(ip);
+    return want !== null && i.ipv6.some((a) => v6(a) === want);
+  };
+  const byIP = (ip: string) => all.find((i) => i.ipv4.includes(ip) || ownsV6(i, ip));
 
   if (o.iface.length === 0 && o.ifaceRegex.length === 0) {
     if (o.publicIP) {
@@ -60,6 +89,11 @@ export async function selectExternalInterface(host: HostView, o: IfaceOptions): 
         // flannel looks for the interface owning --public-ip; behind NAT the
         // public IP is not local, so fall back to the default route below.
       } else chosenAddr = o.publicIP;
+    }
+    if (!chosen && o.ipv6 && o.publicIPv6) {
+      // flannel: else the interface owning --public-ipv6 (spec §1.4)
+      chosen = all.find((i) => ownsV6(i, o.publicIPv6!));
+      if (chosen) chosenAddr6 = v6(o.publicIPv6)!;
     }
     if (!chosen) {
       const name = await host.defaultRouteInterface();
@@ -72,6 +106,7 @@ export async function selectExternalInterface(host: HostView, o: IfaceOptions): 
       chosen = byIP(want) ?? all.find((i) => i.name === want);
       if (chosen) {
         if (chosen.ipv4.includes(want)) chosenAddr = want;
+        else if (ownsV6(chosen, want)) chosenAddr6 = v6(want)!;
         break;
       }
     }
@@ -115,7 +150,20 @@ export async function selectExternalInterface(host: HostView, o: IfaceOptions): 
       throw new IfaceError(`--public-ip: "${o.publicIP}" is not an IPv4 address`);
     }
   }
-  return { name: chosen.name, index: chosen.index, mtu: chosen.mtu, ifaceAddr: parseIPv4(addr), publicIP };
+  const ext = { name: chosen.name, index: chosen.index, mtu: chosen.mtu, ifaceAddr: parseIPv4(addr), publicIP };
+  if (!o.ipv6) return ext;
+  // IPv6: the address --iface named, else the interface's first global one.
+  const addr6 = chosenAddr6 ?? chosen.ipv6.map(v6).find(globalIPv6);
+  let publicIPv6 = addr6;
+  if (o.publicIPv6) {
+    const p6 = v6(o.publicIPv6);
+    if (!globalIPv6(p6) || o.publicIPv6.includes('%')) throw new IfaceError(`--public-ipv6: "${o.publicIPv6}" is not a global IPv6 address`);
+    publicIPv6 = p6;
+  }
+  if (publicIPv6 === undefined) {
+    throw new IfaceError(`interface ${chosen.name} has no global IPv6 address, which EnableIPv6 needs; add one or give --public-ipv6`);
+  }
+  return { ...ext, publicIPv6, ...(addr6 !== undefined ? { ifaceAddr6: addr6 } : {}) };
 }
 
 // ------------------------------------------------------- the real host
@@ -190,5 +238,6 @@ export function kernelHostView(k: KernelNet): HostView {
 }
 
 export function describeIface(e: ExternalInterface): string {
-  return `${e.name} (index ${e.index}, MTU ${e.mtu}, address ${formatIPv4(e.ifaceAddr)}, public IP ${formatIPv4(e.publicIP)})`;
+  const v6 = e.publicIPv6 === undefined ? '' : `, IPv6 address ${e.ifaceAddr6 === undefined ? 'none' : formatIPv6(e.ifaceAddr6)}, public IPv6 ${formatIPv6(e.publicIPv6)}`;
+  return `${e.name} (index ${e.index}, MTU ${e.mtu}, address ${formatIPv4(e.ifaceAddr)}, public IP ${formatIPv4(e.publicIP)}${v6})`;
 }

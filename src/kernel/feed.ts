@@ -7,7 +7,8 @@ export class NetlinkChangeFeed {
   async start(onEvent: (e: NetlinkEvent) => void, onOverrun: () => void, onLost: (err: Error) => void): Promise<void> {
     await this.stop();
     this.sub = await NetlinkSubscriber.start({
-      groups: ['link', 'neigh', 'route'],
+      // route6: deletions of IPv6 routes (flannel-v6.<VNI>, host-gw v6) are healed too
+      groups: ['link', 'neigh', 'route', 'route6'],
       onEvent,
       onOverrun,
       onError: onLost,

@@ -2,8 +2,8 @@
 // iptables-restore payloads, and the cleanup nftables mode does.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseIPv4Net } from '../lease/ip.js';
-import { cleanupPayload, expectedListing, forwardRules, masqRules, restorePayload } from './iptables.js';
+import { parseIPv4Net, parseIPv6Net } from '../lease/ip.js';
+import { cleanupPayload, expectedListing, forwardRules, forwardRules6, masqRules, masqRules6, restorePayload } from './iptables.js';
 
 const N = parseIPv4Net('10.244.0.0/16');
 const S = parseIPv4Net('10.244.3.0/24');
@@ -75,4 +75,25 @@ test('cleanup payload: every jump to the chain goes, then the chain, in one COMM
     ].join('\n'),
   );
   assert.equal(cleanupPayload('filter', 'FLANNEL-FWD', listing), null, 'no chain, nothing to do');
+});
+
+test('IPv6 (EnableIPv6): the same chains for ip6tables, with IPv6Network, our v6 subnet and multicast ff00::/8', () => {
+  const r = masqRules6(parseIPv6Net('fd00:10:244::/56'), parseIPv6Net('fd00:10:244:1c::/64'), true);
+  assert.equal(r.bin, 'ip6tables');
+  assert.equal(masqRules(N, S, true).bin, undefined, 'IPv4 sets stay iptables');
+  assert.deepEqual(expectedListing(r), [
+    '-N FLANNEL-POSTRTG',
+    '-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN',
+    '-A FLANNEL-POSTRTG -s fd00:10:244:1c::/64 -d fd00:10:244::/56 -m comment --comment "flanneld masq" -j RETURN',
+    '-A FLANNEL-POSTRTG -s fd00:10:244::/56 -d fd00:10:244:1c::/64 -m comment --comment "flanneld masq" -j RETURN',
+    '-A FLANNEL-POSTRTG ! -s fd00:10:244::/56 -d fd00:10:244:1c::/64 -m comment --comment "flanneld masq" -j RETURN',
+    '-A FLANNEL-POSTRTG -s fd00:10:244::/56 ! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+    '-A FLANNEL-POSTRTG ! -s fd00:10:244::/56 -d fd00:10:244::/56 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+  ]);
+  const f = forwardRules6(parseIPv6Net('fd00:10:244::/56'));
+  assert.equal(f.bin, 'ip6tables');
+  assert.deepEqual(expectedListing(f).slice(1), [
+    '-A FLANNEL-FWD -s fd00:10:244::/56 -m comment --comment "flanneld forward" -j ACCEPT',
+    '-A FLANNEL-FWD -d fd00:10:244::/56 -m comment --comment "flanneld forward" -j ACCEPT',
+  ]);
 });

@@ -12,7 +12,7 @@
 // chains a run no longer wants.
 
 import { execFile } from 'node:child_process';
-import { formatIPv4Net, type IPv4Net } from '../lease/ip.js';
+import { formatIPv4Net, formatIPv6Net, type IPv4Net, type IPv6Net } from '../lease/ip.js';
 import type { Logger } from '../log/log.js';
 import { Resync } from './resync.js';
 
@@ -26,11 +26,20 @@ export interface RuleSet {
   chain: string;
   jump: string[];
   rules: string[][];
+  /** ip6tables for the IPv6 rules (EnableIPv6); default iptables */
+  bin?: 'iptables' | 'ip6tables';
 }
 
 export function masqRules(network: IPv4Net, subnet: IPv4Net, randomFully: boolean): RuleSet {
-  const N = formatIPv4Net(network);
-  const S = formatIPv4Net(subnet);
+  return masqRuleSet(formatIPv4Net(network), formatIPv4Net(subnet), '224.0.0.0/4', randomFully);
+}
+
+/** The same with ip6tables for IPv6Network and our v6 subnet (multicast ff00::/8), spec §9. */
+export function masqRules6(network: IPv6Net, subnet: IPv6Net, randomFully: boolean): RuleSet {
+  return { ...masqRuleSet(formatIPv6Net(network), formatIPv6Net(subnet), 'ff00::/8', randomFully), bin: 'ip6tables' };
+}
+
+function masqRuleSet(N: string, S: string, multicast: string, randomFully: boolean): RuleSet {
   const c = ['-m', 'comment', '--comment', MASQ_COMMENT];
   const rf = randomFully ? ['--random-fully'] : [];
   return {
@@ -43,14 +52,21 @@ export function masqRules(network: IPv4Net, subnet: IPv4Net, randomFully: boolea
       ['-s', S, '-d', N, ...c, '-j', 'RETURN'],
       ['-s', N, '-d', S, ...c, '-j', 'RETURN'],
       ['!', '-s', N, '-d', S, ...c, '-j', 'RETURN'],
-      ['-s', N, '!', '-d', '224.0.0.0/4', ...c, '-j', 'MASQUERADE', ...rf],
+      ['-s', N, '!', '-d', multicast, ...c, '-j', 'MASQUERADE', ...rf],
       ['!', '-s', N, '-d', N, ...c, '-j', 'MASQUERADE', ...rf],
     ],
   };
 }
 
 export function forwardRules(network: IPv4Net): RuleSet {
-  const N = formatIPv4Net(network);
+  return forwardRuleSet(formatIPv4Net(network));
+}
+
+export function forwardRules6(network: IPv6Net): RuleSet {
+  return { ...forwardRuleSet(formatIPv6Net(network)), bin: 'ip6tables' };
+}
+
+function forwardRuleSet(N: string): RuleSet {
   const c = ['-m', 'comment', '--comment', FWD_COMMENT];
   return {
     table: 'filter',
@@ -117,7 +133,7 @@ export class IptablesManager {
       {
         problems: async (s) => ((await this.intact(s)) ? [] : ['missing']),
         install: (s) => this.ensure(s),
-        describe: (s) => `some iptables rules in ${s.table} ${s.chain} are missing; recreating them`,
+        describe: (s) => `some ${s.bin ?? 'iptables'} rules in ${s.table} ${s.chain} are missing; recreating them`,
       },
       log,
       resyncSeconds,
@@ -142,21 +158,23 @@ export class IptablesManager {
   }
 
   private async ensure(s: RuleSet): Promise<void> {
-    const restore = await this.exec('iptables-restore', ['--noflush', '--wait'], restorePayload(s));
-    if (restore.code !== 0) throw new Error(`iptables-restore (${s.table} ${s.chain}) failed: ${restore.stderr.trim()}`);
-    const has = await this.exec('iptables', ['-w', '-t', s.table, '-C', s.parent, ...s.jump]);
+    const bin = s.bin ?? 'iptables';
+    const restore = await this.exec(`${bin}-restore`, ['--noflush', '--wait'], restorePayload(s));
+    if (restore.code !== 0) throw new Error(`${bin}-restore (${s.table} ${s.chain}) failed: ${restore.stderr.trim()}`);
+    const has = await this.exec(bin, ['-w', '-t', s.table, '-C', s.parent, ...s.jump]);
     if (has.code !== 0) {
-      const add = await this.exec('iptables', ['-w', '-t', s.table, '-A', s.parent, ...s.jump]);
-      if (add.code !== 0) throw new Error(`iptables -t ${s.table} -A ${s.parent} failed: ${add.stderr.trim()}`);
+      const add = await this.exec(bin, ['-w', '-t', s.table, '-A', s.parent, ...s.jump]);
+      if (add.code !== 0) throw new Error(`${bin} -t ${s.table} -A ${s.parent} failed: ${add.stderr.trim()}`);
     }
   }
 
   private async intact(s: RuleSet): Promise<boolean> {
-    const list = await this.exec('iptables', ['-w', '-t', s.table, '-S', s.chain]);
+    const bin = s.bin ?? 'iptables';
+    const list = await this.exec(bin, ['-w', '-t', s.table, '-S', s.chain]);
     if (list.code !== 0) return false;
     const lines = list.stdout.trim().split('\n');
     if (lines.join('\n') !== expectedListing(s).join('\n')) return false;
-    return (await this.exec('iptables', ['-w', '-t', s.table, '-C', s.parent, ...s.jump])).code === 0;
+    return (await this.exec(bin, ['-w', '-t', s.table, '-C', s.parent, ...s.jump])).code === 0;
   }
 
   /** The periodic resync: rebuild any chain that is not exactly as installed. */

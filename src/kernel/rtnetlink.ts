@@ -21,6 +21,7 @@ import type {
   FdbEntry,
   FdbSpec,
   HostPort,
+  IpFamily,
   KernelNet,
   KernelOp,
   Link,
@@ -36,6 +37,8 @@ import type {
 } from './types.js';
 
 const EEXIST = 17;
+
+const af = (f: IpFamily): number => (f === 6 ? C.AF_INET6 : C.AF_INET);
 
 function neighReq(n: NeighSpec): NetlinkRequest {
   return R.newNeighRequest({ ifindex: n.ifindex, ip: n.ip, mac: n.mac, permanent: n.permanent ?? true }, 'replace');
@@ -262,7 +265,7 @@ export class RtNetlink implements KernelNet, HostPort {
 
   async listRoutes(filter: RouteFilter = {}): Promise<Route[]> {
     const table = filter.table ?? C.RT_TABLE_MAIN;
-    return (await this.sock.dump(R.dumpRoutesRequest(C.AF_INET)))
+    return (await this.sock.dump(R.dumpRoutesRequest(af(filter.family ?? 4))))
       .map(decodeRoute)
       .filter((r) => (table === 'all' || r.table === table) && (filter.oif === undefined || r.oif === filter.oif));
   }
@@ -277,9 +280,9 @@ export class RtNetlink implements KernelNet, HostPort {
 
   // --------------------------------------------------------- neighbours
 
-  async listNeighs(index?: number): Promise<Neigh[]> {
+  async listNeighs(index?: number, family: IpFamily = 4): Promise<Neigh[]> {
     const out: Neigh[] = [];
-    for (const msg of await this.sock.dump(R.dumpNeighsRequest(C.AF_INET))) {
+    for (const msg of await this.sock.dump(R.dumpNeighsRequest(af(family)))) {
       const n = decodeNeighOrFdb(msg);
       if (!isFdbEntry(n) && (index === undefined || n.ifindex === index)) out.push(n);
     }

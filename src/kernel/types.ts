@@ -49,11 +49,15 @@ export type RouteSpec = Pick<R.RouteSpec, 'dst' | 'gw' | 'oif' | 'onlink' | 'tab
 export interface AddrFilter {
   family?: 4 | 6 | 'all';
 }
+/** Address family of a listing: 4 (the default everywhere) or 6. */
+export type IpFamily = 4 | 6;
 
 export interface RouteFilter {
   /** Table to list; default RT_TABLE_MAIN, 'all' for every table. */
   table?: number | 'all';
   oif?: number;
+  /** IPv4 routes (default) or IPv6 routes. */
+  family?: IpFamily;
 }
 
 /** One step of a batch. */
@@ -114,8 +118,8 @@ export interface KernelNet {
   replaceRoute(route: RouteSpec): Promise<void>;
   delRoute(route: RouteSpec): Promise<void>;
 
-  /** IPv4 neighbours, of one interface or all. */
-  listNeighs(index?: number): Promise<Neigh[]>;
+  /** IPv4 (default) or IPv6 neighbours, of one interface or all. */
+  listNeighs(index?: number, family?: IpFamily): Promise<Neigh[]>;
   replaceNeigh(neigh: NeighSpec): Promise<void>;
   delNeigh(neigh: NeighKey): Promise<void>;
 

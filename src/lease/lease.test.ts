@@ -65,7 +65,8 @@ test('validateLease: subnet inside Network with SubnetLen; public IP usable', ()
   assert.match(validateLease(mk('10.244.3.0/24', '127.0.0.1'), net)!, /loopback/);
   assert.match(validateLease(mk('10.244.3.0/24', '224.0.0.5'), net)!, /multicast/);
   const v6 = { subnet: parseIPv4Net('10.244.3.0/24'), subnet6: parseIPv6Net('fd00::/64'), attrs: { publicIP: parseIPv4('192.0.2.1'), publicIPv6: null, backendType: 'vxlan' }, expiration: null };
-  assert.match(validateLease(v6, net)!, /IPv6 is not enabled/);
+  // a dual-stack peer seen from a v4-only node: usable for IPv4 (flannel programs its v4 part)
+  assert.equal(validateLease(v6, net), null);
 });
 
 test('validateLease: a key with host bits set (10.244.42.128-24) is refused before it reaches the kernel', () => {
@@ -111,4 +112,19 @@ test('IPv6 formatting follows Go (RFC 5952)', () => {
   for (const [i, o] of [['fd00:12:13::', 'fd00:12:13::'], ['fc00:0:0:1::', 'fc00:0:0:1::'], ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'], ['::1', '::1'], ['::', '::'], ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1']]) {
     assert.equal(formatIPv6(parseIPv6(i!)), o);
   }
+});
+
+test('dual-stack lease as real flannel writes it (observed-flannel.md): key and value round-trip byte for byte', () => {
+  const key = '/coreos.com/network/subnets/10.244.37.0-24&fd00:10:244:1c::-64';
+  const value =
+    '{"PublicIP":"192.0.2.1","PublicIPv6":"fd00:192:0:2::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:4b:7c:2a:91:10"},"BackendV6Data":{"VNI":1,"VtepMAC":"6a:1f:03:c4:5d:e2"}}';
+  const k = parseSubnetKey(key)!;
+  assert.equal(subnetKey(k.subnet, k.subnet6), '10.244.37.0-24&fd00:10:244:1c::-64');
+  assert.equal(formatIPv6(k.subnet6!.ip), 'fd00:10:244:1c::');
+  const a = decodeLeaseAttrs(value);
+  assert.equal(formatIPv6(a.publicIPv6!), 'fd00:192:0:2::1');
+  assert.deepEqual(a.backendV6Data, { VNI: 1, VtepMAC: '6a:1f:03:c4:5d:e2' });
+  assert.equal(encodeLeaseAttrs(a), value);
+  const net = { network: parseIPv4Net('10.244.0.0/16'), subnetLen: 24, ipv6Network: parseIPv6Net('fd00:10:244::/56'), ipv6SubnetLen: 64 };
+  assert.equal(validateLease({ ...k, attrs: a, expiration: null }, net), null);
 });

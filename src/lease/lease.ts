@@ -170,8 +170,10 @@ export function validateLease(l: Lease, net: LeaseNetwork): string | null {
     const why = unusablePublicIPv4(l.attrs.publicIP);
     if (why) return `PublicIP ${formatIPv4(l.attrs.publicIP)} is ${why}`;
   }
-  if (l.subnet6) {
-    if (!net.ipv6Network) return `lease has IPv6 subnet ${formatIPv6Net(l.subnet6)} but IPv6 is not enabled`;
+  // A dual-stack peer's lease on a node without IPv6: its IPv4 half is used
+  // and the IPv6 half ignored, as real flannel does (its v4 VXLAN network
+  // programs the v4 part; there is no v6 device to use the rest).
+  if (l.subnet6 && net.ipv6Network) {
     if (!ipv6NetContains(net.ipv6Network, l.subnet6.ip) || l.subnet6.prefix !== net.ipv6SubnetLen) {
       return `IPv6 subnet ${formatIPv6Net(l.subnet6)} is not a /${net.ipv6SubnetLen} inside ${formatIPv6Net(net.ipv6Network)}`;
     }

@@ -3,6 +3,8 @@
 // those forms and reject anything else with a TypeError (a caller bug, not a
 // kernel condition).
 
+import { isIPv6 as isIP6 } from 'node:net';
+
 const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
@@ -20,6 +22,34 @@ export function isIPv4(text: string): boolean {
 export function ipv4ToBytes(text: string): Buffer {
   if (!isIPv4(text)) throw new TypeError(`not an IPv4 address: ${JSON.stringify(text)}`);
   return Buffer.from(text.split('.').map(Number));
+}
+
+/** IPv6 text (any form node:net accepts, no zone) -> 16 bytes in network order. */
+export function ipv6ToBytes(text: string): Buffer {
+  if (typeof text !== 'string' || !isIP6(text) || text.includes('%')) throw new TypeError(`not an IPv6 address: ${JSON.stringify(text)}`);
+  let str = text;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(str);
+  if (v4) {
+    const b = ipv4ToBytes(v4[1]!);
+    str = `${str.slice(0, -v4[1]!.length)}${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
+  }
+  const [head, tail] = str.includes('::') ? str.split('::') : [str, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+/** An IPv4 or IPv6 address as bytes (4 or 16), chosen by its text. */
+export function ipToBytes(text: string): Buffer {
+  return isIPv4(text) ? ipv4ToBytes(text) : ipv6ToBytes(text);
+}
+
+/** true for IPv6 text (the family an address-carrying request must use). */
+export function isIPv6(text: string): boolean {
+  return typeof text === 'string' && isIP6(text) && !text.includes('%');
 }
 
 export function formatIPv4(bytes: Uint8Array): string {
@@ -84,14 +114,15 @@ export interface Cidr {
   prefixLen: number;
 }
 
-/** 'a.b.c.d/n' (host bits allowed, as `ip addr add` allows them). */
+/** 'a.b.c.d/n' or 'v6addr/n' (host bits allowed, as `ip addr add` allows them). */
 export function parseCidr(text: string): Cidr {
   const slash = text.indexOf('/');
   if (slash < 0) throw new TypeError(`not a CIDR (missing /len): ${JSON.stringify(text)}`);
   const ip = text.slice(0, slash);
   const lenText = text.slice(slash + 1);
+  if (isIPv6(ip) && /^\d{1,3}$/.test(lenText) && Number(lenText) <= 128) return { ip, prefixLen: Number(lenText) };
   if (!isIPv4(ip) || !/^\d{1,2}$/.test(lenText) || Number(lenText) > 32) {
-    throw new TypeError(`not an IPv4 CIDR: ${JSON.stringify(text)}`);
+    throw new TypeError(`not an IPv4 or IPv6 CIDR: ${JSON.stringify(text)}`);
   }
   return { ip, prefixLen: Number(lenText) };
 }

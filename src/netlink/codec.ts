@@ -19,7 +19,7 @@ import {
   msgTypeName,
 } from './constants.js';
 import { NetlinkDecodeError } from './errors.js';
-import { formatIP, formatMac, ipv4ToBytes, macToBytes } from './addr.js';
+import { formatIP, formatMac, ipToBytes, ipv4ToBytes, macToBytes } from './addr.js';
 
 export const nlmsgAlign = (len: number): number => (len + 3) & ~3;
 export const rtaAlign = nlmsgAlign;
@@ -193,6 +193,10 @@ export const attr = {
   },
   ipv4(type: number, ip: string): Buffer {
     return encodeAttr(type, ipv4ToBytes(ip));
+  },
+  /** IPv4 (4 bytes) or IPv6 (16 bytes), by the address text. */
+  ip(type: number, ip: string): Buffer {
+    return encodeAttr(type, ipToBytes(ip));
   },
   mac(type: number, mac: string): Buffer {
     return encodeAttr(type, macToBytes(mac));

@@ -101,6 +101,7 @@ export const RTMGRP_NOTIFY = 0x2;
 export const RTMGRP_NEIGH = 0x4;
 export const RTMGRP_IPV4_IFADDR = 0x10;
 export const RTMGRP_IPV4_ROUTE = 0x40;
+export const RTMGRP_IPV6_ROUTE = 0x400;
 // ... and group numbers for NETLINK_ADD_MEMBERSHIP. Bridge FDB notifications
 // (AF_BRIDGE RTM_NEWNEIGH/DELNEIGH) are sent to RTNLGRP_NEIGH as well.
 export const RTNLGRP_LINK = 1;
@@ -155,6 +156,8 @@ export const IFLA_VXLAN_RSC = 12;
 export const IFLA_VXLAN_L2MISS = 13;
 export const IFLA_VXLAN_L3MISS = 14;
 export const IFLA_VXLAN_PORT = 15;
+export const IFLA_VXLAN_GROUP6 = 16;
+export const IFLA_VXLAN_LOCAL6 = 17;
 export const IFLA_VXLAN_UDP_CSUM = 18;
 export const IFLA_VXLAN_GBP = 23;
 

@@ -240,3 +240,30 @@ test('builders reject malformed input before anything is encoded', () => {
   assert.throws(() => newVxlanRequest({ name: 'v', vni: 1, port: 70000 }), RangeError);
   assert.throws(() => newVxlanRequest({ name: 'v', vni: -1 }), RangeError);
 });
+
+test('IPv6: neighbour, route, address and FDB requests take AF_INET6 / 16-byte addresses from the address they carry; VXLAN uses IFLA_VXLAN_LOCAL6', () => {
+  // RTM_NEWNEIGH: ndmsg (family 10, ifindex 7, NUD_PERMANENT), NDA_DST (len 20) fd00:10:244:2::, NDA_LLADDR
+  const n = newNeighRequest({ ifindex: 7, ip: 'fd00:10:244:2::', mac: '0a:00:00:00:06:02' }).body;
+  assertBytes(n, hex('0a 000000 07000000 8000 00 00 | 1400 0100 fd000010024400020000000000000000 | 0a00 0200 0a0000000602 0000'));
+  assertBytes(delNeighRequest({ ifindex: 7, ip: 'fd00:10:244:2::' }).body.subarray(0, 1), hex('0a'));
+  // RTM_NEWROUTE fd00:10:244:2::/64 via fd00:10:244:2:: dev 7 onlink: rtmsg family 10, dst_len 64, RTNH_F_ONLINK
+  const r = newRouteRequest({ dst: 'fd00:10:244:2::/64', gw: 'fd00:10:244:2::', oif: 7, onlink: true }).body;
+  assertBytes(r.subarray(0, 12), hex('0a 40 00 00 fe 03 00 01 04000000'));
+  assertBytes(r.subarray(12), hex('1400 0100 fd000010024400020000000000000000 | 1400 0500 fd000010024400020000000000000000 | 0800 0400 07000000'));
+  assertBytes(delRouteRequest({ dst: 'fd00:10:244:2::/64', oif: 7 }).body.subarray(0, 2), hex('0a 40'));
+  // default route ::/0: no RTA_DST, as for 0.0.0.0/0
+  assert.equal(newRouteRequest({ dst: '::/0', gw: 'fe80::1', oif: 7 }).body.length, 12 + 20 + 8);
+  // RTM_NEWADDR fd00:10:244:1::/128: ifaddrmsg family 10, prefix 128; IFA_LOCAL and IFA_ADDRESS 16 bytes each
+  const a = newAddrRequest({ index: 7, cidr: 'fd00:10:244:1::/128' }).body;
+  assertBytes(a.subarray(0, 2), hex('0a 80'));
+  assert.equal(a.length, 8 + 20 + 20);
+  // FDB entry towards a v6 VTEP: AF_BRIDGE, NDA_DST 16 bytes
+  const f = newFdbRequest({ ifindex: 7, mac: '0a:00:00:00:06:02', dst: '2001:db8::12' }).body;
+  assertBytes(f.subarray(0, 1), hex('07'));
+  assertBytes(f.subarray(12 + 12), hex('1400 0100 20010db8000000000000000000000012'));
+  // VXLAN with a v6 local: IFLA_VXLAN_LOCAL6 (17), 16 bytes
+  const v = newVxlanRequest({ name: 'flannel-v6.1', vni: 1, local: '2001:db8::11', linkIndex: 2 }).body;
+  assert.ok(v.includes(hex('1400 1100 20010db8000000000000000000000011')), 'IFLA_VXLAN_LOCAL6');
+  assert.ok(!v.includes(hex('0800 0400')), 'no IPv4 IFLA_VXLAN_LOCAL');
+  assert.throws(() => newNeighRequest({ ifindex: 7, ip: 'fd00::zz', mac: '0a:00:00:00:06:02' }), TypeError);
+});

@@ -7,7 +7,7 @@
 import * as C from './constants.js';
 import { attr, encodeMessage } from './codec.js';
 import { encodeIfAddrMsg, encodeIfInfoMsg, encodeNdMsg, encodeRtMsg } from './rtnl.js';
-import { parseCidr } from './addr.js';
+import { isIPv6, parseCidr } from './addr.js';
 
 export interface NetlinkRequest {
   type: number;
@@ -48,6 +48,11 @@ const REQ_DUMP = C.NLM_F_REQUEST | C.NLM_F_DUMP;
 
 // Field-width checks only: semantic validation (VNI range, MTU limits, ...)
 // is left to the kernel, whose extended ack explains the problem better.
+/** AF_INET6 for IPv6 text, else AF_INET: requests take their family from the address they carry. */
+function familyOf(ip: string): number {
+  return isIPv6(ip) ? C.AF_INET6 : C.AF_INET;
+}
+
 function checkUint(name: string, v: number, bits: 8 | 16 | 32): void {
   const max = bits === 32 ? 0xffffffff : (1 << bits) - 1;
   if (!Number.isInteger(v) || v < 0 || v > max) {
@@ -94,8 +99,9 @@ export function newVxlanRequest(spec: VxlanSpec, mode: NewMode = 'create'): Netl
     data.push(attr.u32(C.IFLA_VXLAN_LINK, spec.linkIndex));
   }
   data.push(attr.u32(C.IFLA_VXLAN_ID, spec.vni));
-  if (spec.group !== undefined) data.push(attr.ipv4(C.IFLA_VXLAN_GROUP, spec.group));
-  if (spec.local !== undefined) data.push(attr.ipv4(C.IFLA_VXLAN_LOCAL, spec.local));
+  // An IPv6 group/local goes in the *6 attributes (flannel-v6.<VNI>).
+  if (spec.group !== undefined) data.push(attr.ip(isIPv6(spec.group) ? C.IFLA_VXLAN_GROUP6 : C.IFLA_VXLAN_GROUP, spec.group));
+  if (spec.local !== undefined) data.push(attr.ip(isIPv6(spec.local) ? C.IFLA_VXLAN_LOCAL6 : C.IFLA_VXLAN_LOCAL, spec.local));
   if (spec.ttl !== undefined) {
     checkUint('ttl', spec.ttl, 8);
     data.push(attr.u8(C.IFLA_VXLAN_TTL, spec.ttl));
@@ -223,9 +229,9 @@ function addrBody(spec: AddrSpec): Buffer {
   const { ip, prefixLen } = parseCidr(spec.cidr);
   // IFA_LOCAL is the address; IFA_ADDRESS repeats it for non-point-to-point links.
   return Buffer.concat([
-    encodeIfAddrMsg({ family: C.AF_INET, prefixLen, index: spec.index }),
-    attr.ipv4(C.IFA_LOCAL, ip),
-    attr.ipv4(C.IFA_ADDRESS, ip),
+    encodeIfAddrMsg({ family: familyOf(ip), prefixLen, index: spec.index }),
+    attr.ip(C.IFA_LOCAL, ip),
+    attr.ip(C.IFA_ADDRESS, ip),
   ]);
 }
 
@@ -299,9 +305,9 @@ function routeDesc(spec: RouteSpec): string {
 function routeAttrs(spec: RouteSpec, dst: { ip: string; prefixLen: number }, table: number): Buffer[] {
   const attrs: Buffer[] = [];
   if (table > 255) attrs.push(attr.u32(C.RTA_TABLE, table));
-  if (dst.prefixLen > 0 || dst.ip !== '0.0.0.0') attrs.push(attr.ipv4(C.RTA_DST, dst.ip));
-  if (spec.prefsrc !== undefined) attrs.push(attr.ipv4(C.RTA_PREFSRC, spec.prefsrc));
-  if (spec.gw !== undefined) attrs.push(attr.ipv4(C.RTA_GATEWAY, spec.gw));
+  if (dst.prefixLen > 0 || (dst.ip !== '0.0.0.0' && dst.ip !== '::')) attrs.push(attr.ip(C.RTA_DST, dst.ip));
+  if (spec.prefsrc !== undefined) attrs.push(attr.ip(C.RTA_PREFSRC, spec.prefsrc));
+  if (spec.gw !== undefined) attrs.push(attr.ip(C.RTA_GATEWAY, spec.gw));
   if (spec.oif !== undefined) {
     checkIndex('oif', spec.oif);
     attrs.push(attr.u32(C.RTA_OIF, spec.oif));
@@ -325,7 +331,7 @@ export function newRouteRequest(spec: RouteSpec, mode: NewMode = 'replace'): Net
     else scope = C.RT_SCOPE_UNIVERSE;
   }
   const rtm = encodeRtMsg({
-    family: C.AF_INET,
+    family: familyOf(dst.ip),
     dstLen: dst.prefixLen,
     table: table > 255 ? C.RT_TABLE_UNSPEC : table,
     protocol: spec.protocol ?? C.RTPROT_BOOT,
@@ -350,7 +356,7 @@ export function delRouteRequest(spec: RouteSpec): NetlinkRequest {
   const table = spec.table ?? C.RT_TABLE_MAIN;
   checkUint('table', table, 32);
   const rtm = encodeRtMsg({
-    family: C.AF_INET,
+    family: familyOf(dst.ip),
     dstLen: dst.prefixLen,
     table: table > 255 ? C.RT_TABLE_UNSPEC : table,
     protocol: spec.protocol ?? 0,
@@ -393,8 +399,8 @@ export function newNeighRequest(spec: NeighSpec, mode: NewMode = 'replace'): Net
     type: C.RTM_NEWNEIGH,
     flags: REQ_ACK | MODE_FLAGS[mode],
     body: Buffer.concat([
-      encodeNdMsg({ family: C.AF_INET, ifindex: spec.ifindex, state }),
-      attr.ipv4(C.NDA_DST, spec.ip),
+      encodeNdMsg({ family: familyOf(spec.ip), ifindex: spec.ifindex, state }),
+      attr.ip(C.NDA_DST, spec.ip),
       attr.mac(C.NDA_LLADDR, spec.mac),
     ]),
     op: `${mode} neigh ${spec.ip} lladdr ${spec.mac} dev #${spec.ifindex}`,
@@ -406,7 +412,7 @@ export function delNeighRequest(spec: { ifindex: number; ip: string }): NetlinkR
   return {
     type: C.RTM_DELNEIGH,
     flags: REQ_ACK,
-    body: Buffer.concat([encodeNdMsg({ family: C.AF_INET, ifindex: spec.ifindex }), attr.ipv4(C.NDA_DST, spec.ip)]),
+    body: Buffer.concat([encodeNdMsg({ family: familyOf(spec.ip), ifindex: spec.ifindex }), attr.ip(C.NDA_DST, spec.ip)]),
     op: `delete neigh ${spec.ip} dev #${spec.ifindex}`,
   };
 }
@@ -425,7 +431,7 @@ export function dumpNeighsRequest(family: number = C.AF_INET): NetlinkRequest {
 export interface FdbSpec {
   ifindex: number;
   mac: string;
-  /** Remote VTEP IPv4 (NDA_DST). */
+  /** Remote VTEP IPv4 or IPv6 (NDA_DST). */
   dst?: string;
   /** NTF_SELF: entry lives in the device's own table (vxlan). Default true. */
   self?: boolean;
@@ -450,7 +456,7 @@ function fdbDesc(spec: FdbSpec): string {
 function fdbAttrs(spec: FdbSpec): Buffer[] {
   // NDA_LLADDR first, then NDA_DST: the order `bridge fdb` uses.
   const attrs = [attr.mac(C.NDA_LLADDR, spec.mac)];
-  if (spec.dst !== undefined) attrs.push(attr.ipv4(C.NDA_DST, spec.dst));
+  if (spec.dst !== undefined) attrs.push(attr.ip(C.NDA_DST, spec.dst));
   if (spec.port !== undefined) {
     checkUint('port', spec.port, 16);
     attrs.push(attr.be16(C.NDA_PORT, spec.port));

@@ -165,6 +165,8 @@ const VXLAN_NAMES: Record<number, string> = {
   [C.IFLA_VXLAN_GROUP]: 'IFLA_VXLAN_GROUP',
   [C.IFLA_VXLAN_LINK]: 'IFLA_VXLAN_LINK',
   [C.IFLA_VXLAN_LOCAL]: 'IFLA_VXLAN_LOCAL',
+  [C.IFLA_VXLAN_GROUP6]: 'IFLA_VXLAN_GROUP6',
+  [C.IFLA_VXLAN_LOCAL6]: 'IFLA_VXLAN_LOCAL6',
   [C.IFLA_VXLAN_TTL]: 'IFLA_VXLAN_TTL',
   [C.IFLA_VXLAN_TOS]: 'IFLA_VXLAN_TOS',
   [C.IFLA_VXLAN_LEARNING]: 'IFLA_VXLAN_LEARNING',
@@ -316,9 +318,9 @@ function decodeVxlan(data: AttrSet): VxlanInfo {
     l2miss: (data.u8(C.IFLA_VXLAN_L2MISS) ?? 0) !== 0,
     l3miss: (data.u8(C.IFLA_VXLAN_L3MISS) ?? 0) !== 0,
   };
-  const local = data.ip(C.IFLA_VXLAN_LOCAL);
+  const local = data.ip(C.IFLA_VXLAN_LOCAL) ?? data.ip(C.IFLA_VXLAN_LOCAL6);
   if (local !== undefined) out.local = local;
-  const group = data.ip(C.IFLA_VXLAN_GROUP);
+  const group = data.ip(C.IFLA_VXLAN_GROUP) ?? data.ip(C.IFLA_VXLAN_GROUP6);
   if (group !== undefined) out.group = group;
   // The kernel reports IFLA_VXLAN_LINK only when an underlay was set; 0 means none.
   const link = data.u32(C.IFLA_VXLAN_LINK);

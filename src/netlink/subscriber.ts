@@ -26,13 +26,14 @@ export type NetlinkEvent = RtnlObject & {
   pid: number;
 };
 
-export type SubscriberGroup = 'link' | 'neigh' | 'route' | 'addr';
+export type SubscriberGroup = 'link' | 'neigh' | 'route' | 'route6' | 'addr';
 
 const GROUP_BITS: Record<SubscriberGroup, number> = {
   link: C.RTMGRP_LINK,
   // RTNLGRP_NEIGH carries both IP neighbours and AF_BRIDGE FDB entries.
   neigh: C.RTMGRP_NEIGH,
   route: C.RTMGRP_IPV4_ROUTE,
+  route6: C.RTMGRP_IPV6_ROUTE,
   addr: C.RTMGRP_IPV4_IFADDR,
 };
 

@@ -87,3 +87,14 @@ for (const [name, text, re] of invalid) {
     });
   });
 }
+
+test('the dual-stack config observed with real flannel: IPv6SubnetLen defaults to 64 for a /56; explicit values between prefix+2 and 126', () => {
+  const c = parseNetworkConfig('{"EnableIPv6":true,"Network":"10.244.0.0/16","IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}');
+  assert.equal(c.enableIPv4, true);
+  assert.equal(c.ipv6SubnetLen, 64);
+  assert.equal(formatIPv6(c.ipv6SubnetMin), 'fd00:10:244:1::');
+  assert.equal(formatIPv6(c.ipv6SubnetMax), 'fd00:10:244:ff::');
+  assert.equal(parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","IPv6SubnetLen":58}').ipv6SubnetLen, 58);
+  assert.throws(() => parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","IPv6SubnetLen":57}'), /^ConfigError: IPv6SubnetLen: 57 is invalid for IPv6Network fd00:10:244::\/56/);
+  assert.throws(() => parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"10.0.0.0/8"}'), /^ConfigError: IPv6Network: "10.0.0.0\/8" is not a valid IPv6 CIDR/);
+});

@@ -12,6 +12,7 @@ import type {
   BatchResult,
   FdbSpec,
   HostPort,
+  IpFamily,
   KernelNet,
   KernelOp,
   Link,
@@ -31,6 +32,10 @@ const EEXIST = 17;
 const ENOENT = 2;
 const EBUSY = 16;
 const EINVAL = 22;
+
+/** AF_INET (2) or AF_INET6 (10), by the address text. */
+const afOf = (ip: string): 2 | 10 => (ip.includes(':') ? 10 : 2);
+const want = (family: IpFamily | undefined): 2 | 10 => (family === 6 ? 10 : 2);
 
 export class FakeKernel implements KernelNet, HostPort {
   links = new Map<number, Link>();
@@ -125,14 +130,14 @@ export class FakeKernel implements KernelNet, HostPort {
     if (this.addrs.some((a) => a.index === index && a.cidr === cidr)) return;
     this.mutations++;
     const [ip, len] = cidr.split('/');
-    this.addrs.push({ family: 2, index, prefixLen: Number(len), flags: 0, scope: 0, local: ip!, address: ip!, cidr });
+    this.addrs.push({ family: afOf(ip!), index, prefixLen: Number(len), flags: 0, scope: 0, local: ip!, address: ip!, cidr });
   }
   async delAddr(index: number, cidr: string): Promise<void> {
     this.mutations++;
     this.addrs = this.addrs.filter((a) => !(a.index === index && a.cidr === cidr));
   }
   async listRoutes(f: RouteFilter = {}): Promise<Route[]> {
-    return this.routes.filter((r) => f.oif === undefined || r.oif === f.oif);
+    return this.routes.filter((r) => (f.oif === undefined || r.oif === f.oif) && r.family === want(f.family));
   }
   async replaceRoute(s: RouteSpec): Promise<void> {
     this.apply({ op: 'replaceRoute', route: s });
@@ -140,8 +145,8 @@ export class FakeKernel implements KernelNet, HostPort {
   async delRoute(s: RouteSpec): Promise<void> {
     this.apply({ op: 'delRoute', route: s });
   }
-  async listNeighs(index?: number): Promise<Neigh[]> {
-    return this.neighs.filter((n) => index === undefined || n.ifindex === index);
+  async listNeighs(index?: number, family?: IpFamily): Promise<Neigh[]> {
+    return this.neighs.filter((n) => (index === undefined || n.ifindex === index) && n.family === want(family));
   }
   async replaceNeigh(n: NeighSpec): Promise<void> {
     this.apply({ op: 'replaceNeigh', neigh: n });
@@ -183,7 +188,7 @@ export class FakeKernel implements KernelNet, HostPort {
         const n = op.neigh;
         this.neighs = this.neighs.filter((x) => !(x.ifindex === n.ifindex && x.ip === n.ip));
         const permanent = n.permanent ?? true;
-        this.neighs.push({ family: 2, ifindex: n.ifindex, ip: n.ip, mac: n.mac, state: permanent ? 0x80 : 0x02, flags: 0, permanent });
+        this.neighs.push({ family: afOf(n.ip), ifindex: n.ifindex, ip: n.ip, mac: n.mac, state: permanent ? 0x80 : 0x02, flags: 0, permanent });
         return;
       }
       case 'delNeigh':
@@ -204,7 +209,7 @@ export class FakeKernel implements KernelNet, HostPort {
       case 'replaceRoute': {
         const r = op.route;
         this.routes = this.routes.filter((x) => x.dst !== r.dst);
-        this.routes.push({ family: 2, dst: r.dst, dstLen: Number(r.dst.split('/')[1]), gateway: r.gw, oif: r.oif, table: 254, protocol: 3, scope: 0, type: 1, flags: r.onlink ? 4 : 0, onlink: !!r.onlink } as Route);
+        this.routes.push({ family: afOf(r.dst), dst: r.dst, dstLen: Number(r.dst.split('/')[1]), gateway: r.gw, oif: r.oif, table: 254, protocol: 3, scope: 0, type: 1, flags: r.onlink ? 4 : 0, onlink: !!r.onlink } as Route);
         return;
       }
       case 'delRoute':

@@ -10,6 +10,11 @@
 //     ├─ vh1 ── eth0 in P + 'h1' (192.0.2.11/24, default via 192.0.2.1)
 //     └─ vh2 ── eth0 in P + 'h2' (192.0.2.12/24, default via 192.0.2.1)
 //   P + 'h1'   host: eth0, cni0 bridge (after wirePods), veth1..vethM
+//
+// With { ipv6: true } the underlay is dual-stack: br0 also has 2001:db8::1/64
+// and each host's eth0 2001:db8::(10+index)/64 (documentation prefix, inside
+// the namespaces only; `nodad`, so they are usable at once), with a v6
+// default route via 2001:db8::1 and IPv6 forwarding on.
 //     ├─ veth1 ── eth0 in P + 'h1p1'  (pod; subnet base + 11)
 //     └─ veth2 ── eth0 in P + 'h1p2'  (pod; subnet base + 12)
 //
@@ -104,6 +109,8 @@ export interface Host {
   index: number;
   /** Underlay address on eth0, '192.0.2.(10+index)'. */
   ip: string;
+  /** Underlay IPv6 address on eth0, '2001:db8::(10+index)' (with { ipv6: true } only). */
+  ip6?: string;
   /** Filled by wirePods()/wirePodsWith(). */
   pods: Pod[];
   /** Set once pods are wired. */
@@ -150,6 +157,8 @@ export interface BgProc {
 }
 
 export const UNDERLAY_GW = '192.0.2.1';
+export const UNDERLAY_GW6 = '2001:db8::1';
+export const UNDERLAY_LEN6 = 64;
 export const UNDERLAY_LEN = 24;
 export const ETCD_CLIENT_URL = `http://${UNDERLAY_GW}:2379`;
 export const ETCD_PEER_URL = `http://${UNDERLAY_GW}:2380`;
@@ -159,6 +168,8 @@ export interface TopologyOptions {
   podsPerHost: number;
   /** Namespace-name prefix; default 'fts' + 4 random hex + '-'. Must be unique per run. */
   prefix?: string;
+  /** Dual-stack underlay: IPv6 addresses (2001:db8::/64) next to the IPv4 ones. */
+  ipv6?: boolean;
 }
 
 // ---------------------------------------------------------------------------
@@ -224,9 +235,13 @@ export class Topology {
   private destroying: Promise<void> | undefined;
   private etcd: BgProc | undefined;
 
-  private constructor(prefix: string, podsPerHost: number) {
+  /** The underlay is dual-stack (TopologyOptions.ipv6). */
+  readonly ipv6: boolean;
+
+  private constructor(prefix: string, podsPerHost: number, ipv6 = false) {
     this.prefix = prefix;
     this.podsPerHost = podsPerHost;
+    this.ipv6 = ipv6;
     this.tmpDir = mkdtempSync(path.join(tmpdir(), `${prefix}topo-`));
     live.add(this);
     installHooks();
@@ -245,7 +260,7 @@ export class Topology {
     if (!Number.isInteger(o.podsPerHost) || o.podsPerHost < 0 || o.podsPerHost > 200) throw new Error(`podsPerHost must be 0..200`);
     const prefix = o.prefix ?? `fts${randomBytes(2).toString('hex')}-`;
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{2,30}$/.test(prefix)) throw new Error(`bad namespace prefix: ${prefix}`);
-    const t = new Topology(prefix, o.podsPerHost);
+    const t = new Topology(prefix, o.podsPerHost, o.ipv6 ?? false);
     try {
       await t.build(o.hosts);
     } catch (e) {
@@ -314,9 +329,12 @@ export class Topology {
     await this.addNs(ul);
     await this.ip(ul, 'link', 'add', 'br0', 'type', 'bridge');
     await this.ip(ul, 'addr', 'add', `${UNDERLAY_GW}/${UNDERLAY_LEN}`, 'dev', 'br0');
+    if (this.ipv6) await this.ip(ul, 'addr', 'add', `${UNDERLAY_GW6}/${UNDERLAY_LEN6}`, 'dev', 'br0', 'nodad');
     await this.ip(ul, 'link', 'set', 'br0', 'up');
     const hosts: Host[] = [];
-    for (let i = 1; i <= nHosts; i++) hosts.push({ name: `${this.prefix}h${i}`, index: i, ip: ipAdd(UNDERLAY_GW, 9 + i), pods: [] });
+    for (let i = 1; i <= nHosts; i++) {
+      hosts.push({ name: `${this.prefix}h${i}`, index: i, ip: ipAdd(UNDERLAY_GW, 9 + i), ...(this.ipv6 ? { ip6: `2001:db8::${10 + i}` } : {}), pods: [] });
+    }
     this.hosts.push(...hosts);
     await allSettledOrThrow(hosts.map((h) => this.buildHost(h)));
   }
@@ -332,6 +350,11 @@ export class Topology {
     await this.ip(h.name, 'link', 'set', 'eth0', 'up');
     await this.ip(h.name, 'route', 'add', 'default', 'via', UNDERLAY_GW, 'dev', 'eth0');
     await sh(['ip', 'netns', 'exec', h.name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    if (h.ip6) {
+      await this.ip(h.name, 'addr', 'add', `${h.ip6}/${UNDERLAY_LEN6}`, 'dev', 'eth0', 'nodad');
+      await this.ip(h.name, '-6', 'route', 'add', 'default', 'via', UNDERLAY_GW6, 'dev', 'eth0');
+      await sh(['ip', 'netns', 'exec', h.name, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+    }
   }
 
   // -------------------------------------------------------------------------

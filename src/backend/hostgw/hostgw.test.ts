@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseIPv4, parseIPv4Net } from '../../lease/ip.js';
+import { parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net } from '../../lease/ip.js';
 import type { Lease } from '../../lease/lease.js';
 import { MemoryLogger } from '../../testing/memory-logger.js';
 import { parseNetworkConfig } from '../../subnet/config.js';
@@ -53,4 +53,31 @@ test('routes via peer public IPs; repeat is a no-op; removed peers lose their ro
   assert.equal(k.mutations, m, 'no changes on repeat');
   await b.reconcile([peer(3)]);
   assert.deepEqual(k.routes.map((r) => r.dst), ['10.244.3.0/24']);
+});
+
+test('dual-stack host-gw: a route to each peer\'s v6 subnet via its PublicIPv6 on eth0; v4-only peers get v4 only; off-L2 v6 peers refused; repeat is a no-op', async () => {
+  const k = new FakeKernel();
+  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
+  await k.addAddr(eth0.index, '192.0.2.11/24');
+  await k.addAddr(eth0.index, '2001:db8::11/64');
+  await k.addAddr(eth0.index, 'fe80::11/64');
+  const ext = { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11'), ifaceAddr6: parseIPv6('2001:db8::11'), publicIPv6: parseIPv6('2001:db8::11') };
+  const config = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"host-gw"}}');
+  const b = new HostGwBackend({ config, extIface: ext, log: new MemoryLogger() }, { kernel: k });
+  assert.deepEqual(await b.prepare(), { backendType: 'host-gw' });
+  await b.activate();
+  const dual = (n: number, ip6 = `2001:db8::${10 + n}`): Lease => ({ ...peer(n), subnet6: parseIPv6Net(`fd00:10:244:${n}::/64`), attrs: { ...peer(n).attrs, publicIPv6: parseIPv6(ip6) } });
+  const errs = await b.reconcile([dual(2), peer(3), dual(4, '2001:db8:1::14')]);
+  assert.equal(errs.length, 1);
+  assert.match(errs[0]!.message, /^refusing the IPv6 half of lease 10\.244\.4\.0-24&fd00:10:244:4::-64: its public IPv6 2001:db8:1::14 is not on eth0's L2 subnet/);
+  assert.deepEqual(k.routes.filter((r) => r.family === 10).map((r) => [r.dst, r.gateway, r.oif]), [['fd00:10:244:2::/64', '2001:db8::12', eth0.index]]);
+  assert.deepEqual(k.routes.filter((r) => r.family === 2).map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24']);
+  const m = k.mutations;
+  await b.reconcile([dual(2), peer(3), dual(4, '2001:db8:1::14')]);
+  assert.equal(k.mutations, m, 'no changes on repeat');
+  await b.reconcile([peer(3)]);
+  assert.deepEqual(k.routes.map((r) => r.dst), ['10.244.3.0/24']);
+  // NAT for IPv6 is refused like NAT for IPv4
+  const nat = new HostGwBackend({ config, extIface: { ...ext, publicIPv6: parseIPv6('2001:db8:ffff::1') }, log: new MemoryLogger() }, { kernel: k });
+  await assert.rejects(nat.prepare(), /^BackendError: host-gw: the public IPv6 2001:db8:ffff::1 is not eth0's IPv6 address 2001:db8::11/);
 });

@@ -2,12 +2,27 @@
 // IP on the external interface. No encapsulation, so peers must share an L2
 // segment with us; a peer that does not is refused with a clear error.
 //
+// Dual-stack (EnableIPv6): likewise a route to each peer's IPv6 subnet via its
+// PublicIPv6 (spec §7.1), for peers that have both.
+//
 // Routes are reconciled declaratively (adds before deletes, repeat = no-op)
 // and restored within milliseconds when someone deletes one (damage() picks
 // route deletions out of the daemon's kernel notifications), with the
 // daemon's periodic check as the safety net (flannel: 10 s).
 
-import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
+import {
+  formatIPv4,
+  formatIPv4Net,
+  formatIPv6,
+  formatIPv6Net,
+  ipv4NetContains,
+  ipv6NetContains,
+  parseIPv4,
+  parseIPv4Net,
+  parseIPv6Net,
+  type IPv4Net,
+  type IPv6Net,
+} from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
@@ -44,6 +59,11 @@ export class HostGwBackend implements Backend {
     if (e.publicIP !== e.ifaceAddr) {
       throw new BackendError(
         `host-gw: the public IP ${formatIPv4(e.publicIP)} differs from ${e.name}'s address ${formatIPv4(e.ifaceAddr)} (probably you're on a NAT); host-gw needs direct L2 reachability`,
+      );
+    }
+    if (this.ctx.config.enableIPv6 && (e.publicIPv6 === undefined || e.publicIPv6 !== e.ifaceAddr6)) {
+      throw new BackendError(
+        `host-gw: the public IPv6 ${e.publicIPv6 === undefined ? '(none)' : formatIPv6(e.publicIPv6)} is not ${e.name}'s IPv6 address ${e.ifaceAddr6 === undefined ? '(none)' : formatIPv6(e.ifaceAddr6)}; host-gw needs direct L2 reachability`,
       );
     }
     return { backendType: 'host-gw' };
@@ -93,6 +113,7 @@ export class HostGwBackend implements Backend {
       if (!r || r.gateway !== gw) ops.push({ op: 'replaceRoute', route: { dst, gw, oif: ext } });
     }
     for (const r of routes) if (!want.has(r.dst)) ops.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: ext } });
+    if (this.ctx.config.enableIPv6) ops.push(...(await this.ops6(errors)));
     this.last = { changes: ops.length };
     if (ops.length) {
       const res = await this.k.applyBatch(ops);
@@ -100,6 +121,36 @@ export class HostGwBackend implements Backend {
       for (const f of res.failures) errors.push(new ReconcileError(`${f.op.op} ${'route' in f.op ? f.op.route.dst : ''}: ${f.error.message}`, { cause: f.error }));
     }
     return errors;
+  }
+
+  /** The IPv6 routes: each dual-stack host-gw peer's v6 subnet via its PublicIPv6 on the external interface. */
+  private async ops6(errors: Error[]): Promise<KernelOp[]> {
+    const ext = this.ctx.extIface.index;
+    const net6 = this.ctx.config.ipv6Network!;
+    const onLink: IPv6Net[] = (await this.k.listAddrs(ext, { family: 6 })).filter((a) => !/^fe[89ab][0-9a-f]:/i.test(a.cidr)).map((a) => parseIPv6Net(a.cidr));
+    const want = new Map<string, string>();
+    for (const l of this.remote) {
+      if (l.attrs.backendType !== 'host-gw' || !l.subnet6) continue; // other types: warned above; v4-only peers: nothing to do
+      const id = leaseId(l);
+      const pub = l.attrs.publicIPv6;
+      if (pub === null) {
+        this.warnOnce(`${id}:v6`, `lease ${id} has an IPv6 subnet but PublicIPv6 is null; no IPv6 route`);
+        continue;
+      }
+      if (!onLink.some((n) => ipv6NetContains(n, pub))) {
+        errors.push(new Error(`refusing the IPv6 half of lease ${id}: its public IPv6 ${formatIPv6(pub)} is not on ${this.ctx.extIface.name}'s L2 subnet; host-gw cannot reach it without encapsulation (use vxlan)`));
+        continue;
+      }
+      want.set(formatIPv6Net(l.subnet6), formatIPv6(pub));
+    }
+    const routes = (await this.k.listRoutes({ oif: ext, family: 6 })).filter((r) => r.oif === ext && r.gateway && inNet6(net6, r.dst));
+    const ops: KernelOp[] = [];
+    for (const [dst, gw] of want) {
+      const r = routes.find((x) => x.dst === dst);
+      if (!r || r.gateway !== gw) ops.push({ op: 'replaceRoute', route: { dst, gw, oif: ext } });
+    }
+    for (const r of routes) if (!want.has(r.dst)) ops.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: ext } });
+    return ops;
   }
 
   private warnOnce(key: string, msg: string): void {
@@ -116,4 +167,10 @@ export class HostGwBackend implements Backend {
 function inNet(net: IPv4Net, cidr: string): boolean {
   const [ip, len] = cidr.split('/');
   return ipv4NetContains(net, parseIPv4(ip!)) && Number(len) >= net.prefix;
+}
+
+function inNet6(net: IPv6Net, cidr: string): boolean {
+  if (!cidr.includes(':')) return false;
+  const n = parseIPv6Net(cidr);
+  return ipv6NetContains(net, n.ip) && n.prefix >= net.prefix;
 }

@@ -4,7 +4,7 @@
 // multicast or all-zero, are left out with a reason, so nothing unvalidated
 // reaches the kernel.
 
-import { formatIPv4, formatIPv4Net, ipv4NetAligned, ipv4NetContains, type IPv4Net } from '../../lease/ip.js';
+import { formatIPv4, formatIPv4Net, formatIPv6, formatIPv6Net, ipv4NetAligned, ipv4NetContains, ipv6NetAligned, ipv6NetContains, type IPv4Net, type IPv6Net } from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
 import { normaliseMac } from './options.js';
 
@@ -24,8 +24,8 @@ export interface Desired {
   readonly skipped: Array<{ id: string; reason: string }>;
 }
 
-export function vtepMacOf(l: Lease): string | null {
-  const d = l.attrs.backendData;
+export function vtepMacOf(l: Lease, family: 4 | 6 = 4): string | null {
+  const d = family === 6 ? l.attrs.backendV6Data : l.attrs.backendData;
   if (!d || typeof d !== 'object' || Array.isArray(d)) return null;
   for (const [k, v] of Object.entries(d)) if (k.toLowerCase() === 'vtepmac') return normaliseMac(v);
   return null;
@@ -60,6 +60,48 @@ export function desiredEntries(remote: readonly Lease[], directNets: readonly IP
       }
     }
     peers.push({ id, gw: formatIPv4(l.subnet.ip), dst: formatIPv4Net(l.subnet), mac: mac ?? '', publicIP, direct });
+  }
+  return { peers, skipped };
+}
+
+/**
+ * The IPv6 half (spec §5.5 "IPv6: same three steps"): entries on
+ * flannel-v6.<VNI> for every vxlan peer with an IPv6 subnet: neighbour =
+ * the v6 subnet's network address with the peer's v6 VtepMAC, FDB dst = the
+ * peer's PublicIPv6. IPv4-only peers simply have none (and are not warned
+ * about); a lease of another backend type is already reported by the IPv4
+ * half. A dual-stack peer whose v6 half is unusable keeps its IPv4 entries
+ * (real flannel drops both halves, observed-flannel.md).
+ */
+export function desiredEntries6(remote: readonly Lease[], directNets: readonly IPv6Net[] | null): Desired {
+  const peers: PeerEntries[] = [];
+  const skipped: Desired['skipped'] = [];
+  for (const l of remote) {
+    const s6 = l.subnet6;
+    if (!s6 || l.attrs.backendType !== 'vxlan') continue;
+    const id = leaseId(l);
+    if (!ipv6NetAligned(s6)) {
+      skipped.push({ id, reason: `IPv6 subnet ${formatIPv6Net(s6)} has host bits set` });
+      continue;
+    }
+    const pub = l.attrs.publicIPv6;
+    if (pub === null) {
+      skipped.push({ id, reason: 'its key has an IPv6 subnet but PublicIPv6 is null; no IPv6 entries' });
+      continue;
+    }
+    const direct = directNets !== null && directNets.some((n) => ipv6NetContains(n, pub));
+    const mac = vtepMacOf(l, 6);
+    if (!direct) {
+      if (!mac) {
+        skipped.push({ id, reason: `BackendV6Data.VtepMAC ${JSON.stringify(l.attrs.backendV6Data) ?? 'undefined'} is not a MAC address; no IPv6 entries` });
+        continue;
+      }
+      if (parseInt(mac.slice(0, 2), 16) & 1 || mac === '00:00:00:00:00:00') {
+        skipped.push({ id, reason: `BackendV6Data.VtepMAC ${mac} is not a unicast address; no IPv6 entries` });
+        continue;
+      }
+    }
+    peers.push({ id, gw: formatIPv6(s6.ip), dst: formatIPv6Net(s6), mac: mac ?? '', publicIP: formatIPv6(pub), direct });
   }
   return { peers, skipped };
 }

@@ -14,7 +14,7 @@
 // flannel.<VNI>; and, with DirectRouting, gateway routes into Network on the
 // external interface. Anything else on those devices is left alone.
 
-import { ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
+import { ipv4NetContains, ipv6NetContains, parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net, type IPv4Net, type IPv6Net } from '../../lease/ip.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
 import type { PeerEntries } from './desired.js';
 import { ReconcileError } from '../backend.js';
@@ -23,6 +23,11 @@ export interface ReconcileTarget {
   readonly dev: number;
   readonly extDev: number;
   readonly network: IPv4Net;
+  /**
+   * Set for flannel-v6.<VNI>: the entries are IPv6 ones, and what we own is
+   * what lies inside this network (instead of `network`).
+   */
+  readonly network6?: IPv6Net;
 }
 
 export interface ReconcileResult {
@@ -38,6 +43,18 @@ export interface ReconcileResult {
 function inNet(net: IPv4Net, cidrOrIp: string): boolean {
   const ip = cidrOrIp.includes('/') ? parseIPv4Net(cidrOrIp) : { ip: parseIPv4(cidrOrIp), prefix: 32 };
   return ipv4NetContains(net, ip.ip) && ip.prefix >= net.prefix;
+}
+
+function inNet6(net: IPv6Net, cidrOrIp: string): boolean {
+  if (!cidrOrIp.includes(':')) return false;
+  const ip = cidrOrIp.includes('/') ? parseIPv6Net(cidrOrIp) : { ip: parseIPv6(cidrOrIp), prefix: 128 };
+  return ipv6NetContains(net, ip.ip) && ip.prefix >= net.prefix;
+}
+
+/** Is this address or prefix inside the target's network (of its family)? */
+function owned(t: ReconcileTarget, cidrOrIp: string): boolean {
+  if (t.network6) return inNet6(t.network6, cidrOrIp);
+  return !cidrOrIp.includes(':') && inNet(t.network, cidrOrIp);
 }
 
 function describe(op: KernelOp): string {
@@ -133,16 +150,17 @@ export async function patchVxlan(
 }
 
 export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: readonly PeerEntries[]): Promise<ReconcileResult> {
+  const family = t.network6 ? 6 : 4;
   const [neighs, fdbs, routes, extRoutes] = await Promise.all([
-    k.listNeighs(t.dev),
+    k.listNeighs(t.dev, family),
     k.listFdb(t.dev),
-    k.listRoutes({ oif: t.dev }),
-    k.listRoutes({ oif: t.extDev }),
+    k.listRoutes({ oif: t.dev, family }),
+    k.listRoutes({ oif: t.extDev, family }),
   ]);
-  const ourNeighs = neighs.filter((n) => n.ifindex === t.dev && n.permanent && inNet(t.network, n.ip));
+  const ourNeighs = neighs.filter((n) => n.ifindex === t.dev && n.permanent && owned(t, n.ip));
   const ourFdbs = fdbs.filter((f) => f.ifindex === t.dev && f.self && f.dst !== undefined);
-  const ourRoutes = routes.filter((r) => r.oif === t.dev && r.gateway !== undefined && inNet(t.network, r.dst));
-  const ourDirect = extRoutes.filter((r) => r.oif === t.extDev && r.gateway !== undefined && inNet(t.network, r.dst));
+  const ourRoutes = routes.filter((r) => r.oif === t.dev && r.gateway !== undefined && owned(t, r.dst));
+  const ourDirect = extRoutes.filter((r) => r.oif === t.extDev && r.gateway !== undefined && owned(t, r.dst));
 
   const b = new Batches(k, t);
   const run = (ops: KernelOp[]) => b.run(ops);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseIPv4, parseIPv4Net } from '../../lease/ip.js';
+import { parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net } from '../../lease/ip.js';
 import type { Lease } from '../../lease/lease.js';
 import { MemoryLogger } from '../../testing/memory-logger.js';
 import { parseNetworkConfig } from '../../subnet/config.js';
@@ -261,4 +261,104 @@ test('a few lease events are applied as a targeted patch: no kernel dumps, 3 req
   const m = k.mutations;
   await b.reconcile([peer(2, '0a:00:00:00:00:22'), peer(4)]);
   assert.equal(k.mutations, m);
+});
+
+// ------------------------------------------------------------ dual-stack
+
+const peer6 = (n: number, mac6: string | null = `0a:00:00:00:06:0${n}`): Lease => ({
+  subnet: parseIPv4Net(`10.244.${n}.0/24`),
+  subnet6: parseIPv6Net(`fd00:10:244:${n}::/64`),
+  attrs: {
+    publicIP: parseIPv4(`192.0.2.${10 + n}`),
+    publicIPv6: parseIPv6(`2001:db8::${10 + n}`),
+    backendType: 'vxlan',
+    backendData: { VNI: 1, VtepMAC: `0a:00:00:00:00:0${n}` },
+    ...(mac6 ? { backendV6Data: { VNI: 1, VtepMAC: mac6 } } : {}),
+  },
+  expiration: null,
+});
+
+async function setupDual() {
+  const k = new FakeKernel();
+  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
+  const log = new MemoryLogger();
+  const b = new VxlanBackend(
+    {
+      config: parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}'),
+      extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11'), ifaceAddr6: parseIPv6('2001:db8::11'), publicIPv6: parseIPv6('2001:db8::11') },
+      log,
+    },
+    { kernel: k },
+  );
+  const attrs = await b.prepare();
+  const { mtu } = await b.activate({ ...peer6(1), attrs: { ...peer6(1).attrs, ...attrs } });
+  const dev = (await k.getLinkByName('flannel.1'))!;
+  const dev6 = (await k.getLinkByName('flannel-v6.1'))!;
+  return { k, b, log, mtu, attrs, eth0, dev, dev6 };
+}
+
+test('dual-stack: flannel-v6.1 next to flannel.1 (same VNI, local = PublicIPv6, own MAC, /128 address); BackendV6Data published; one MTU that fits both families', async () => {
+  const { attrs, mtu, dev, dev6, k, b } = await setupDual();
+  assert.equal(dev6.kind, 'vxlan');
+  assert.equal(dev6.vxlan!.vni, 1);
+  assert.equal(dev6.vxlan!.local, '2001:db8::11');
+  assert.equal(dev6.vxlan!.linkIndex, dev.vxlan!.linkIndex);
+  assert.equal(dev6.vxlan!.learning, false);
+  assert.notEqual(dev6.mac, dev.mac, 'two VTEPs, two MACs');
+  assert.deepEqual(attrs, { backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: dev.mac }, backendV6Data: { VNI: 1, VtepMAC: dev6.mac } });
+  assert.equal(dev.mtu, 1450, 'IPv4 device: underlay - 50');
+  assert.equal(dev6.mtu, 1430, 'IPv6 device: underlay - 70');
+  assert.equal(mtu, 1430, 'subnet.env: the smaller, so pods fit both tunnels');
+  assert.deepEqual((await k.listAddrs(dev6.index, { family: 6 })).map((a) => a.cidr), ['fd00:10:244:1::/128']);
+  assert.deepEqual((await k.listAddrs(dev.index)).map((a) => a.cidr), ['10.244.1.0/32']);
+  assert.equal((await k.getLinkByIndex(dev6.index))!.up, true);
+  await b.close();
+});
+
+test('dual-stack reconcile: per peer a permanent v6 neighbour, a self FDB entry to its PublicIPv6 and an onlink route on flannel-v6.1; v4-only peers get v4 entries only; a repeat makes zero changes', async () => {
+  const { k, b, log, dev, dev6 } = await setupDual();
+  const v4only = peer(3);
+  const noV6Data = peer6(4, null);
+  assert.deepEqual(await b.reconcile([peer6(2), v4only, noV6Data]), []);
+  const on = (i: number) => ({
+    neigh: k.neighs.filter((n) => n.ifindex === i).map((n) => [n.ip, n.mac, n.permanent]).sort(),
+    fdb: k.fdb.filter((f) => f.ifindex === i).map((f) => [f.mac, f.dst, f.self, f.permanent]).sort(),
+    routes: k.routes.filter((r) => r.oif === i).map((r) => [r.dst, r.gateway, r.onlink]).sort(),
+  });
+  assert.deepEqual(on(dev6.index), {
+    neigh: [['fd00:10:244:2::', '0a:00:00:00:06:02', true]],
+    fdb: [['0a:00:00:00:06:02', '2001:db8::12', true, true]],
+    routes: [['fd00:10:244:2::/64', 'fd00:10:244:2::', true]],
+  });
+  // every peer keeps its IPv4 entries, the one without BackendV6Data included
+  assert.deepEqual(on(dev.index).routes.map((r) => r[0]), ['10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24']);
+  assert.ok(log.lines.some((l) => l.level === 'warn' && l.msg === 'ignoring lease 10.244.4.0-24&fd00:10:244:4::-64: BackendV6Data.VtepMAC undefined is not a MAC address; no IPv6 entries'));
+  const m = k.mutations;
+  assert.deepEqual(await b.reconcile([peer6(2), v4only, noV6Data]), []);
+  assert.equal(k.mutations, m, 'converged: no changes');
+  // a new dual-stack peer as one event: a targeted patch (3 + 3 requests), and its departure removes both halves
+  const before = k.mutations;
+  assert.deepEqual(await b.reconcile([peer6(2), v4only, noV6Data, peer6(5)], [{ type: 'added', lease: peer6(5) }]), []);
+  assert.equal(k.mutations - before, 6);
+  assert.equal(b.patches, 1);
+  assert.ok(on(dev6.index).routes.some((r) => r[0] === 'fd00:10:244:5::/64' && r[1] === 'fd00:10:244:5::'));
+  await b.reconcile([peer6(2), v4only, noV6Data], [{ type: 'removed', lease: peer6(5) }]);
+  assert.deepEqual(on(dev6.index).routes.map((r) => r[0]), ['fd00:10:244:2::/64']);
+  assert.deepEqual(on(dev6.index).neigh.map((n) => n[0]), ['fd00:10:244:2::']);
+  // a peer gone from the desired set on a full run: its v6 entries go too
+  await b.reconcile([v4only]);
+  assert.deepEqual(on(dev6.index), { neigh: [], fdb: [], routes: [] });
+  await b.close();
+});
+
+test('dual-stack: flannel-v6.1 deleted by someone is recreated with the same MAC and its entries restored', async () => {
+  const { k, b, dev6 } = await setupDual();
+  await b.reconcile([peer6(2)]);
+  await k.deleteLink(dev6.index);
+  await b.reconcile([peer6(2)]);
+  const again = (await k.getLinkByName('flannel-v6.1'))!;
+  assert.equal(again.mac, dev6.mac);
+  assert.deepEqual((await k.listAddrs(again.index, { family: 6 })).map((a) => a.cidr), ['fd00:10:244:1::/128']);
+  assert.deepEqual(k.routes.filter((r) => r.oif === again.index).map((r) => r.dst), ['fd00:10:244:2::/64']);
+  await b.close();
 });

@@ -14,18 +14,31 @@
 //   peers' entries. We recreate it with the same MAC (so peers' FDB/ARP entries
 //   stay valid) and then reconcile everything.
 // * Stop leaves all kernel state in place, so a restart drops no packets.
+// * Dual-stack (EnableIPv6): a second device, flannel-v6.<VNI> (same VNI and
+//   port, local = our PublicIPv6, its own MAC published as BackendV6Data),
+//   addressed with the v6 subnet's network address /128, gets the same three
+//   entries per dual-stack peer: permanent neighbour, `self` FDB entry to the
+//   peer's PublicIPv6, onlink route. Both families share the reconcile run,
+//   the self-healing and the targeted patches.
+// * MTU with IPv6: the IPv6 outer header is 20 bytes longer, so flannel-v6
+//   gets underlay − 70 while flannel.<VNI> keeps underlay − 50. Pods have one
+//   MTU for both families, so subnet.env says underlay − 70 (1430 on a 1500
+//   underlay). Real flannel writes 1450 there while its flannel-v6 device is
+//   1430, so its pods' large IPv6 packets first get "Packet Too Big" and then
+//   go fragmented (observed-flannel.md); ours fit. IPv4-only: − 50, as flannel.
 
 import { randomBytes } from 'node:crypto';
-import { formatIPv4, ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
+import { writeFileSync } from 'node:fs';
+import { formatIPv4, formatIPv6, ipv4NetContains, parseIPv4, parseIPv4Net, parseIPv6Net, type IPv4Net, type IPv6Net } from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { LeaseEvent } from '../../lease/tracker.js';
 import type { KernelNet, Link } from '../../kernel/types.js';
-import { AF_INET } from '../../netlink/constants.js';
+import { AF_INET, AF_INET6 } from '../../netlink/constants.js';
 import { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
 import { BackendError, ReconcileError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
-import { desiredEntries } from './desired.js';
+import { desiredEntries, desiredEntries6 } from './desired.js';
 import { normaliseMac, parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
 import { patchVxlan, reconcileVxlan, type ReconcileResult } from './reconciler.js';
 
@@ -33,6 +46,10 @@ import { patchVxlan, reconcileVxlan, type ReconcileResult } from './reconciler.j
 const PATCH_MAX_EVENTS = 64;
 
 export const VXLAN_OVERHEAD = 50;
+/** IPv6 outer header (40 bytes) instead of IPv4's (20): flannel-v6.<VNI>'s overhead. */
+export const VXLAN6_OVERHEAD = 70;
+
+type Family = 4 | 6;
 
 export interface VxlanBackendOptions {
   kernel: KernelNet;
@@ -42,9 +59,13 @@ export class VxlanBackend implements Backend {
   readonly type = 'vxlan';
   readonly opts: VxlanOptions;
   readonly devName: string;
+  /** flannel-v6.<VNI> with EnableIPv6, else null */
+  readonly devName6: string | null;
   private readonly k: KernelNet;
   private dev: Link | null = null;
   private mac = '';
+  private dev6: Link | null = null;
+  private mac6 = '';
   private own: Lease | null = null;
   private remote: readonly Lease[] = [];
   private closed = false;
@@ -63,55 +84,72 @@ export class VxlanBackend implements Backend {
   ) {
     this.opts = parseVxlanOptions(ctx.config.backend.raw);
     this.devName = `flannel.${this.opts.vni}`;
+    this.devName6 = ctx.config.enableIPv6 ? `flannel-v6.${this.opts.vni}` : null;
     this.k = o.kernel;
     if (!ctx.config.network) throw new BackendError('vxlan: IPv4 Network is required');
+    if (this.devName6 && ctx.extIface.publicIPv6 === undefined) throw new BackendError(`vxlan: EnableIPv6 needs a public IPv6 address (none on ${ctx.extIface.name}; give --public-ipv6)`);
   }
 
+  /** FLANNEL_MTU: what fits both families' tunnels (see the MTU note at the top). */
   get mtu(): number {
-    return (this.opts.mtu ?? this.ctx.extIface.mtu) - VXLAN_OVERHEAD;
+    return this.devMtu(this.devName6 ? 6 : 4);
+  }
+
+  private devMtu(family: Family): number {
+    return (this.opts.mtu ?? this.ctx.extIface.mtu) - (family === 6 ? VXLAN6_OVERHEAD : VXLAN_OVERHEAD);
+  }
+
+  get vtepMac6(): string {
+    return this.mac6;
   }
 
   get vtepMac(): string {
     return this.mac;
   }
 
-  private spec(mac: string) {
+  private spec(mac: string, family: Family = 4) {
     return {
-      name: this.devName,
+      name: family === 6 ? this.devName6! : this.devName,
       vni: this.opts.vni,
       port: this.opts.port,
-      local: formatIPv4(this.ctx.extIface.publicIP),
+      local: family === 6 ? formatIPv6(this.ctx.extIface.publicIPv6!) : formatIPv4(this.ctx.extIface.publicIP),
       linkIndex: this.ctx.extIface.index,
       learning: this.opts.learning,
       gbp: this.opts.gbp,
-      mtu: this.mtu,
+      mtu: this.devMtu(family),
       mac,
     };
   }
 
-  /** Create flannel.<VNI>, or reuse a compatible one (keeping its MAC). */
-  private async ensureDevice(preferMac: string | null): Promise<Link> {
-    const existing = await this.k.getLinkByName(this.devName);
+  /** Create flannel.<VNI> (or flannel-v6.<VNI>), or reuse a compatible one (keeping its MAC). */
+  private async ensureDevice(preferMac: string | null, family: Family = 4): Promise<Link> {
+    const name = family === 6 ? this.devName6! : this.devName;
+    const existing = await this.k.getLinkByName(name);
     // An existing device's MAC wins (peers already point at it); then the MAC
-    // an earlier run published (kube mode, spec §5.2); then a fresh one.
-    let stored = normaliseMac(this.ctx.storedVtepMac);
+    // an earlier run published (kube mode, spec §5.2; IPv4 device only); then a fresh one.
+    let stored = family === 4 ? normaliseMac(this.ctx.storedVtepMac) : null;
     if (stored && (parseInt(stored.slice(0, 2), 16) & 1) === 1) stored = null; // a multicast MAC can't be a VTEP's
     const mac = preferMac ?? (existing?.kind === 'vxlan' && existing.mac ? existing.mac : stored ?? randomVtepMac((n) => randomBytes(n)));
     try {
-      return await this.k.createVxlan(this.spec(mac));
+      return await this.k.createVxlan(this.spec(mac, family));
     } catch (e) {
       if (!(e instanceof NetlinkError) || e.code !== 'EEXIST' || !existing) throw e;
-      this.ctx.log.warn(`${this.devName} exists but is incompatible (${e.message}); recreating it`);
+      this.ctx.log.warn(`${name} exists but is incompatible (${e.message}); recreating it`);
       await this.k.deleteLink(existing.index);
-      return await this.k.createVxlan(this.spec(mac));
+      return await this.k.createVxlan(this.spec(mac, family));
     }
   }
 
   async prepare(): Promise<PublishedAttrs> {
     this.dev = await this.ensureDevice(null);
     this.mac = this.dev.mac ?? '';
-    this.ctx.log.info(`using ${this.devName} (index ${this.dev.index}, VTEP MAC ${this.mac}, MTU ${this.mtu})`);
-    return { backendType: 'vxlan', backendData: { VNI: this.opts.vni, VtepMAC: this.mac } };
+    this.ctx.log.info(`using ${this.devName} (index ${this.dev.index}, VTEP MAC ${this.mac}, MTU ${this.devMtu(4)})`);
+    const attrs = { backendType: 'vxlan', backendData: { VNI: this.opts.vni, VtepMAC: this.mac } };
+    if (!this.devName6) return attrs;
+    this.dev6 = await this.ensureDevice(null, 6);
+    this.mac6 = this.dev6.mac ?? '';
+    this.ctx.log.info(`using ${this.devName6} (index ${this.dev6.index}, VTEP MAC ${this.mac6}, MTU ${this.devMtu(6)}); subnet.env MTU ${this.mtu} so that both families fit`);
+    return { ...attrs, backendV6Data: { VNI: this.opts.vni, VtepMAC: this.mac6 } };
   }
 
   /**
@@ -137,12 +175,41 @@ export class VxlanBackend implements Backend {
     if (now) this.dev = now;
   }
 
+  /**
+   * flannel-v6.<VNI>: the v6 subnet's network address /128 and no other
+   * IPv6 address but link-local ones (the kernel's fe80::/64 stays); router
+   * advertisements off (flannel sets accept_ra=0, errors ignored).
+   */
+  private async configureDevice6(own: Lease): Promise<void> {
+    const dev = this.dev6!;
+    if (!own.subnet6) throw new BackendError(`${this.devName6}: EnableIPv6 is set but our lease ${leaseId(own)} has no IPv6 subnet`);
+    const want = `${formatIPv6(own.subnet6.ip)}/128`;
+    const addrs = await this.k.listAddrs(dev.index, { family: 6 });
+    if (!addrs.some((a) => a.family === AF_INET6 && a.cidr === want)) await this.k.addAddr(dev.index, want);
+    for (const a of addrs) {
+      if (a.family === AF_INET6 && a.cidr !== want && !linkLocal6(a.cidr)) {
+        this.ctx.log.info(`removing stale address ${a.cidr} from ${this.devName6}`);
+        await this.k.delAddr(dev.index, a.cidr);
+      }
+    }
+    try {
+      writeFileSync(`/proc/sys/net/ipv6/conf/${this.devName6}/accept_ra`, '0');
+    } catch {
+      /* as flannel: ignored */
+    }
+    if (!dev.up) await this.k.setLinkUp(dev.index);
+    const now = await this.k.getLinkByIndex(dev.index);
+    if (now?.mac && now.mac !== this.mac6) throw new BackendError(`${this.devName6} has MAC ${now.mac}, expected ${this.mac6}`);
+    if (now) this.dev6 = now;
+  }
+
   async activate(own: Lease): Promise<{ mtu: number }> {
     this.own = own;
     // A stale flannel0 (udp) would route the whole Network; host-gw's gateway
     // routes are removed by the reconciler (it owns gateway routes into Network).
     await removeOtherBackends(this.k, 'vxlan', this.ctx.config.network!, this.ctx.extIface.index, this.ctx.log);
     await this.configureDevice(own);
+    if (this.dev6) await this.configureDevice6(own);
     return { mtu: this.mtu };
   }
 
@@ -180,8 +247,20 @@ export class VxlanBackend implements Backend {
     }
     const keep = desiredEntries(this.remote, direct).peers.filter((p) => !added.peers.some((a) => a.id === p.id));
     const r = await patchVxlan(this.k, { dev: this.dev.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, added.peers, removed.peers, keep);
+    const errors = [...r.errors];
+    let changes = r.changes;
+    if (this.dev6) {
+      const direct6 = await this.directNets6();
+      const added6 = desiredEntries6(events.filter((e) => e.type === 'added').map((e) => e.lease), direct6);
+      const removed6 = desiredEntries6(events.filter((e) => e.type === 'removed').map((e) => e.lease), direct6);
+      this.warnSkipped(added6.skipped);
+      const keep6 = desiredEntries6(this.remote, direct6).peers.filter((p) => !added6.peers.some((a) => a.id === p.id));
+      const r6 = await patchVxlan(this.k, this.target6(), added6.peers, removed6.peers, keep6);
+      errors.push(...r6.errors);
+      changes += r6.changes;
+    }
     this.patches++;
-    return { errors: r.errors, changes: r.changes };
+    return { errors, changes };
   }
 
   damage(e: NetlinkEvent): string | null {
@@ -190,8 +269,9 @@ export class VxlanBackend implements Backend {
     const own = this.k.ownPortId?.() ?? 0;
     if (own !== 0 && e.pid === own) return null;
     const dev = this.dev.index;
-    if (e.kind === 'link' && e.action === 'del' && (e.link.index === dev || e.link.name === this.devName)) {
-      this.ctx.log.warn(`${this.devName} was deleted; recreating it`);
+    const dev6 = this.dev6?.index ?? -1;
+    if (e.kind === 'link' && e.action === 'del' && (e.link.index === dev || e.link.name === this.devName || e.link.index === dev6 || e.link.name === this.devName6)) {
+      this.ctx.log.warn(`${e.link.name || this.devName} was deleted; recreating it`);
       return 'device deleted';
     }
     if (e.action !== 'del') return null;
@@ -200,9 +280,9 @@ export class VxlanBackend implements Backend {
     // the port id alone can't tell; what we want can.
     const w = this.wanted();
     if (
-      (e.kind === 'neigh' && e.neigh.ifindex === dev && w.gws.has(e.neigh.ip)) ||
-      (e.kind === 'fdb' && e.fdb.ifindex === dev && w.fdb.has(`${e.fdb.mac}|${e.fdb.dst ?? ''}`)) ||
-      (e.kind === 'route' && (e.route.oif === dev || e.route.oif === this.ctx.extIface.index) && w.dsts.has(e.route.dst))
+      (e.kind === 'neigh' && (e.neigh.ifindex === dev || e.neigh.ifindex === dev6) && w.gws.has(e.neigh.ip)) ||
+      (e.kind === 'fdb' && (e.fdb.ifindex === dev || e.fdb.ifindex === dev6) && w.fdb.has(`${e.fdb.mac}|${e.fdb.dst ?? ''}`)) ||
+      (e.kind === 'route' && (e.route.oif === dev || e.route.oif === dev6 || e.route.oif === this.ctx.extIface.index) && w.dsts.has(e.route.dst))
     ) {
       return `${e.kind} deleted`;
     }
@@ -215,7 +295,8 @@ export class VxlanBackend implements Backend {
   private wanted(): { gws: Set<string>; fdb: Set<string>; dsts: Set<string> } {
     if (this.wantedCache?.remote === this.remote) return this.wantedCache;
     // DirectRouting doesn't change which subnets we route, only how; "direct" is irrelevant here.
-    const peers = desiredEntries(this.remote, null).peers;
+    // Both families: their keys (IPv4 vs IPv6 text) can't collide.
+    const peers = [...desiredEntries(this.remote, null).peers, ...(this.dev6 ? desiredEntries6(this.remote, null).peers : [])];
     this.wantedCache = {
       remote: this.remote,
       gws: new Set(peers.map((p) => p.gw)),
@@ -229,6 +310,43 @@ export class VxlanBackend implements Backend {
     if (!this.opts.directRouting) return null;
     const addrs = await this.k.listAddrs(this.ctx.extIface.index);
     return addrs.map((a) => parseIPv4Net(a.cidr));
+  }
+
+  /** DirectRouting for IPv6: peers whose PublicIPv6 is on one of our external interface's (global) IPv6 subnets. */
+  private async directNets6(): Promise<IPv6Net[] | null> {
+    if (!this.opts.directRouting) return null;
+    const addrs = await this.k.listAddrs(this.ctx.extIface.index, { family: 6 });
+    return addrs.filter((a) => !linkLocal6(a.cidr)).map((a) => parseIPv6Net(a.cidr));
+  }
+
+  private target6() {
+    return { dev: this.dev6!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, network6: this.ctx.config.ipv6Network! };
+  }
+
+  private warnSkipped(skipped: ReadonlyArray<{ id: string; reason: string }>): void {
+    for (const s of skipped) {
+      const key = `${s.id}:${s.reason}`;
+      if (!this.warnOnce.has(key)) {
+        this.warnOnce.add(key);
+        this.ctx.log.warn(`ignoring lease ${s.id}: ${s.reason}`);
+      }
+    }
+  }
+
+  /** The IPv6 half of a full run: flannel-v6.<VNI> back if it went, then its entries. */
+  private async runOnce6(): Promise<ReconcileResult> {
+    const dev = await this.k.getLinkByName(this.devName6!);
+    if (!dev || dev.kind !== 'vxlan' || dev.index !== this.dev6?.index || !dev.up) {
+      try {
+        this.dev6 = await this.ensureDevice(this.mac6, 6);
+        await this.configureDevice6(this.own!);
+      } catch (e) {
+        return { changes: 0, errors: [new Error(`cannot restore ${this.devName6}: ${(e as Error).message}`)] };
+      }
+    }
+    const { peers, skipped } = desiredEntries6(this.remote, await this.directNets6());
+    this.warnSkipped(skipped);
+    return reconcileVxlan(this.k, this.target6(), peers);
   }
 
   private async runOnce(): Promise<Error[]> {
@@ -255,6 +373,10 @@ export class VxlanBackend implements Backend {
       }
     }
     this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, peers);
+    if (this.devName6) {
+      const r6 = await this.runOnce6();
+      this.last = { changes: this.last.changes + r6.changes, errors: [...this.last.errors, ...r6.errors] };
+    }
     this.reconciles++;
     errors.push(...this.last.errors);
     return errors;
@@ -269,4 +391,9 @@ const LINK_LOCAL = parseIPv4Net('169.254.0.0/16');
 
 function linkLocal(cidr: string): boolean {
   return ipv4NetContains(LINK_LOCAL, parseIPv4(cidr.split('/')[0]!));
+}
+
+/** fe80::/10 */
+function linkLocal6(cidr: string): boolean {
+  return /^fe[89ab][0-9a-f]:/i.test(cidr);
 }

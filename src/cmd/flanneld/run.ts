@@ -11,7 +11,7 @@ import { UdpBackend } from '../../backend/udp/udp.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink, type KernelObserver } from '../../kernel/rtnetlink.js';
 import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
-import { cleanupIptables, forwardRules, IptablesManager, masqRules } from '../../kernel/iptables.js';
+import { cleanupIptables, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
 import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
 import { kernelHostView, type HostView } from '../../daemon/iface.js';
@@ -102,8 +102,6 @@ export async function run(f: FlanneldFlags): Promise<number> {
     if (kubeOnly.length > 0) log.warn(`${kubeOnly.join(', ')}: only used with --kube-subnet-mgr; ignored`);
   }
   if (f.ipBlackholeRoute) return fatal('--ip-blackhole-route: not implemented yet in flannel-ts; start without it');
-  // Refused rather than ignored: there is no IPv6 data path to use it for.
-  if (f.publicIpv6) return fatal(`--public-ipv6 ${f.publicIpv6}: not supported yet: flannel-ts has no IPv6 data path; remove the flag`);
   if (f.ifaceCanReach) {
     return fatal('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
   }
@@ -208,6 +206,14 @@ export async function run(f: FlanneldFlags): Promise<number> {
       if (masq) sets.push(masqRules(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
       if (fwd) sets.push(forwardRules(cfg.network!));
       await cleanupIptables(log.child('iptables'), { families: ['iptables'], keep: sets.map((s) => s.chain) });
+      // IPv6 (EnableIPv6): the same chains with ip6tables for IPv6Network and our v6 subnet (spec §9).
+      const sets6 = [];
+      if (cfg.ipv6Network && own.subnet6) {
+        if (f.ipMasq) sets6.push(masqRules6(cfg.ipv6Network, own.subnet6, !f.ipMasqFullyRandomDisable));
+        if (f.iptablesForwardRules) sets6.push(forwardRules6(cfg.ipv6Network));
+        await cleanupIptables(log.child('iptables'), { families: ['ip6tables'], keep: sets6.map((s) => s.chain) });
+      }
+      sets.push(...sets6);
       if (sets.length === 0) return;
       const ipt = (trafficMgr = new IptablesManager(log.child('iptables'), f.iptablesResync));
       await ipt.setup(sets);
@@ -228,7 +234,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
     backends: backends.registry,
     log,
     host: netlinkHost(),
-    iface: { iface: f.iface, ifaceRegex: f.ifaceRegex, ...(f.publicIp ? { publicIP: f.publicIp } : {}) },
+    iface: { iface: f.iface, ifaceRegex: f.ifaceRegex, ...(f.publicIp ? { publicIP: f.publicIp } : {}), ...(f.publicIpv6 ? { publicIPv6: f.publicIpv6 } : {}) },
     subnetFile: f.subnetFile,
     ipMasq: f.ipMasq,
     renewMarginMinutes: f.subnetLeaseRenewMargin,
