@@ -1,7 +1,7 @@
 // Fault: flanneld killed with SIGKILL in the middle of a reconcile, then
 // restarted. 2000 fake peer leases land in etcd in one transaction, so h1's
 // daemon has 2000 routes, neighbours and FDB entries to program; the test
-// watches h1's route count and kills the daemon when part of them are in.
+// follows h1's route notifications and kills the daemon once 300 are in.
 // Expected: the pods of h1 and h2 keep pinging each other throughout (the
 // kernel state outlives the daemon), the restarted daemon keeps its subnet
 // (subnet.env and etcd) and its VTEP MAC, and then h1's kernel entries are
@@ -17,6 +17,8 @@ import { describeTallies, entriesDiff, expectedEntries, kernelEntries, leaseValu
 const skip = isRoot() ? false : 'needs root (network namespaces)';
 const CONFIG = '{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan"}}';
 const FAKES = 2000;
+/** new peers' routes in the kernel when the daemon is killed */
+const KILL_AT = 300;
 let topo: Topology;
 const flanneld = new Map<Host, FlanneldProc>();
 
@@ -64,22 +66,31 @@ test(`SIGKILL mid-reconcile (${FAKES} new peers), then restart: same subnet and 
   const txnFile = path.join(topo.tmpDir, 'fakes.txn');
   writeFileSync(txnFile, `\n${puts.join('\n')}\n\n\n`);
   const f1 = flanneld.get(h1)!;
+  // Kill from the route notifications themselves (no polling lag): once
+  // KILL_AT of the new peers' routes are in, SIGKILL, synchronously.
+  let seen = 0;
+  let killedAt = 0;
+  let killTime = 0;
+  const mon = topo.spawn(h1.name, ['ip', 'monitor', 'route'], { label: 'ip monitor route in h1' });
+  mon.proc.stdout!.on('data', (d: Buffer) => {
+    seen += (d.toString().match(/^10\.\d+\.\d+\.0\/24 via .* dev flannel\.1/gm) ?? []).length;
+    if (killedAt === 0 && seen >= KILL_AT) {
+      killedAt = seen;
+      killTime = Date.now();
+      f1.proc.kill('SIGKILL');
+    }
+  });
+  await new Promise((r) => setTimeout(r, 500));
   const txn = await topo.exec(topo.underlay, ['sh', '-c', `etcdctl --endpoints ${ETCD_CLIENT_URL} txn < ${txnFile}`], { env: { ETCDCTL_API: '3' } });
   assert.match(txn, /^SUCCESS/, txn.slice(0, 300));
   const tTxn = Date.now();
 
-  // Kill when the reconcile has started but not finished.
-  let atKill = 0;
-  for (;;) {
-    atKill = await routeCount(h1);
-    if (atKill > 1) break;
-    if (Date.now() - tTxn > 30_000) throw new Error('h1 never started programming the new peers');
-  }
-  f1.proc.kill('SIGKILL');
+  await waitUntil('the kill', async () => killedAt > 0, 30_000, 20);
   await f1.exited;
-  const killMs = Date.now() - tTxn;
+  await mon.stop();
+  const killMs = killTime - tTxn;
   const afterKill = await routeCount(h1);
-  t.diagnostic(`SIGKILL ${killMs} ms after the txn, with ${atKill} of ${FAKES + 1} routes in (${afterKill} once it was dead)`);
+  t.diagnostic(`SIGKILL ${killMs} ms after the txn, once ${killedAt} of ${FAKES} new routes were in (${afterKill - 1} once it was dead)`);
   assert.ok(afterKill < FAKES + 1, `the reconcile had finished before the kill (${afterKill} routes): not a mid-reconcile kill`);
 
   // The data path between the real pods does not need the daemon.
