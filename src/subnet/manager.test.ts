@@ -93,7 +93,10 @@ test('a lost creation race is retried, not fatal', async () => {
 test('out of subnets is a clear error', async () => {
   const { store, m, cfg } = setup('{"Network":"10.0.0.0/26","Backend":{"Type":"alloc"}}');
   for (const ip of ['192.0.2.1', '192.0.2.2', '192.0.2.3']) await m.acquireLease(cfg, { attrs: attrs(ip) });
-  await assert.rejects(m.acquireLease(cfg, { attrs: attrs('192.0.2.4') }), (e: unknown) => e instanceof SubnetError && /out of subnets/.test(e.message));
+  await assert.rejects(
+    m.acquireLease(cfg, { attrs: attrs('192.0.2.4') }),
+    (e: unknown) => e instanceof SubnetError && /^out of subnets in Network 10\.0\.0\.0\/26: no free \/28 between SubnetMin 10\.0\.0\.16 and SubnetMax 10\.0\.0\.48 \(3 leases\)$/.test(e.message),
+  );
   await store.close();
 });
 

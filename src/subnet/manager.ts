@@ -204,8 +204,10 @@ export class SubnetManager {
     // 3. Allocate a free one at random.
     const subnet = cfg.enableIPv4 ? pick(freeSubnets(cfg, taken4), this.random) : null;
     if (cfg.enableIPv4 && !subnet) {
+      // Names the Network (found by the subnet-race fault test, test/faults):
+      // with several flannel networks in one etcd the bare range was ambiguous.
       throw new SubnetError(
-        `out of subnets: every /${cfg.subnetLen} between SubnetMin ${formatIPv4(cfg.subnetMin)} and SubnetMax ${formatIPv4(cfg.subnetMax)} is leased (${taken4.length} leases)`,
+        `out of subnets in Network ${cfg.network ? formatIPv4Net(cfg.network) : '?'}: no free /${cfg.subnetLen} between SubnetMin ${formatIPv4(cfg.subnetMin)} and SubnetMax ${formatIPv4(cfg.subnetMax)} (${taken4.length} leases)`,
       );
     }
     let subnet6: IPv6Net | null = null;

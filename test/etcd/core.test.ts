@@ -270,7 +270,8 @@ test('after a compaction past the watch revision the watch re-lists and converge
     },
   });
   const updates: LeaseUpdate[] = [];
-  const w = new LeaseWatch(racing, cfg, new MemoryLogger(), (u) => updates.push(u), { backoffMinMs: 50 });
+  const log = new MemoryLogger();
+  const w = new LeaseWatch(racing, cfg, log, (u) => updates.push(u), { backoffMinMs: 50 });
   w.start();
   try {
     const deadline = Date.now() + 10_000;
@@ -283,6 +284,9 @@ test('after a compaction past the watch revision the watch re-lists and converge
     const events = updates.flatMap((u) => u.events.map((e) => `${e.type} ${leaseId(e.lease)}`));
     assert.ok(events.includes('removed 10.244.1.0-24'));
     assert.ok(events.includes('added 10.244.3.0-24'));
+    // The line says why the watch ended, not an empty "Watcher canceled: ".
+    const ended = log.lines.filter((l) => /watch ended/.test(l.msg)).map((l) => l.msg);
+    assert.ok(ended.length >= 1 && ended.every((m) => /etcd compacted its history past revision \d+, where this watch was to resume/.test(m)), ended.join('\n'));
     // and it keeps watching after recovery
     await real.putSubnet('10.244.4.0-24', '{"PublicIP":"192.0.2.4","PublicIPv6":null}', 600);
     const d2 = Date.now() + 5000;

@@ -412,9 +412,10 @@ export class Topology {
   /**
    * Starts Debian's etcd in the underlay namespace on 192.0.2.1:2379/2380
    * (data dir under tmpDir) and waits until `etcdctl endpoint health` passes.
-   * Returns the tracked process. Only one etcd per topology.
+   * Returns the tracked process. Only one etcd per topology. `extraArgs` go
+   * to etcd as they are (e.g. ['--max-txn-ops', '5000']).
    */
-  async startEtcd(timeoutMs = 20_000): Promise<BgProc> {
+  async startEtcd(timeoutMs = 20_000, extraArgs: string[] = []): Promise<BgProc> {
     if (this.etcd) throw new Error('etcd already started');
     const dir = path.join(this.tmpDir, 'etcd');
     mkdirSync(dir, { recursive: true });
@@ -425,6 +426,7 @@ export class Topology {
         '--listen-client-urls', ETCD_CLIENT_URL, '--advertise-client-urls', ETCD_CLIENT_URL,
         '--listen-peer-urls', ETCD_PEER_URL, '--initial-advertise-peer-urls', ETCD_PEER_URL,
         '--initial-cluster', `fts=${ETCD_PEER_URL}`, '--log-level', 'error', '--logger', 'zap',
+        ...extraArgs,
       ],
       { label: 'etcd' },
     );

@@ -168,6 +168,8 @@ export class EtcdStore implements LeaseStore {
     // means another cluster altogether. Either ends this watch, and the caller
     // re-lists and sees what happened.
     let seen = fromRevision - 1;
+    /** where the client resumes the stream after a reconnection: one past the last revision delivered */
+    let resumeFrom = fromRevision;
     const fail = (err: Error) => {
       if (cancelled || failed) return;
       failed = true;
@@ -198,6 +200,7 @@ export class EtcdStore implements LeaseStore {
           if (cancelled || failed) return;
           const revision = Number(res.header.revision);
           seen = Math.max(seen, revision);
+          resumeFrom = Math.max(resumeFrom, revision + 1);
           const events: StoreEvent[] = res.events.map((e) => {
             const key = e.kv.key.toString();
             const rev = Number(e.kv.mod_revision);
@@ -207,12 +210,14 @@ export class EtcdStore implements LeaseStore {
           });
           if (events.length > 0) h.onEvents(events, revision);
         });
-        // A compacted start revision only shows up as a generic "Watcher canceled";
-        // any error ends this watch and the caller re-lists.
+        // Any error ends this watch and the caller re-lists. A compacted start
+        // revision only shows up as "Watcher canceled: " with an empty reason
+        // (etcd sends compact_revision, which the client drops), so ask etcd
+        // for the reason before reporting it.
         w.on('error', (err) => {
           this.watchers.delete(w);
           serverEnded = true;
-          fail(new StoreError(`etcd watch of ${this.subnetsPrefix} ended: ${err.message}`, true, { cause: err }));
+          void this.cancelReason(err, resumeFrom).then((why) => fail(new StoreError(`etcd watch of ${this.subnetsPrefix} ended: ${why}`, true, { cause: err })));
         });
         return undefined;
       })
@@ -230,6 +235,25 @@ export class EtcdStore implements LeaseStore {
         }
       },
     };
+  }
+
+  /**
+   * Found by the compaction fault test (test/faults/compaction.test.ts): a
+   * watch cancelled because etcd compacted the revision it resumes from was
+   * logged as "Watcher canceled: " with nothing after it. When etcd gives no
+   * reason, read the prefix at that revision: etcd answers "required revision
+   * has been compacted" exactly when that is what happened.
+   */
+  private async cancelReason(err: Error, resumeFrom: number): Promise<string> {
+    if (!/^Watcher canceled:\s*$/.test(err.message)) return err.message;
+    try {
+      await this.client.getAll().prefix(this.subnetsPrefix).revision(String(resumeFrom)).limit(1).exec();
+      return 'etcd cancelled the watch without giving a reason';
+    } catch (e) {
+      const m = (e as Error).message;
+      if (/compacted/.test(m)) return `etcd compacted its history past revision ${resumeFrom}, where this watch was to resume`;
+      return `etcd cancelled the watch without giving a reason (reading revision ${resumeFrom} failed too: ${m})`;
+    }
   }
 
   async close(): Promise<void> {
