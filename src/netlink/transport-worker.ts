@@ -14,7 +14,9 @@ try {
 }
 
 function revive(r: NetlinkRequest): NetlinkRequest {
-  return { ...r, body: asBuffer(r.body) };
+  const out: NetlinkRequest = { ...r, body: asBuffer(r.body) };
+  if (r.unfilteredBody) out.unfilteredBody = asBuffer(r.unfilteredBody);
+  return out;
 }
 
 /**

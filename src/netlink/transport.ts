@@ -95,7 +95,9 @@ export function asBuffer(b: Uint8Array): Buffer {
 
 /** An exact-size copy of the body, so structured clone does not copy a pooled Buffer's whole backing store. */
 function compactReq(r: NetlinkRequest): NetlinkRequest {
-  return { ...r, body: new Uint8Array(r.body) as Buffer };
+  const out: NetlinkRequest = { ...r, body: new Uint8Array(r.body) as Buffer };
+  if (r.unfilteredBody) out.unfilteredBody = new Uint8Array(r.unfilteredBody) as Buffer;
+  return out;
 }
 
 function reviveMessages(ms: NlMessage[]): NlMessage[] {

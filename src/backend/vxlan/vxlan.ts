@@ -53,6 +53,8 @@ export class VxlanBackend implements Backend {
   private closed = false;
   private readonly loop: ReconcileLoop;
   private readonly warnOnce = new Set<string>();
+  /** FDB entries this process wrote (ownership, see reconciler.ts) */
+  private readonly writtenFdb = new Set<string>();
   /** what the last reconcile did; tests and metrics read it */
   last: ReconcileResult = { changes: 0, errors: [] };
   reconciles = 0;
@@ -187,7 +189,7 @@ export class VxlanBackend implements Backend {
       }
     }
     const keep = desiredEntries(this.remote, direct).peers.filter((p) => !added.peers.some((a) => a.id === p.id));
-    const r = await patchVxlan(this.k, { dev: this.dev.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, added.peers, removed.peers, keep);
+    const r = await patchVxlan(this.k, { dev: this.dev.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, added.peers, removed.peers, keep);
     this.patches++;
     return { errors: r.errors, changes: r.changes };
   }
@@ -262,7 +264,7 @@ export class VxlanBackend implements Backend {
         this.ctx.log.warn(`ignoring lease ${s.id}: ${s.reason}`);
       }
     }
-    this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, peers);
+    this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, peers);
     this.reconciles++;
     errors.push(...this.last.errors);
     return errors;
