@@ -20,6 +20,7 @@ const EINVAL = 22;
 const EEXIST = 17;
 const ENODEV = 19;
 const EOPNOTSUPP = 95;
+const ENETDOWN = 100;
 
 function ipToInt(ip: string): number {
   const p = ip.split('.').map(Number);
@@ -241,7 +242,10 @@ export class FakeKernel implements KernelNet {
         const { ip, prefixLen } = parseCidr(r.dst);
         const mask = prefixLen === 0 ? 0 : (~0 << (32 - prefixLen)) >>> 0;
         if ((ipToInt(ip) & ~mask) >>> 0 !== 0) this.fail(EINVAL, desc, 'Invalid prefix for given prefix length');
-        if (r.oif !== undefined) this.needLink(r.oif, desc);
+        if (r.oif !== undefined) {
+          const dev = this.needLink(r.oif, desc);
+          if (r.onlink && !dev.up) this.fail(ENETDOWN, desc, 'Nexthop device is not up');
+        }
         const table = r.table ?? C.RT_TABLE_MAIN;
         const priority = r.priority ?? 0;
         this.mutations++;
