@@ -180,6 +180,18 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   );
   const ourDirect = extRoutes.filter((r) => r.oif === t.extDev && r.gateway !== undefined && r.protocol === RTPROT_FLANNEL && inNet(t.network, r.dst));
 
+  // Lookups by key (first entry wins, as a linear search would): with 1000
+  // peers a scan per peer would cost millions of comparisons per check.
+  const byKey = <T>(xs: readonly T[], key: (x: T) => string): Map<string, T> => {
+    const m = new Map<string, T>();
+    for (const x of xs) if (!m.has(key(x))) m.set(key(x), x);
+    return m;
+  };
+  const neighByIp = byKey(ourNeighs, (n) => n.ip);
+  const fdbByKey = byKey(ourFdbs, (f) => fdbKey(f.mac, f.dst!));
+  const routeByDst = byKey(ourRoutes, (r) => r.dst);
+  const directByDst = byKey(ourDirect, (r) => r.dst);
+
   const b = new Batches(k, t);
   const run = (ops: KernelOp[]) => b.run(ops);
 
@@ -188,12 +200,12 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   const l2Owner: string[] = [];
   for (const p of peers) {
     if (p.direct) continue;
-    const n = ourNeighs.find((x) => x.ip === p.gw);
+    const n = neighByIp.get(p.gw);
     if (!n || n.mac !== p.mac) {
       l2.push({ op: 'replaceNeigh', neigh: { ifindex: t.dev, ip: p.gw, mac: p.mac, permanent: true } });
       l2Owner.push(p.id);
     }
-    const f = ourFdbs.find((x) => x.mac === p.mac && x.dst === p.publicIP);
+    const f = fdbByKey.get(fdbKey(p.mac, p.publicIP));
     if (!f || !f.permanent) {
       l2.push({ op: 'replaceFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true, permanent: true } });
       l2Owner.push(p.id);
@@ -207,11 +219,11 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   for (const p of peers) {
     if (badPeers.has(p.id)) continue;
     if (p.direct) {
-      const r = ourDirect.find((x) => x.dst === p.dst);
+      const r = directByDst.get(p.dst);
       if (!r || r.gateway !== p.publicIP) rt.push({ op: 'replaceRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } });
       // a tunnelled route for the same subnet would win over nothing but confuses users: drop it below
     } else {
-      const r = ourRoutes.find((x) => x.dst === p.dst);
+      const r = routeByDst.get(p.dst);
       // an RTPROT_BOOT route (real flannel's) is rewritten with our mark: adopted
       if (!r || r.gateway !== p.gw || !r.onlink || r.protocol !== RTPROT_FLANNEL) rt.push({ op: 'replaceRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, onlink: true } });
     }
@@ -231,13 +243,15 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
     if (!p || !p.direct) del.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: t.extDev, protocol: r.protocol } });
   }
   const tunnelled = peers.filter((p) => !p.direct);
+  const wantFdb = new Set(tunnelled.map((p) => fdbKey(p.mac, p.publicIP)));
+  const wantGw = new Set(tunnelled.map((p) => p.gw));
   for (const f of ourFdbs) {
-    if (!tunnelled.some((p) => p.mac === f.mac && p.publicIP === f.dst)) {
+    if (!wantFdb.has(fdbKey(f.mac, f.dst!))) {
       del.push({ op: 'delFdb', fdb: { ifindex: t.dev, mac: f.mac, dst: f.dst!, self: true } });
     }
   }
   for (const n of ourNeighs) {
-    if (!tunnelled.some((p) => p.gw === n.ip)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: n.ip } });
+    if (!wantGw.has(n.ip)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: n.ip } });
   }
   await run(del);
   return b.result();
