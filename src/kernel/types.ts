@@ -42,8 +42,12 @@ export type NeighKey = Pick<R.NeighSpec, 'ifindex' | 'ip'>;
 /** A VXLAN `self` FDB entry towards a remote VTEP (dst required here). */
 export type FdbSpec = Pick<R.FdbSpec, 'ifindex' | 'mac' | 'self' | 'permanent'> & { dst: string };
 
-/** An IPv4 route as backends need it: the codec's RouteSpec without protocol/scope/prefsrc tuning. */
-export type RouteSpec = Pick<R.RouteSpec, 'dst' | 'gw' | 'oif' | 'onlink' | 'table' | 'priority'> & { type?: 'unicast' | 'blackhole' };
+/**
+ * An IPv4 route as backends need it: the codec's RouteSpec without
+ * scope/prefsrc tuning. `protocol`: routes we add default to RTPROT_FLANNEL
+ * (our ownership mark); a delete without it matches any protocol.
+ */
+export type RouteSpec = Pick<R.RouteSpec, 'dst' | 'gw' | 'oif' | 'onlink' | 'table' | 'priority' | 'protocol'> & { type?: 'unicast' | 'blackhole' };
 
 /** Which addresses listAddrs returns: IPv4 (the default), IPv6, or both. */
 export interface AddrFilter {
@@ -52,12 +56,15 @@ export interface AddrFilter {
 /** Address family of a listing: 4 (the default everywhere) or 6. */
 export type IpFamily = 4 | 6;
 
+/** What listRoutes returns; the kernel applies these itself where it can (strict dump checking). */
 export interface RouteFilter {
   /** Table to list; default RT_TABLE_MAIN, 'all' for every table. */
   table?: number | 'all';
   oif?: number;
   /** IPv4 routes (default) or IPv6 routes. */
   family?: IpFamily;
+  /** Only routes with this rtm_protocol (e.g. RTPROT_FLANNEL). */
+  protocol?: number;
 }
 
 /** One step of a batch. */

@@ -208,6 +208,14 @@ export const RTPROT_UNSPEC = 0;
 export const RTPROT_KERNEL = 2;
 export const RTPROT_BOOT = 3;
 export const RTPROT_STATIC = 4;
+/**
+ * rtm_protocol of every route flannel-ts writes, so its routes can be told
+ * apart from an operator's or another daemon's (`ip route show proto 222`).
+ * 222 is free: iproute2's rt_protos names 0-4, 8-16, 18, 42, 99, 186-189
+ * and 192; the kernel UAPI defines the same set; FRR's zebra uses 191 and
+ * 193-198. Real flannel writes RTPROT_BOOT (vishvananda/netlink's default).
+ */
+export const RTPROT_FLANNEL = 222;
 
 export const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_SITE = 200;

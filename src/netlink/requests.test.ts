@@ -15,6 +15,7 @@ import {
   dumpFdbRequest,
   dumpLinksRequest,
   dumpNeighsRequest,
+  dumpRoutesRequest,
   getLinkRequest,
   isDumpRequest,
   newAddrRequest,
@@ -229,6 +230,44 @@ test('get/dump requests', () => {
   assert.ok(isDumpRequest(dumpFdbRequest()));
   // NEW requests reuse the 0x300 bits for REPLACE|EXCL; they are not dumps.
   assert.ok(!isDumpRequest(newNeighRequest({ ifindex: 1, ip: '10.0.0.1', mac: '02:00:00:00:00:01' }, 'create')));
+});
+
+test('filtered dumps: the fields strict checking honours, with the bare form as fallback', () => {
+  // neighbours of one device: ndm_ifindex must stay 0 under strict checking
+  // (EINVAL otherwise); the device goes in NDA_IFINDEX, as `ip neigh show dev` sends it
+  const neigh = dumpNeighsRequest(C.AF_INET, 5);
+  assertBytes(
+    serializeRequest(neigh, 21),
+    hex(`24000000 1e00 0103 15000000 00000000 | 02 00 0000 00000000 0000 00 00 | 0800 0800 05000000  // NDA_IFINDEX 5`),
+  );
+  assertBytes(neigh.unfilteredBody!, hex(`02 00 0000 00000000 0000 00 00`));
+  assert.equal(neigh.op, 'dump neighbours dev #5');
+  // FDB of one device: the kernel takes the bridge port from ndm_ifindex
+  const fdb = dumpFdbRequest(5);
+  assertBytes(serializeRequest(fdb, 22), hex(`1c000000 1e00 0103 16000000 00000000 | 07 00 0000 05000000 0000 00 00`));
+  assertBytes(fdb.unfilteredBody!, hex(`07 00 0000 00000000 0000 00 00`));
+  // routes: table, protocol (and type) in the rtmsg header, the device as RTA_OIF; scope stays 0
+  const rt = dumpRoutesRequest(C.AF_INET, { table: C.RT_TABLE_MAIN, oif: 5, protocol: C.RTPROT_FLANNEL });
+  assertBytes(
+    serializeRequest(rt, 23),
+    hex(`
+      24000000 1a00 0103 17000000 00000000
+      02 00 00 00 fe de 00 00 00000000  // family, dst/src len, tos, table main, proto 222, scope, type, flags
+      0800 0400 05000000                // RTA_OIF 5
+    `),
+  );
+  assertBytes(rt.unfilteredBody!, hex(`02 00 00 00 00 00 00 00 00000000`));
+  assert.equal(rt.op, 'dump routes table 254 dev #5 proto 222');
+  // a table id above 255 travels as RTA_TABLE with rtm_table = 0
+  assertBytes(
+    serializeRequest(dumpRoutesRequest(C.AF_INET, { table: 1000, type: 'unicast' }), 24),
+    hex(`24000000 1a00 0103 18000000 00000000 | 02 00 00 00 00 00 00 01 00000000 | 0800 0f00 e8030000`),
+  );
+  // without a filter: exactly the old unfiltered requests, no fallback needed
+  for (const r of [dumpRoutesRequest(), dumpNeighsRequest(), dumpFdbRequest()]) assert.equal(r.unfilteredBody, undefined);
+  assertBytes(serializeRequest(dumpRoutesRequest(), 25), hex(`1c000000 1a00 0103 19000000 00000000 | 02 00 00 00 00 00 00 00 00000000`));
+  assert.throws(() => dumpNeighsRequest(C.AF_INET, 0), RangeError);
+  assert.throws(() => dumpRoutesRequest(C.AF_INET, { protocol: 256 }), RangeError);
 });
 
 test('builders reject malformed input before anything is encoded', () => {

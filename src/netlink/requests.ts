@@ -17,6 +17,14 @@ export interface NetlinkRequest {
   body: Buffer;
   /** Human description for errors, e.g. 'replace neigh 10.244.2.0 lladdr ... dev #5'. */
   op: string;
+  /**
+   * Dumps only: the body to send instead on a socket without
+   * NETLINK_GET_STRICT_CHK (kernels before 4.20, or strict checking turned
+   * off), where the kernel ignores or rejects filter fields. It asks for
+   * everything; the caller then filters the replies itself (they lack
+   * NLM_F_DUMP_FILTERED).
+   */
+  unfilteredBody?: Buffer;
 }
 
 export function isDumpRequest(req: NetlinkRequest): boolean {
@@ -371,12 +379,48 @@ export function delRouteRequest(spec: RouteSpec): NetlinkRequest {
   };
 }
 
-export function dumpRoutesRequest(family: number = C.AF_INET): NetlinkRequest {
+/**
+ * Route dump filters the kernel applies itself under NETLINK_GET_STRICT_CHK
+ * (ip_valid_fib_dump_req): table, protocol, type in the rtmsg header and the
+ * output device as RTA_OIF. Scope is not a dump filter (a non-zero rtm_scope
+ * is EINVAL). A table that does not exist yet is ENOENT, an unknown oif ENODEV.
+ */
+export interface RouteDumpFilter {
+  /** RT_TABLE_* or any id; 0/undefined = every table. */
+  table?: number;
+  oif?: number;
+  /** rtm_protocol, e.g. RTPROT_FLANNEL; 0/undefined = any. */
+  protocol?: number;
+  type?: RouteType;
+}
+
+export function dumpRoutesRequest(family: number = C.AF_INET, filter: RouteDumpFilter = {}): NetlinkRequest {
+  const bare = encodeRtMsg({ family });
+  const table = filter.table ?? 0;
+  checkUint('table', table, 32);
+  const protocol = filter.protocol ?? 0;
+  checkUint('protocol', protocol, 8);
+  const type = filter.type ? ROUTE_TYPES[filter.type] : 0;
+  if (table === 0 && protocol === 0 && type === 0 && filter.oif === undefined) {
+    return { type: C.RTM_GETROUTE, flags: REQ_DUMP, body: bare, op: 'dump routes' };
+  }
+  const attrs: Buffer[] = [];
+  const what: string[] = [];
+  if (table > 255) attrs.push(attr.u32(C.RTA_TABLE, table));
+  if (table !== 0) what.push(`table ${table}`);
+  if (filter.oif !== undefined) {
+    checkIndex('oif', filter.oif);
+    attrs.push(attr.u32(C.RTA_OIF, filter.oif));
+    what.push(`dev #${filter.oif}`);
+  }
+  if (protocol !== 0) what.push(`proto ${protocol}`);
+  if (filter.type) what.push(`type ${filter.type}`);
   return {
     type: C.RTM_GETROUTE,
     flags: REQ_DUMP,
-    body: encodeRtMsg({ family }),
-    op: 'dump routes',
+    body: Buffer.concat([encodeRtMsg({ family, table: table > 255 ? C.RT_TABLE_UNSPEC : table, protocol, type }), ...attrs]),
+    op: `dump routes ${what.join(' ')}`,
+    unfilteredBody: bare,
   };
 }
 
@@ -417,12 +461,22 @@ export function delNeighRequest(spec: { ifindex: number; ip: string }): NetlinkR
   };
 }
 
-export function dumpNeighsRequest(family: number = C.AF_INET): NetlinkRequest {
+/**
+ * Neighbours of one family, of one device when `ifindex` is given. Under
+ * strict checking the kernel (neigh_valid_dump_req) insists on ndm_ifindex
+ * = 0 and takes the device as the NDA_IFINDEX attribute instead; its replies
+ * then carry NLM_F_DUMP_FILTERED.
+ */
+export function dumpNeighsRequest(family: number = C.AF_INET, ifindex?: number): NetlinkRequest {
+  const bare = encodeNdMsg({ family });
+  if (ifindex === undefined) return { type: C.RTM_GETNEIGH, flags: REQ_DUMP, body: bare, op: 'dump neighbours' };
+  checkIndex('ifindex', ifindex);
   return {
     type: C.RTM_GETNEIGH,
     flags: REQ_DUMP,
-    body: encodeNdMsg({ family }),
-    op: 'dump neighbours',
+    body: Buffer.concat([bare, attr.u32(C.NDA_IFINDEX, ifindex)]),
+    op: `dump neighbours dev #${ifindex}`,
+    unfilteredBody: bare,
   };
 }
 
@@ -498,14 +552,21 @@ export function delFdbRequest(spec: FdbSpec): NetlinkRequest {
 }
 
 /**
- * Dumps every FDB entry of every device. A bare 12-byte ndmsg is the form the
- * kernel accepts without NETLINK_GET_STRICT_CHK; callers filter by ifindex.
+ * FDB entries of every device, or of one. Under strict checking
+ * (valid_fdb_dump_strict) the kernel walks only the device in ndm_ifindex,
+ * but does not mark the replies NLM_F_DUMP_FILTERED, so callers check the
+ * ifindex of each entry anyway. Without strict checking a bare 12-byte
+ * ndmsg is the accepted form, and it returns every device's entries.
  */
-export function dumpFdbRequest(): NetlinkRequest {
+export function dumpFdbRequest(ifindex?: number): NetlinkRequest {
+  const bare = encodeNdMsg({ family: C.AF_BRIDGE });
+  if (ifindex === undefined) return { type: C.RTM_GETNEIGH, flags: REQ_DUMP, body: bare, op: 'dump fdb' };
+  checkIndex('ifindex', ifindex);
   return {
     type: C.RTM_GETNEIGH,
     flags: REQ_DUMP,
-    body: encodeNdMsg({ family: C.AF_BRIDGE }),
-    op: 'dump fdb',
+    body: encodeNdMsg({ family: C.AF_BRIDGE, ifindex }),
+    op: `dump fdb dev #${ifindex}`,
+    unfilteredBody: bare,
   };
 }

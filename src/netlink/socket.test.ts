@@ -180,6 +180,32 @@ describe('transport (scripted kernel)', () => {
     assert.equal(always.sent.length, 3);
   });
 
+  test('dump: strict checking on sends the filtered body; refused (old kernel) or turned off sends the unfiltered one', () => {
+    const req = dumpNeighsRequest(C.AF_INET, 5);
+    const bodies = (sent: Buffer[]) => sent.map((b) => b.subarray(16).toString('hex'));
+    const strict = new FakeKernel(([m]) => [done(m!.header.seq)]);
+    const opts: Array<[number, number]> = [];
+    const lib = strict.libc();
+    const s1 = NetlinkSocket.open({ libc: { ...lib, setsockopt: (fd, level, name, v, l) => (opts.push([level, name]), lib.setsockopt(fd, level, name, v, l)) } });
+    assert.equal(s1.strictCheck, true);
+    assert.ok(opts.some(([lv, n]) => lv === C.SOL_NETLINK && n === C.NETLINK_GET_STRICT_CHK));
+    s1.dump(req);
+    assert.deepEqual(bodies(strict.sent), [req.body.toString('hex')]);
+
+    const old = new FakeKernel(([m]) => [done(m!.header.seq)]);
+    const oldLib = old.libc();
+    const s2 = NetlinkSocket.open({ libc: { ...oldLib, setsockopt: (fd, level, name, v, l) => (level === C.SOL_NETLINK && name === C.NETLINK_GET_STRICT_CHK ? -1 : oldLib.setsockopt(fd, level, name, v, l)) } });
+    assert.equal(s2.strictCheck, false);
+    s2.dump(req);
+    assert.deepEqual(bodies(old.sent), [req.unfilteredBody!.toString('hex')]);
+
+    const off = new FakeKernel(([m]) => [done(m!.header.seq)]);
+    const s3 = NetlinkSocket.open({ libc: off.libc(), strictCheck: false });
+    assert.equal(s3.strictCheck, false);
+    s3.dump(req);
+    assert.deepEqual(bodies(off.sent), [req.unfilteredBody!.toString('hex')]);
+  });
+
   test('dump: an error in NLMSG_DONE or NLMSG_ERROR is raised', () => {
     const fake = new FakeKernel(([m]) => [done(m!.header.seq, C.NLM_F_MULTI, 22)]);
     const sock = NetlinkSocket.open({ libc: fake.libc() });

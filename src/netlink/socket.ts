@@ -40,6 +40,14 @@ export interface NetlinkSocketOptions {
   rcvbuf?: number;
   /** Default deadline for request()/dump(); batch() scales it. Default 5000 ms. */
   timeoutMs?: number;
+  /**
+   * Ask for NETLINK_GET_STRICT_CHK (default true): the kernel then validates
+   * dump requests strictly and honours their filters (device, table,
+   * protocol), so a dump returns only what was asked for. Kernels before
+   * 4.20 refuse the option; the socket then sends each dump's unfiltered
+   * form and callers filter the replies. false forces that older path.
+   */
+  strictCheck?: boolean;
   /** Replaces the libc binding; only tests use this, to script kernel replies. */
   libc?: Libc;
 }
@@ -86,6 +94,8 @@ export class NetlinkSocket {
   readonly fd: number;
   /** Port id the kernel assigned at bind(); notifications we cause carry it as nlmsg_pid. */
   readonly portId: number;
+  /** NETLINK_GET_STRICT_CHK is on: filtered dumps are sent as such (see NetlinkSocketOptions.strictCheck). */
+  readonly strictCheck: boolean;
   private readonly lib: Libc;
   private readonly timeoutMs: number;
   private readonly recvBuf = Buffer.alloc(RECV_BUF_SIZE);
@@ -93,10 +103,11 @@ export class NetlinkSocket {
   private seq: number;
   private closed = false;
 
-  private constructor(lib: Libc, fd: number, portId: number, timeoutMs: number) {
+  private constructor(lib: Libc, fd: number, portId: number, timeoutMs: number, strictCheck: boolean) {
     this.lib = lib;
     this.fd = fd;
     this.portId = portId;
+    this.strictCheck = strictCheck;
     this.timeoutMs = timeoutMs;
     // Start away from 0 so replies from a previous process' socket (same
     // port id after reuse) are unlikely to match.
@@ -120,6 +131,8 @@ export class NetlinkSocket {
       // are best-effort: old kernels lack them and still work.
       lib.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_EXT_ACK, intOpt(1), 4);
       lib.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_CAP_ACK, intOpt(1), 4);
+      // Strict dump checking (Linux >= 4.20); ENOPROTOOPT on older kernels.
+      const strict = opts.strictCheck !== false && lib.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_GET_STRICT_CHK, intOpt(1), 4) === 0;
 
       if (lib.bind(fd, sockaddrNl(0, opts.groups ?? 0), 12) < 0) {
         throw new NetlinkError({ errno: lib.errno(), op: `bind(netlink, groups 0x${(opts.groups ?? 0).toString(16)})` });
@@ -135,7 +148,7 @@ export class NetlinkSocket {
       if (lib.getsockname(fd, addr, len) < 0) {
         throw new NetlinkError({ errno: lib.errno(), op: 'getsockname(netlink)' });
       }
-      return new NetlinkSocket(lib, fd, addr.readUInt32LE(4), opts.timeoutMs ?? 5000);
+      return new NetlinkSocket(lib, fd, addr.readUInt32LE(4), opts.timeoutMs ?? 5000, strict);
     } catch (err) {
       lib.close(fd);
       throw err;
@@ -265,7 +278,9 @@ export class NetlinkSocket {
 
   /**
    * Runs a dump (RTM_GET* with NLM_F_DUMP) to NLMSG_DONE and returns all
-   * data messages. If the kernel marks the dump inconsistent
+   * data messages. A filtered request is sent in its unfiltered form when
+   * strict checking is off; data messages the kernel filtered carry
+   * NLM_F_DUMP_FILTERED in their header flags. If the kernel marks the dump inconsistent
    * (NLM_F_DUMP_INTR: the table changed while being walked), it is re-run
    * up to `maxRetries` times; after that the error is EINTR.
    */
@@ -276,6 +291,7 @@ export class NetlinkSocket {
     }
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const maxRetries = opts.maxRetries ?? 5;
+    if (!this.strictCheck && req.unfilteredBody) req = { ...req, body: req.unfilteredBody };
     for (let attempt = 0; attempt <= maxRetries; attempt++) {
       const deadline = Date.now() + timeoutMs;
       const seq = this.nextSeq();

@@ -1,6 +1,6 @@
 // Worker side of WorkerTransport: one NetlinkSocket, requests served in order.
 import { parentPort, workerData } from 'node:worker_threads';
-import { asBuffer, errorToWire, type WorkerCall, type WorkerReply } from './transport.js';
+import { asBuffer, errorToWire, packMessages, type WorkerCall, type WorkerReply } from './transport.js';
 import { NetlinkSocket, type NetlinkSocketOptions } from './socket.js';
 import type { NetlinkRequest } from './requests.js';
 import type { NlMessage } from './codec.js';
@@ -14,7 +14,9 @@ try {
 }
 
 function revive(r: NetlinkRequest): NetlinkRequest {
-  return { ...r, body: asBuffer(r.body) };
+  const out: NetlinkRequest = { ...r, body: asBuffer(r.body) };
+  if (r.unfilteredBody) out.unfilteredBody = asBuffer(r.unfilteredBody);
+  return out;
 }
 
 /**
@@ -35,18 +37,20 @@ parentPort!.on('message', (c: WorkerCall) => {
     return;
   }
   let reply: WorkerReply;
+  let transfer: ArrayBuffer[] = [];
   try {
     if (!sock) throw openError;
     if (c.kind === 'batch') {
       const rs = sock.batch(c.reqs.map(revive), c.opts);
       reply = { id: c.id, ok: true, replies: rs.map((r) => (r.ok ? { ok: true as const, messages: compact(r.messages) } : { ok: false as const, error: errorToWire(r.error) })) };
-    } else if (c.kind === 'dump') {
-      reply = { id: c.id, ok: true, messages: compact(sock.dump(revive(c.req), c.opts)) };
     } else {
-      reply = { id: c.id, ok: true, messages: compact(sock.request(revive(c.req), c.opts)) };
+      const ms = c.kind === 'dump' ? sock.dump(revive(c.req), c.opts) : sock.request(revive(c.req), c.opts);
+      const packed = packMessages(ms);
+      reply = { id: c.id, ok: true, packed };
+      transfer = [packed];
     }
   } catch (e) {
     reply = { id: c.id, ok: false, error: errorToWire(e) };
   }
-  parentPort!.postMessage(reply);
+  parentPort!.postMessage(reply, transfer);
 });

@@ -10,7 +10,7 @@
 //   as on the inline socket; every wait inside the worker keeps its deadline.
 
 import { Worker } from 'node:worker_threads';
-import type { NlMessage } from './codec.js';
+import { parseMessages, type NlMessage } from './codec.js';
 import { NetlinkError } from './errors.js';
 import type { NetlinkRequest } from './requests.js';
 import { NetlinkSocket, type BatchOptions, type BatchReply, type DumpOptions, type NetlinkSocketOptions, type RequestOptions } from './socket.js';
@@ -63,6 +63,8 @@ export type WorkerCall =
 export type WorkerReply =
   | { id: 0; ready: true; portId: number }
   | { id: number; ok: true; messages: NlMessage[] }
+  /** a dump's or request's messages packed back to back in wire format, in one transferred buffer (see packMessages) */
+  | { id: number; ok: true; packed: ArrayBuffer }
   | { id: number; ok: true; replies: Array<{ ok: true; messages: NlMessage[] } | { ok: false; error: ErrorWire }> }
   | { id: number; ok: false; error: ErrorWire };
 
@@ -95,7 +97,38 @@ export function asBuffer(b: Uint8Array): Buffer {
 
 /** An exact-size copy of the body, so structured clone does not copy a pooled Buffer's whole backing store. */
 function compactReq(r: NetlinkRequest): NetlinkRequest {
-  return { ...r, body: new Uint8Array(r.body) as Buffer };
+  const out: NetlinkRequest = { ...r, body: new Uint8Array(r.body) as Buffer };
+  if (r.unfilteredBody) out.unfilteredBody = new Uint8Array(r.unfilteredBody) as Buffer;
+  return out;
+}
+
+/**
+ * Messages re-encoded back to back (each 4-byte aligned) in one ArrayBuffer
+ * that the worker transfers instead of cloning: structured clone of a dump of
+ * thousands of messages (an object and a typed array each) cost the main
+ * thread more than the kernel round trip; parsing one buffer is cheap, and
+ * the payloads stay views on it.
+ */
+export function packMessages(ms: readonly NlMessage[]): ArrayBuffer {
+  let size = 0;
+  for (const m of ms) size += (16 + m.payload.length + 3) & ~3;
+  const ab = new ArrayBuffer(size);
+  const out = Buffer.from(ab);
+  let off = 0;
+  for (const m of ms) {
+    out.writeUInt32LE(16 + m.payload.length, off);
+    out.writeUInt16LE(m.header.type, off + 4);
+    out.writeUInt16LE(m.header.flags, off + 6);
+    out.writeUInt32LE(m.header.seq >>> 0, off + 8);
+    out.writeUInt32LE(m.header.pid >>> 0, off + 12);
+    m.payload.copy(out, off + 16);
+    off += (16 + m.payload.length + 3) & ~3;
+  }
+  return ab;
+}
+
+export function unpackMessages(ab: ArrayBuffer): NlMessage[] {
+  return parseMessages(Buffer.from(ab));
 }
 
 function reviveMessages(ms: NlMessage[]): NlMessage[] {
@@ -153,6 +186,7 @@ export class WorkerTransport implements NetlinkTransport {
     this.pending.delete(m.id);
     if (this.pending.size === 0) this.worker.unref();
     if (!m.ok) return p.reject(errorFromWire(m.error));
+    if ('packed' in m) return p.resolve(unpackMessages(m.packed));
     if ('messages' in m) return p.resolve(reviveMessages(m.messages));
     p.resolve(
       m.replies.map((r): BatchReply => (r.ok ? { ok: true, messages: reviveMessages(r.messages) } : { ok: false, error: errorFromWire(r.error) as NetlinkError })),

@@ -1,8 +1,12 @@
 // FakeKernel: an in-memory KernelNet for fast unit tests of backends. It keeps
-// links, addresses, routes, neighbours and FDB entries with the same
-// idempotency rules as the real one (delete of an absent entry succeeds,
-// replace overwrites) and counts every mutating call, so tests can assert
-// "a second reconcile makes zero changes". Faults can be injected per
+// links, addresses, routes, neighbours and FDB entries with the rules the
+// real one follows (checked by the shared contract in kernel-contract.ts,
+// which runs against both): deleting an absent entry succeeds, replace
+// overwrites, an entry on a missing device is ENODEV, a route whose dst has
+// host bits set is EINVAL, routes we add carry RTPROT_FLANNEL, and an
+// existing VXLAN device is reused only with the same parameters (MTU and
+// MAC brought in line). It counts mutating calls, so tests can assert "a
+// second reconcile makes zero changes", and faults can be injected per
 // operation. It is also the host port: sysctl writes are recorded, and TUN
 // devices are links of kind 'tun' with a fake fd (never a real descriptor).
 // The real-kernel tests under test/ remain the proof.
@@ -27,11 +31,39 @@ import type {
 import type { Addr, FdbEntry, Neigh, Route } from '../netlink/rtnl.js';
 import { NetlinkError } from '../netlink/errors.js';
 import { SyscallError } from '../netlink/libc.js';
+import * as C from '../netlink/constants.js';
+import { parseCidr } from '../netlink/addr.js';
+import { parseIPv6 } from '../lease/ip.js';
+import { vxlanMismatches, VXLAN_DEFAULT_PORT } from '../kernel/idempotency.js';
 
+const EINVAL = 22;
 const EEXIST = 17;
 const ENOENT = 2;
 const EBUSY = 16;
-const EINVAL = 22;
+const ENODEV = 19;
+const EOPNOTSUPP = 95;
+const ENETDOWN = 100;
+
+function ipToInt(ip: string): number {
+  const p = ip.split('.').map(Number);
+  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+}
+
+/** The kernel refuses a route whose destination has bits set past its prefix (EINVAL). */
+function hostBitsSet(ip: string, prefixLen: number): boolean {
+  if (ip.includes(':')) {
+    const v = parseIPv6(ip);
+    const hostBits = 128n - BigInt(prefixLen);
+    return hostBits > 0n && (v & ((1n << hostBits) - 1n)) !== 0n;
+  }
+  const mask = prefixLen === 0 ? 0 : (~0 << (32 - prefixLen)) >>> 0;
+  return (ipToInt(ip) & ~mask) >>> 0 !== 0;
+}
+
+/** Unicast = the I/G bit of the first octet is clear, and not all-zero (the kernel's rule for replace/append). */
+function unicastMac(mac: string): boolean {
+  return (parseInt(mac.slice(0, 2), 16) & 1) === 0 && mac !== '00:00:00:00:00:00';
+}
 
 /** AF_INET (2) or AF_INET6 (10), by the address text. */
 const afOf = (ip: string): 2 | 10 => (ip.includes(':') ? 10 : 2);
@@ -58,11 +90,22 @@ export class FakeKernel implements KernelNet, HostPort {
   tuns: Array<{ spec: TunSpec; name: string; closed: boolean }> = [];
   /** openTun fails with this errno (e.g. EBUSY, EPERM) when it returns one */
   failTun: ((spec: TunSpec) => number | null) | null = null;
+  private macCounter = 0xaa;
 
   addLink(l: Partial<Link> & { name: string }): Link {
     const link: Link = { family: 0, index: this.nextIndex++, type: 1, flags: 0, up: true, lowerUp: true, operState: 'up', mtu: 1500, ...l } as Link;
     this.links.set(link.index, link);
     return link;
+  }
+
+  private fail(errno: number, op: string, detail?: string): never {
+    throw new NetlinkError({ errno, op, ...(detail !== undefined ? { detail } : {}) });
+  }
+
+  private needLink(index: number, op: string): Link {
+    const l = this.links.get(index);
+    if (!l) this.fail(ENODEV, op);
+    return l;
   }
 
   async listLinks(): Promise<Link[]> {
@@ -75,25 +118,41 @@ export class FakeKernel implements KernelNet, HostPort {
     return this.links.get(index);
   }
   async createVxlan(s: VxlanCreateSpec): Promise<Link> {
+    const op = `create vxlan ${s.name} (vni ${s.vni})`;
     const ex = await this.getLinkByName(s.name);
     if (ex) {
-      const v = ex.vxlan;
-      if (ex.kind !== 'vxlan' || !v || v.vni !== s.vni || (v.port || 8472) !== (s.port || 8472) || v.local !== s.local || v.linkIndex !== s.linkIndex) {
-        throw new NetlinkError({ errno: EEXIST, op: `create vxlan ${s.name}`, detail: 'existing device differs' });
+      const diff = vxlanMismatches(ex, s);
+      if (diff.length > 0) this.fail(EEXIST, op, `existing ${s.name} (#${ex.index}) differs: ${diff.join(', ')}`);
+      let now = ex;
+      if (s.mtu !== undefined && ex.mtu !== s.mtu) now = { ...now, mtu: s.mtu };
+      if (s.mac !== undefined && ex.mac !== s.mac.toLowerCase()) now = { ...now, mac: s.mac.toLowerCase() };
+      if (now !== ex) {
+        this.mutations++;
+        this.links.set(ex.index, now);
       }
-      return ex;
+      return now;
     }
+    if (s.vni >= 1 << 24) this.fail(34, op, 'VXLAN ID must be lower than 16777216');
+    let underMtu: number | undefined;
+    if (s.linkIndex !== undefined) underMtu = this.needLink(s.linkIndex, op).mtu;
     this.mutations++;
+    const vxlan = { vni: s.vni, port: s.port || VXLAN_DEFAULT_PORT, learning: !!s.learning, gbp: !!s.gbp, l2miss: false, l3miss: false } as NonNullable<Link['vxlan']>;
+    if (s.local !== undefined) vxlan.local = s.local;
+    if (s.linkIndex !== undefined) vxlan.linkIndex = s.linkIndex;
     return this.addLink({
       name: s.name,
       kind: 'vxlan',
       up: false,
-      mtu: s.mtu ?? 1450,
-      mac: s.mac ?? '02:00:00:00:00:aa',
-      vxlan: { vni: s.vni, port: s.port || 8472, local: s.local, linkIndex: s.linkIndex, learning: !!s.learning, gbp: !!s.gbp, l2miss: false, l3miss: false } as Link['vxlan'] & object,
+      lowerUp: false,
+      operState: 'down',
+      // the kernel's default: the underlay's MTU minus the VXLAN overhead, else 1450
+      mtu: s.mtu ?? (underMtu !== undefined ? underMtu - 50 : 1450),
+      mac: s.mac?.toLowerCase() ?? `02:00:00:00:00:${(this.macCounter++ & 255).toString(16).padStart(2, '0')}`,
+      vxlan,
     });
   }
   async deleteLink(index: number): Promise<void> {
+    if (!this.links.has(index)) return; // ENODEV on delete is success
     this.mutations++;
     this.links.delete(index);
     this.addrs = this.addrs.filter((a) => a.index !== index);
@@ -101,25 +160,22 @@ export class FakeKernel implements KernelNet, HostPort {
     this.neighs = this.neighs.filter((n) => n.ifindex !== index);
     this.fdb = this.fdb.filter((f) => f.ifindex !== index);
   }
-  async setLinkUp(index: number): Promise<void> {
+  private setLink(index: number, op: string, change: Partial<Link>): void {
+    const l = this.needLink(index, op);
     this.mutations++;
-    const l = this.links.get(index);
-    if (l) this.links.set(index, { ...l, up: true });
+    this.links.set(index, { ...l, ...change });
+  }
+  async setLinkUp(index: number): Promise<void> {
+    this.setLink(index, `set link #${index} up`, { up: true, lowerUp: true, operState: 'unknown' });
   }
   async setLinkDown(index: number): Promise<void> {
-    this.mutations++;
-    const l = this.links.get(index);
-    if (l) this.links.set(index, { ...l, up: false });
+    this.setLink(index, `set link #${index} down`, { up: false, lowerUp: false, operState: 'down' });
   }
   async setMtu(index: number, mtu: number): Promise<void> {
-    this.mutations++;
-    const l = this.links.get(index);
-    if (l) this.links.set(index, { ...l, mtu });
+    this.setLink(index, `set link #${index} mtu ${mtu}`, { mtu });
   }
   async setLinkAddress(index: number, mac: string): Promise<void> {
-    this.mutations++;
-    const l = this.links.get(index);
-    if (l) this.links.set(index, { ...l, mac });
+    this.setLink(index, `set link #${index} address ${mac}`, { mac: mac.toLowerCase() });
   }
   async listAddrs(index?: number, filter: AddrFilter = {}): Promise<Addr[]> {
     const fam = filter.family ?? 4;
@@ -127,6 +183,7 @@ export class FakeKernel implements KernelNet, HostPort {
     return this.addrs.filter((a) => (index === undefined || a.index === index) && ok(a));
   }
   async addAddr(index: number, cidr: string): Promise<void> {
+    this.needLink(index, `add address ${cidr} dev #${index}`);
     if (this.addrs.some((a) => a.index === index && a.cidr === cidr)) return;
     this.mutations++;
     const [ip, len] = cidr.split('/');
@@ -137,7 +194,10 @@ export class FakeKernel implements KernelNet, HostPort {
     this.addrs = this.addrs.filter((a) => !(a.index === index && a.cidr === cidr));
   }
   async listRoutes(f: RouteFilter = {}): Promise<Route[]> {
-    return this.routes.filter((r) => (f.oif === undefined || r.oif === f.oif) && r.family === want(f.family));
+    const table = f.table ?? C.RT_TABLE_MAIN;
+    return this.routes.filter(
+      (r) => (table === 'all' || r.table === table) && (f.oif === undefined || r.oif === f.oif) && r.family === want(f.family) && (f.protocol === undefined || r.protocol === f.protocol),
+    );
   }
   async replaceRoute(s: RouteSpec): Promise<void> {
     this.apply({ op: 'replaceRoute', route: s });
@@ -182,39 +242,98 @@ export class FakeKernel implements KernelNet, HostPort {
   private apply(op: KernelOp): void {
     const errno = this.failWhen?.(op) ?? null;
     if (errno !== null) throw new NetlinkError({ errno, op: `fake ${op.op}` });
-    this.mutations++;
     switch (op.op) {
       case 'replaceNeigh': {
         const n = op.neigh;
+        this.needLink(n.ifindex, `replace neigh ${n.ip} dev #${n.ifindex}`);
+        this.mutations++;
         this.neighs = this.neighs.filter((x) => !(x.ifindex === n.ifindex && x.ip === n.ip));
         const permanent = n.permanent ?? true;
-        this.neighs.push({ family: afOf(n.ip), ifindex: n.ifindex, ip: n.ip, mac: n.mac, state: permanent ? 0x80 : 0x02, flags: 0, permanent });
+        this.neighs.push({ family: afOf(n.ip), ifindex: n.ifindex, ip: n.ip, mac: n.mac.toLowerCase(), state: permanent ? C.NUD_PERMANENT : C.NUD_REACHABLE, flags: 0, permanent });
         return;
       }
       case 'delNeigh':
+        this.mutations++;
         this.neighs = this.neighs.filter((x) => !(x.ifindex === op.neigh.ifindex && x.ip === op.neigh.ip));
         return;
       case 'replaceFdb':
       case 'appendFdb': {
+        // The vxlan driver's rules (vxlan_fdb_update_existing): replace
+        // rewrites the first remote of a unicast MAC and is refused for
+        // all-zero/multicast MACs; append adds a remote only for those, and
+        // is a no-op on an existing unicast entry.
         const f = op.fdb;
-        if (op.op === 'replaceFdb') this.fdb = this.fdb.filter((x) => !(x.ifindex === f.ifindex && x.mac === f.mac));
-        else this.fdb = this.fdb.filter((x) => !(x.ifindex === f.ifindex && x.mac === f.mac && x.dst === f.dst));
+        const mac = f.mac.toLowerCase();
+        const desc = `${op.op === 'replaceFdb' ? 'replace' : 'append'} fdb ${mac} dst ${f.dst} dev #${f.ifindex}`;
+        this.needLink(f.ifindex, desc);
         const permanent = f.permanent ?? true;
-        this.fdb.push({ family: 7, ifindex: f.ifindex, mac: f.mac, dst: f.dst, state: permanent ? 0x80 : 0x02, flags: 2, self: f.self ?? true, master: false, permanent });
+        const state = permanent ? C.NUD_PERMANENT : C.NUD_REACHABLE;
+        const i = this.fdb.findIndex((x) => x.ifindex === f.ifindex && x.mac === mac);
+        const entry: FdbEntry = { family: 7, ifindex: f.ifindex, mac, dst: f.dst, state, flags: C.NTF_SELF, self: f.self ?? true, master: false, permanent };
+        this.mutations++;
+        if (i < 0) {
+          this.fdb.push(entry);
+        } else if (op.op === 'replaceFdb') {
+          if (!unicastMac(mac)) this.fail(EOPNOTSUPP, desc, 'Cannot replace non-unicast fdb entries');
+          this.fdb[i] = entry;
+        } else if (!unicastMac(mac) && !this.fdb.some((x) => x.ifindex === f.ifindex && x.mac === mac && x.dst === f.dst)) {
+          this.fdb.push(entry);
+        }
         return;
       }
       case 'delFdb':
-        this.fdb = this.fdb.filter((x) => !(x.ifindex === op.fdb.ifindex && x.mac === op.fdb.mac && x.dst === op.fdb.dst));
+        this.mutations++;
+        this.fdb = this.fdb.filter((x) => !(x.ifindex === op.fdb.ifindex && x.mac === op.fdb.mac.toLowerCase() && x.dst === op.fdb.dst));
         return;
       case 'replaceRoute': {
         const r = op.route;
-        this.routes = this.routes.filter((x) => x.dst !== r.dst);
-        this.routes.push({ family: afOf(r.dst), dst: r.dst, dstLen: Number(r.dst.split('/')[1]), gateway: r.gw, oif: r.oif, table: 254, protocol: 3, scope: 0, type: 1, flags: r.onlink ? 4 : 0, onlink: !!r.onlink } as Route);
+        const desc = `replace route ${r.dst}`;
+        const { ip, prefixLen } = parseCidr(r.dst);
+        if (hostBitsSet(ip, prefixLen)) this.fail(EINVAL, desc, 'Invalid prefix for given prefix length');
+        if (r.oif !== undefined) {
+          const dev = this.needLink(r.oif, desc);
+          if (r.onlink && !dev.up) this.fail(ENETDOWN, desc, 'Nexthop device is not up');
+        }
+        const table = r.table ?? C.RT_TABLE_MAIN;
+        const priority = r.priority ?? 0;
+        this.mutations++;
+        this.routes = this.routes.filter((x) => !(x.table === table && x.dst === r.dst && (x.priority ?? 0) === priority));
+        const blackhole = r.type === 'blackhole';
+        const route: Route = {
+          family: afOf(r.dst),
+          dst: r.dst,
+          dstLen: prefixLen,
+          table,
+          protocol: r.protocol ?? C.RTPROT_FLANNEL,
+          scope: blackhole || r.gw !== undefined ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK,
+          type: blackhole ? C.RTN_BLACKHOLE : C.RTN_UNICAST,
+          flags: r.onlink ? C.RTNH_F_ONLINK : 0,
+          onlink: !!r.onlink,
+        };
+        if (r.gw !== undefined) route.gateway = r.gw;
+        if (r.oif !== undefined) route.oif = r.oif;
+        if (r.priority !== undefined) route.priority = r.priority;
+        this.routes.push(route);
         return;
       }
-      case 'delRoute':
-        this.routes = this.routes.filter((x) => !(x.dst === op.route.dst && (op.route.oif === undefined || x.oif === op.route.oif)));
+      case 'delRoute': {
+        // Like fib_table_delete: dst and table always; gw, oif, protocol and type only when given.
+        const r = op.route;
+        const table = r.table ?? C.RT_TABLE_MAIN;
+        const i = this.routes.findIndex(
+          (x) =>
+            x.table === table &&
+            x.dst === r.dst &&
+            (r.gw === undefined || x.gateway === r.gw) &&
+            (r.oif === undefined || x.oif === r.oif) &&
+            (r.protocol === undefined || r.protocol === 0 || x.protocol === r.protocol) &&
+            (r.priority === undefined || (x.priority ?? 0) === r.priority) &&
+            (r.type === undefined || x.type === (r.type === 'blackhole' ? C.RTN_BLACKHOLE : C.RTN_UNICAST)),
+        );
+        this.mutations++;
+        if (i >= 0) this.routes.splice(i, 1);
         return;
+      }
     }
   }
 

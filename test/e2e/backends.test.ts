@@ -46,7 +46,7 @@ test('host-gw: mesh, one route per peer via its public IP, MTU = interface MTU, 
   for (const h of topo.hosts) {
     assert.equal(topo.subnetEnv(h).FLANNEL_MTU, 1500);
     const routes = (await topo.ip(h.name, 'route', 'show', 'dev', 'eth0')).trim().split('\n').map((l) => l.trim());
-    for (const p of topo.hosts.filter((x) => x !== h)) assert.ok(routes.includes(`${sn.get(p)} via ${p.ip}`), `${h.name}: ${routes.join(' | ')}`);
+    for (const p of topo.hosts.filter((x) => x !== h)) assert.ok(routes.includes(`${sn.get(p)} via ${p.ip} proto 222`), `${h.name}: ${routes.join(' | ')}`);
     assert.equal((await topo.run(h.name, ['ip', 'link', 'show', 'flannel.1'])).code, 1, 'no flannel.1');
   }
   const v = await topo.etcdctl('get', `/coreos.com/network/subnets/${sn.get(topo.hosts[0]!)!.replace('/', '-')}`, '--print-value-only');

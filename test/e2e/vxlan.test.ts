@@ -89,7 +89,8 @@ test('kernel state on every host matches the article, entry for entry', { skip }
     const fdb = (await topo.exec(h.name, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])).trim().split('\n').map((s) => s.trim()).sort();
     assert.deepEqual(fdb, peers.map((p) => `${p.mac} dst ${p.ip} self permanent`).sort());
     const routes = (await topo.ip(h.name, 'route', 'show', 'dev', 'flannel.1')).trim().split('\n').map((s) => s.trim()).sort();
-    assert.deepEqual(routes, peers.map((p) => `${p.subnet} via ${p.gw} onlink`).sort());
+    // proto 222: flannel-ts marks its routes (RTPROT_FLANNEL)
+    assert.deepEqual(routes, peers.map((p) => `${p.subnet} via ${p.gw} proto 222 onlink`).sort());
   }
 });
 
@@ -106,7 +107,7 @@ test('self-healing: a deleted neighbour, FDB entry, route or the whole device is
   const tF = await waitUntil('fdb restored', async () => (await topo.exec(h.name, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])).includes(`${peer.mac} dst ${peer.ip} self permanent`), 1000);
 
   await show('route', 'del', peer.subnet);
-  const tR = await waitUntil('route restored', async () => (await show('route', 'show', 'dev', 'flannel.1')).includes(`${peer.subnet} via ${peer.gw} onlink`), 1000);
+  const tR = await waitUntil('route restored', async () => (await show('route', 'show', 'dev', 'flannel.1')).includes(`${peer.subnet} via ${peer.gw} proto 222 onlink`), 1000);
 
   const mac = (await show('link', 'show', 'flannel.1')).match(/link\/ether (\S+)/)![1];
   const index = Number((await show('link', 'show', 'flannel.1')).split(':')[0]);

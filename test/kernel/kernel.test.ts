@@ -232,7 +232,7 @@ for (const mode of ['inline', 'worker'] as const) describe(`RtNetlink against a 
     const fdb = bridgeN('fdb', 'show', 'dev', 'flannel.1').split('\n').map((l) => l.trim());
     assert.ok(fdb.includes(`${PEER_MAC} dst 192.0.2.2 self permanent`), fdb.join('\n'));
     const routes = ipn('route').split('\n').map((l) => l.trim());
-    assert.ok(routes.includes('10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink'), routes.join('\n'));
+    assert.ok(routes.includes('10.244.2.0/24 via 10.244.2.0 dev flannel.1 proto 222 onlink'), routes.join('\n'));
 
     // The same state read back through the codec.
     const neighs = await k<Neigh[]>('listNeighs', vx.index);
@@ -315,7 +315,7 @@ for (const mode of ['inline', 'worker'] as const) describe(`RtNetlink against a 
     assert.equal(ipn('route', 'show', 'dev', 'flannel.1').trim().split('\n').length, N + 1);
     const sample = peer(777);
     assert.ok(
-      ipn('route').includes(`${sample.subnet}/24 via ${sample.subnet} dev flannel.1 onlink`),
+      ipn('route').includes(`${sample.subnet}/24 via ${sample.subnet} dev flannel.1 proto 222 onlink`),
       'sample route present',
     );
 

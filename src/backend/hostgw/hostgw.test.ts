@@ -6,6 +6,7 @@ import { MemoryLogger } from '../../testing/memory-logger.js';
 import { parseNetworkConfig } from '../../subnet/config.js';
 import { FakeKernel } from '../../testing/fake-kernel.js';
 import { HostGwBackend } from './hostgw.js';
+import * as C from '../../netlink/constants.js';
 
 const peer = (n: number, ip = `192.0.2.${10 + n}`, type = 'host-gw'): Lease => ({
   subnet: parseIPv4Net(`10.244.${n}.0/24`),
@@ -80,4 +81,23 @@ test('dual-stack host-gw: a route to each peer\'s v6 subnet via its PublicIPv6 o
   // NAT for IPv6 is refused like NAT for IPv4
   const nat = new HostGwBackend({ config, extIface: { ...ext, publicIPv6: parseIPv6('2001:db8:ffff::1') }, log: new MemoryLogger() }, { kernel: k });
   await assert.rejects(nat.prepare(), /^BackendError: host-gw: the public IPv6 2001:db8:ffff::1 is not eth0's IPv6 address 2001:db8::11/);
+});
+
+test('ownership: our routes carry RTPROT_FLANNEL; a proto-boot route matching a lease is adopted, any other unmarked route is left alone', async () => {
+  const { k, b, eth0 } = await setup();
+  await b.prepare();
+  await b.activate();
+  // real flannel's route for peer 2 (proto boot), and an operator's gateway route into the Network
+  await k.replaceRoute({ dst: '10.244.2.0/24', gw: '192.0.2.12', oif: eth0.index, protocol: C.RTPROT_BOOT });
+  await k.replaceRoute({ dst: '10.244.77.0/24', gw: '192.0.2.77', oif: eth0.index, protocol: C.RTPROT_BOOT });
+  await k.replaceRoute({ dst: '10.244.78.0/24', gw: '192.0.2.78', oif: eth0.index, protocol: C.RTPROT_STATIC });
+  assert.deepEqual(await b.reconcile([peer(2), peer(3)]), []);
+  const show = () => k.routes.map((r) => `${r.dst} ${r.gateway} ${r.protocol}`).sort();
+  assert.deepEqual(show(), ['10.244.2.0/24 192.0.2.12 222', '10.244.3.0/24 192.0.2.13 222', '10.244.77.0/24 192.0.2.77 3', '10.244.78.0/24 192.0.2.78 4']);
+  // peer 2 leaves: its (now ours) route goes, the foreign ones stay
+  assert.deepEqual(await b.reconcile([peer(3)]), []);
+  assert.deepEqual(show(), ['10.244.3.0/24 192.0.2.13 222', '10.244.77.0/24 192.0.2.77 3', '10.244.78.0/24 192.0.2.78 4']);
+  const m = k.mutations;
+  await b.reconcile([peer(3)]);
+  assert.equal(k.mutations, m, 'foreign routes are not fought over');
 });

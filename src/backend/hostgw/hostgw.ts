@@ -25,6 +25,7 @@ import {
 } from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
+import { RTPROT_FLANNEL } from '../../netlink/constants.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
 import { BackendError, ReconcileError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
@@ -106,13 +107,19 @@ export class HostGwBackend implements Backend {
       }
       want.set(formatIPv4Net(l.subnet), formatIPv4(l.attrs.publicIP));
     }
-    const routes = (await this.k.listRoutes({ oif: ext })).filter((r) => r.oif === ext && r.gateway && inNet(net, r.dst));
+    // Ours: gateway routes into Network on the external interface marked
+    // RTPROT_FLANNEL (the kernel filters the dump, so a host with a full BGP
+    // table on that interface costs nothing here). An unmarked route that
+    // matches a lease exactly (real flannel's, proto boot) is adopted by the
+    // replace below, which puts our mark on it; other unmarked routes are
+    // never touched.
+    const routes = (await this.k.listRoutes({ oif: ext, protocol: RTPROT_FLANNEL })).filter((r) => r.oif === ext && r.gateway && r.protocol === RTPROT_FLANNEL && inNet(net, r.dst));
     const ops: KernelOp[] = [];
     for (const [dst, gw] of want) {
       const r = routes.find((x) => x.dst === dst);
       if (!r || r.gateway !== gw) ops.push({ op: 'replaceRoute', route: { dst, gw, oif: ext } });
     }
-    for (const r of routes) if (!want.has(r.dst)) ops.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: ext } });
+    for (const r of routes) if (!want.has(r.dst)) ops.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: ext, protocol: RTPROT_FLANNEL } });
     if (this.ctx.config.enableIPv6) ops.push(...(await this.ops6(errors)));
     this.last = { changes: ops.length };
     if (ops.length) {

@@ -9,13 +9,28 @@
 // error is reported and the next reconcile tries again. Nothing stops at the
 // first failure: every error is returned.
 //
-// What we own: permanent neighbours with an IP inside Network and `self` FDB
-// entries with a remote dst on flannel.<VNI>; routes into Network on
-// flannel.<VNI>; and, with DirectRouting, gateway routes into Network on the
-// external interface. Anything else on those devices is left alone.
+// What we own (anything else on those devices is left alone):
+//  - permanent neighbours on flannel.<VNI> with an IP inside Network;
+//  - `self` FDB entries with a remote dst on flannel.<VNI> whose MAC is a
+//    peer's VTEP MAC, the MAC of a neighbour we own (flannel pairs them), or
+//    that this process wrote. FDB entries carry no protocol mark, so an
+//    operator's entry for some other MAC (e.g. an all-zero flood entry) is
+//    not ours;
+//  - gateway routes into Network on flannel.<VNI> marked RTPROT_FLANNEL, and
+//    ones marked RTPROT_BOOT, which is what real flannel writes: they are
+//    adopted on upgrade (rewritten with our mark, or deleted when no peer
+//    wants them). Routes with any other protocol are someone else's;
+//  - with DirectRouting, gateway routes into Network on the external
+//    interface marked RTPROT_FLANNEL. An unmarked one that matches a direct
+//    peer exactly is adopted by the replace that puts our mark on it; other
+//    unmarked ones are never touched.
+//
+// Reads are kernel-filtered dumps (one device, one table, our protocol), so a
+// periodic check costs the size of our state, not the host's.
 
 import { ipv4NetContains, ipv6NetContains, parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net, type IPv4Net, type IPv6Net } from '../../lease/ip.js';
 import type { KernelNet, KernelOp } from '../../kernel/types.js';
+import { RTPROT_BOOT, RTPROT_FLANNEL } from '../../netlink/constants.js';
 import type { PeerEntries } from './desired.js';
 import { ReconcileError } from '../backend.js';
 
@@ -28,7 +43,15 @@ export interface ReconcileTarget {
    * what lies inside this network (instead of `network`).
    */
   readonly network6?: IPv6Net;
+  /**
+   * FDB entries (`mac|dst`) written by this process, kept across calls by
+   * the caller: they stay ours even when no lease or neighbour names their
+   * MAC any more.
+   */
+  readonly written?: Set<string>;
 }
+
+const fdbKey = (mac: string, dst: string) => `${mac}|${dst}`;
 
 export interface ReconcileResult {
   /**
@@ -93,6 +116,14 @@ class Batches {
       failed.add(f.index);
       this.errors.push(new ReconcileError(`${describe(f.op)} on dev #${this.t.dev}: ${f.error.message}`, { cause: f.error }));
     }
+    const w = this.t.written;
+    if (w) {
+      ops.forEach((op, i) => {
+        if (failed.has(i)) return;
+        if (op.op === 'replaceFdb' || op.op === 'appendFdb') w.add(fdbKey(op.fdb.mac, op.fdb.dst));
+        else if (op.op === 'delFdb') w.delete(fdbKey(op.fdb.mac, op.fdb.dst));
+      });
+    }
     return failed;
   }
   result(): ReconcileResult {
@@ -136,7 +167,8 @@ export async function patchVxlan(
   const del: KernelOp[] = [];
   for (const p of removed) {
     if (still.some((q) => q.dst === p.dst)) continue;
-    del.push(p.direct ? { op: 'delRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } } : { op: 'delRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev } });
+    const proto = RTPROT_FLANNEL; // only our own route for that subnet, never a foreign one with the same dst
+    del.push(p.direct ? { op: 'delRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev, protocol: proto } } : { op: 'delRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, protocol: proto } });
   }
   for (const p of removed) {
     if (p.direct) continue;
@@ -155,12 +187,29 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
     k.listNeighs(t.dev, family),
     k.listFdb(t.dev),
     k.listRoutes({ oif: t.dev, family }),
-    k.listRoutes({ oif: t.extDev, family }),
+    k.listRoutes({ oif: t.extDev, family, protocol: RTPROT_FLANNEL }),
   ]);
   const ourNeighs = neighs.filter((n) => n.ifindex === t.dev && n.permanent && owned(t, n.ip));
-  const ourFdbs = fdbs.filter((f) => f.ifindex === t.dev && f.self && f.dst !== undefined);
-  const ourRoutes = routes.filter((r) => r.oif === t.dev && r.gateway !== undefined && owned(t, r.dst));
-  const ourDirect = extRoutes.filter((r) => r.oif === t.extDev && r.gateway !== undefined && owned(t, r.dst));
+  const macs = new Set<string>();
+  for (const p of peers) if (!p.direct && p.mac) macs.add(p.mac);
+  for (const n of ourNeighs) if (n.mac) macs.add(n.mac);
+  const ourFdbs = fdbs.filter((f) => f.ifindex === t.dev && f.self && f.dst !== undefined && (macs.has(f.mac) || t.written?.has(fdbKey(f.mac, f.dst)) === true));
+  const ourRoutes = routes.filter(
+    (r) => r.oif === t.dev && r.gateway !== undefined && (r.protocol === RTPROT_FLANNEL || r.protocol === RTPROT_BOOT) && owned(t, r.dst),
+  );
+  const ourDirect = extRoutes.filter((r) => r.oif === t.extDev && r.gateway !== undefined && r.protocol === RTPROT_FLANNEL && owned(t, r.dst));
+
+  // Lookups by key (first entry wins, as a linear search would): with 1000
+  // peers a scan per peer would cost millions of comparisons per check.
+  const byKey = <T>(xs: readonly T[], key: (x: T) => string): Map<string, T> => {
+    const m = new Map<string, T>();
+    for (const x of xs) if (!m.has(key(x))) m.set(key(x), x);
+    return m;
+  };
+  const neighByIp = byKey(ourNeighs, (n) => n.ip);
+  const fdbByKey = byKey(ourFdbs, (f) => fdbKey(f.mac, f.dst!));
+  const routeByDst = byKey(ourRoutes, (r) => r.dst);
+  const directByDst = byKey(ourDirect, (r) => r.dst);
 
   const b = new Batches(k, t);
   const run = (ops: KernelOp[]) => b.run(ops);
@@ -170,12 +219,12 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   const l2Owner: string[] = [];
   for (const p of peers) {
     if (p.direct) continue;
-    const n = ourNeighs.find((x) => x.ip === p.gw);
+    const n = neighByIp.get(p.gw);
     if (!n || n.mac !== p.mac) {
       l2.push({ op: 'replaceNeigh', neigh: { ifindex: t.dev, ip: p.gw, mac: p.mac, permanent: true } });
       l2Owner.push(p.id);
     }
-    const f = ourFdbs.find((x) => x.mac === p.mac && x.dst === p.publicIP);
+    const f = fdbByKey.get(fdbKey(p.mac, p.publicIP));
     if (!f || !f.permanent) {
       l2.push({ op: 'replaceFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true, permanent: true } });
       l2Owner.push(p.id);
@@ -189,12 +238,13 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   for (const p of peers) {
     if (badPeers.has(p.id)) continue;
     if (p.direct) {
-      const r = ourDirect.find((x) => x.dst === p.dst);
+      const r = directByDst.get(p.dst);
       if (!r || r.gateway !== p.publicIP) rt.push({ op: 'replaceRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } });
       // a tunnelled route for the same subnet would win over nothing but confuses users: drop it below
     } else {
-      const r = ourRoutes.find((x) => x.dst === p.dst);
-      if (!r || r.gateway !== p.gw || !r.onlink) rt.push({ op: 'replaceRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, onlink: true } });
+      const r = routeByDst.get(p.dst);
+      // an RTPROT_BOOT route (real flannel's) is rewritten with our mark: adopted
+      if (!r || r.gateway !== p.gw || !r.onlink || r.protocol !== RTPROT_FLANNEL) rt.push({ op: 'replaceRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, onlink: true } });
     }
   }
   await run(rt);
@@ -204,20 +254,23 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   const del: KernelOp[] = [];
   for (const r of ourRoutes) {
     const p = want.get(r.dst);
-    if (!p || p.direct) del.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: t.dev } });
+    // the protocol in the request keeps a foreign route to the same dst safe
+    if (!p || p.direct) del.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: t.dev, protocol: r.protocol } });
   }
   for (const r of ourDirect) {
     const p = want.get(r.dst);
-    if (!p || !p.direct) del.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: t.extDev } });
+    if (!p || !p.direct) del.push({ op: 'delRoute', route: { dst: r.dst, gw: r.gateway!, oif: t.extDev, protocol: r.protocol } });
   }
   const tunnelled = peers.filter((p) => !p.direct);
+  const wantFdb = new Set(tunnelled.map((p) => fdbKey(p.mac, p.publicIP)));
+  const wantGw = new Set(tunnelled.map((p) => p.gw));
   for (const f of ourFdbs) {
-    if (!tunnelled.some((p) => p.mac === f.mac && p.publicIP === f.dst)) {
+    if (!wantFdb.has(fdbKey(f.mac, f.dst!))) {
       del.push({ op: 'delFdb', fdb: { ifindex: t.dev, mac: f.mac, dst: f.dst!, self: true } });
     }
   }
   for (const n of ourNeighs) {
-    if (!tunnelled.some((p) => p.gw === n.ip)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: n.ip } });
+    if (!wantGw.has(n.ip)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: n.ip } });
   }
   await run(del);
   return b.result();

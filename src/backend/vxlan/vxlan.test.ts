@@ -12,6 +12,7 @@ import { ReconcileError } from '../backend.js';
 import type { NetlinkError } from '../../netlink/errors.js';
 import { ReconcileQueue } from '../../daemon/reconcile.js';
 import { ManualClock } from '../../testing/manual-clock.js';
+import * as C from '../../netlink/constants.js';
 
 const peer = (n: number, mac = `0a:00:00:00:00:0${n}`, type = 'vxlan'): Lease => ({
   subnet: parseIPv4Net(`10.244.${n}.0/24`),
@@ -361,4 +362,29 @@ test('dual-stack: flannel-v6.1 deleted by someone is recreated with the same MAC
   assert.deepEqual((await k.listAddrs(again.index, { family: 6 })).map((a) => a.cidr), ['fd00:10:244:1::/128']);
   assert.deepEqual(k.routes.filter((r) => r.oif === again.index).map((r) => r.dst), ['fd00:10:244:2::/64']);
   await b.close();
+});
+
+test('ownership: an operator\'s FDB entries and foreign routes on flannel.1 survive; real flannel\'s proto-boot routes are adopted', async () => {
+  const { k, b } = await setup();
+  const dev = (await k.getLinkByName('flannel.1'))!;
+  await k.replaceRoute({ dst: '10.244.2.0/24', gw: '10.244.2.0', oif: dev.index, onlink: true, protocol: C.RTPROT_BOOT }); // old flannel, wanted
+  await k.replaceRoute({ dst: '10.244.9.0/24', gw: '10.244.9.0', oif: dev.index, onlink: true, protocol: C.RTPROT_BOOT }); // old flannel, stale
+  await k.replaceRoute({ dst: '10.244.200.0/24', gw: '10.244.200.0', oif: dev.index, onlink: true, protocol: C.RTPROT_STATIC });
+  await k.appendFdb({ ifindex: dev.index, mac: '00:00:00:00:00:00', dst: '192.0.2.77' });
+  await k.replaceFdb({ ifindex: dev.index, mac: '02:aa:bb:cc:dd:ee', dst: '192.0.2.78' });
+  await k.replaceNeigh({ ifindex: dev.index, ip: '172.31.5.9', mac: '02:aa:bb:cc:dd:ef' });
+  assert.deepEqual(await b.reconcile([peer(2), peer(3)]), []);
+  assert.deepEqual(
+    k.routes.map((r) => `${r.dst} ${r.protocol}`).sort(),
+    ['10.244.2.0/24 222', '10.244.200.0/24 4', '10.244.3.0/24 222'],
+  );
+  assert.deepEqual(k.fdb.map((f) => `${f.mac} ${f.dst}`).sort(), ['00:00:00:00:00:00 192.0.2.77', '02:aa:bb:cc:dd:ee 192.0.2.78', '0a:00:00:00:00:02 192.0.2.12', '0a:00:00:00:00:03 192.0.2.13']);
+  assert.ok(k.neighs.some((n) => n.ip === '172.31.5.9'));
+  // a departed peer's FDB entry is ours even after its neighbour vanished (we wrote it in this run)
+  k.neighs = k.neighs.filter((n) => n.ip !== '10.244.3.0');
+  assert.deepEqual(await b.reconcile([peer(2)]), []);
+  assert.deepEqual(k.fdb.map((f) => `${f.mac} ${f.dst}`).sort(), ['00:00:00:00:00:00 192.0.2.77', '02:aa:bb:cc:dd:ee 192.0.2.78', '0a:00:00:00:00:02 192.0.2.12']);
+  const m = k.mutations;
+  await b.reconcile([peer(2)]);
+  assert.equal(k.mutations, m);
 });

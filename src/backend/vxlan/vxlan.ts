@@ -70,6 +70,8 @@ export class VxlanBackend implements Backend {
   private remote: readonly Lease[] = [];
   private closed = false;
   private readonly warnOnce = new Set<string>();
+  /** FDB entries this process wrote (ownership, see reconciler.ts) */
+  private readonly writtenFdb = new Set<string>();
   /** what the last reconcile did; tests and metrics read it */
   last: ReconcileResult = { changes: 0, errors: [] };
   reconciles = 0;
@@ -246,7 +248,7 @@ export class VxlanBackend implements Backend {
       }
     }
     const keep = desiredEntries(this.remote, direct).peers.filter((p) => !added.peers.some((a) => a.id === p.id));
-    const r = await patchVxlan(this.k, { dev: this.dev.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, added.peers, removed.peers, keep);
+    const r = await patchVxlan(this.k, { dev: this.dev.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, added.peers, removed.peers, keep);
     const errors = [...r.errors];
     let changes = r.changes;
     if (this.dev6) {
@@ -320,7 +322,7 @@ export class VxlanBackend implements Backend {
   }
 
   private target6() {
-    return { dev: this.dev6!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, network6: this.ctx.config.ipv6Network! };
+    return { dev: this.dev6!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, network6: this.ctx.config.ipv6Network!, written: this.writtenFdb };
   }
 
   private warnSkipped(skipped: ReadonlyArray<{ id: string; reason: string }>): void {
@@ -372,7 +374,7 @@ export class VxlanBackend implements Backend {
         this.ctx.log.warn(`ignoring lease ${s.id}: ${s.reason}`);
       }
     }
-    this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, peers);
+    this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, peers);
     if (this.devName6) {
       const r6 = await this.runOnce6();
       this.last = { changes: this.last.changes + r6.changes, errors: [...this.last.errors, ...r6.errors] };
