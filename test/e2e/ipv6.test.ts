@@ -130,14 +130,14 @@ test('exact v6 kernel entries on flannel-v6.1: permanent neighbour, self FDB ent
   const fdb = (await topo.exec(h(1).name, ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).trim();
   assert.equal(fdb, `${mac6} dst ${peer.ip6} self permanent`);
   const routes = (await topo.ip(h(1).name, '-6', 'route', 'show', 'dev', 'flannel-v6.1')).trim().split('\n').map((x) => x.trim()).filter((r) => r.includes(' via '));
-  assert.deepEqual(routes, [`${net6}/64 via ${net6} metric 1024 onlink pref medium`]);
+  assert.deepEqual(routes, [`${net6}/64 via ${net6} proto 222 metric 1024 onlink pref medium`]);
   // IPv4 on flannel.1: both peers, the v4-only one included
   const v4routes = (await topo.ip(h(1).name, 'route', 'show', 'dev', 'flannel.1')).trim().split('\n').map((x) => x.trim()).sort();
   const v4 = (x: Host) => subnetEnv(x).FLANNEL_SUBNET!.replace(/1\/24$/, '0');
-  assert.deepEqual(v4routes, [h(2), h(3)].map((x) => `${v4(x)}/24 via ${v4(x)} onlink`).sort());
+  assert.deepEqual(v4routes, [h(2), h(3)].map((x) => `${v4(x)}/24 via ${v4(x)} proto 222 onlink`).sort());
   // the v4-only node programs the dual-stack peers' IPv4 halves
   const v4routes3 = (await topo.ip(h(3).name, 'route', 'show', 'dev', 'flannel.1')).trim().split('\n').map((x) => x.trim()).sort();
-  assert.deepEqual(v4routes3, [h(1), h(2)].map((x) => `${v4(x)}/24 via ${v4(x)} onlink`).sort());
+  assert.deepEqual(v4routes3, [h(1), h(2)].map((x) => `${v4(x)}/24 via ${v4(x)} proto 222 onlink`).sort());
 });
 
 test('pods get both addresses from host-local (two ranges) and a v6 default route; the v4-only node\'s pod gets IPv4 only', { skip }, async () => {
@@ -212,9 +212,9 @@ test('host-gw dual-stack: routes to the peer\'s v4 and v6 subnets via its public
     const [h1, h2] = t.hosts as [Host, Host];
     const net6 = v6Net(t.subnetEnv(h2).raw.FLANNEL_IPV6_SUBNET!);
     const r6 = (await t.ip(h1.name, '-6', 'route', 'show', `${net6}/64`)).trim();
-    assert.equal(r6, `${net6}/64 via ${h2.ip6} dev eth0 metric 1024 pref medium`);
+    assert.equal(r6, `${net6}/64 via ${h2.ip6} dev eth0 proto 222 metric 1024 pref medium`);
     const v4 = t.subnetEnv(h2).FLANNEL_SUBNET.replace(/1\/24$/, '0/24');
-    assert.equal((await t.ip(h1.name, 'route', 'show', v4)).trim(), `${v4} via ${h2.ip} dev eth0`);
+    assert.equal((await t.ip(h1.name, 'route', 'show', v4)).trim(), `${v4} via ${h2.ip} dev eth0 proto 222`);
     for (const [from, to] of [[ps[0]!.ns, ps[1]!.ip4], [ps[0]!.ns, ps[1]!.ip6], [ps[1]!.ns, ps[0]!.ip6]] as const) {
       const r = await t.run(from, ['ping', ...(to.includes(':') ? ['-6'] : []), '-n', '-q', '-c', '2', '-i', '0.2', '-W', '2', to]);
       assert.equal(r.code, 0, `${from} -> ${to}: ${r.stdout}${r.stderr}`);
