@@ -39,7 +39,12 @@ export class FuzzTally {
     if (out.failed) {
       // fast-check's own report prints the whole counterexample, which for
       // deep-nesting inputs is megabytes; keep it readable.
-      const ce = fc.stringify(out.counterexample);
+      let ce: string;
+      try {
+        ce = fc.stringify(out.counterexample);
+      } catch {
+        ce = '(too deeply nested for fc.stringify)';
+      }
       const err = out.errorInstance instanceof Error ? (out.errorInstance.stack ?? out.errorInstance.message) : String(out.errorInstance);
       throw new Error(
         `property ${name} failed (seed ${s}, path "${out.counterexamplePath ?? ''}", after ${out.numRuns} runs, ${out.numShrinks} shrinks)\n` +
