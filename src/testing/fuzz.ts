@@ -16,6 +16,10 @@ export { fc };
 const SCALE = Number(process.env.FUZZ_SCALE ?? '1') > 0 ? Number(process.env.FUZZ_SCALE ?? '1') : 1;
 const SEED_OVERRIDE = process.env.FUZZ_SEED !== undefined && process.env.FUZZ_SEED !== '' ? Number(process.env.FUZZ_SEED) | 0 : null;
 
+function runsFor(numRuns: number): number {
+  return Math.max(1, Math.round(numRuns * SCALE));
+}
+
 /** Inputs run so far per fuzz file (each file is its own process under node --test). */
 export class FuzzTally {
   total = 0;
@@ -29,8 +33,16 @@ export class FuzzTally {
    */
   check<Ts extends [unknown, ...unknown[]]>(t: TestContext, name: string, seed: number, numRuns: number, prop: fc.IProperty<Ts>): void {
     const s = SEED_OVERRIDE ?? seed;
-    const runs = Math.max(1, Math.round(numRuns * SCALE));
-    const out = fc.check(prop, { seed: s, numRuns: runs });
+    this.report(t, name, s, fc.check(prop, { seed: s, numRuns: runsFor(numRuns) }));
+  }
+
+  /** check() for properties over async code (fc.asyncProperty). */
+  async checkAsync<Ts extends [unknown, ...unknown[]]>(t: TestContext, name: string, seed: number, numRuns: number, prop: fc.IAsyncProperty<Ts>): Promise<void> {
+    const s = SEED_OVERRIDE ?? seed;
+    this.report(t, name, s, await fc.check(prop, { seed: s, numRuns: runsFor(numRuns) }));
+  }
+
+  private report<Ts>(t: TestContext, name: string, s: number, out: fc.RunDetails<Ts>): void {
     this.total += out.numRuns;
     if (out.failed) this.failed++;
     const line = `${name}: seed ${s}, ${out.numRuns} inputs${out.failed ? ' (FAILED)' : ''}`;
