@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isIPv4 } from 'node:net';
 import { FuzzTally, fc, fieldValueText, jsonValue, mutateObject, mutateText, objectText, toJson, deepJson, deepJsonText, describeThrown, NASTY_STRINGS } from '../testing/fuzz.js';
-import { formatIPv4, formatIPv6, ipv4NetAligned, ipv4NetContains, ipv6NetAligned, parseIPv4Net, parseIPv6Net, unusablePublicIPv4, type IPv6Net } from './ip.js';
+import { AddrError, formatIPv4, formatIPv6, ipv4NetAligned, ipv4NetContains, ipv6NetAligned, parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net, unusablePublicIPv4, type IPv6Net } from './ip.js';
 import { decodeLeaseAttrs, encodeLeaseAttrs, leaseId, LeaseDataError, parseSubnetKey, sameAttrs, subnetKey, validateLease, vtepMac, withoutConflicts, type Lease, type LeaseAttrs, type LeaseNetwork } from './lease.js';
 import { entryToLease } from '../subnet/manager.js';
 import { desiredEntries } from '../backend/vxlan/desired.js';
@@ -148,6 +148,47 @@ test('subnet keys with host bits set never become a valid lease', (t) => {
       if (v4bad) assert.match(why, /host bits/);
       // And even without the network check, the VXLAN backend would not program it.
       if (v4bad) assert.equal(desiredEntries([l as Lease], null).peers.length, 0);
+    }),
+  );
+});
+
+// ------------------------------------------------------------ address parsers
+
+test('address parsers: any string is an address/CIDR that round-trips through the canonical form, or an AddrError', (t) => {
+  const text = fc.oneof(
+    fc.string({ maxLength: 24 }),
+    fc.constantFrom(...NASTY_STRINGS),
+    fc.ipV4(),
+    fc.ipV4Extended(),
+    fc.ipV6(),
+    fc.tuple(fc.oneof(fc.ipV4(), fc.ipV6(), fc.ipV4Extended()), fc.oneof(fc.nat(140).map(String), fc.constantFrom('', '08', '-1', '1.5'))).map(([ip, p]) => `${ip}/${p}`),
+    mutateText(fc.constantFrom('10.244.1.0/24', 'fd00:12:13::/56', '::ffff:1.2.3.4', '1:2:3:4:5:6:1.2.3.4')),
+  );
+  const attempt = <T>(fn: () => T): T | null => {
+    try {
+      return fn();
+    } catch (e) {
+      if (!(e instanceof AddrError)) assert.fail(`threw ${describeThrown(e)}`);
+      return null;
+    }
+  };
+  tally.check(
+    t,
+    'parseIPv4/IPv6(Net)',
+    0xadd7,
+    6000,
+    fc.property(text, (s) => {
+      const v4 = attempt(() => parseIPv4(s));
+      if (v4 !== null) assert.equal(parseIPv4(formatIPv4(v4)), v4);
+      const v6 = attempt(() => parseIPv6(s));
+      if (v6 !== null) {
+        assert.ok(v6 >= 0n && v6 < 1n << 128n, `${s} -> ${v6}`);
+        assert.equal(parseIPv6(formatIPv6(v6)), v6);
+      }
+      const n4 = attempt(() => parseIPv4Net(s));
+      if (n4 !== null) assert.ok(ipv4NetAligned(n4) && n4.prefix >= 0 && n4.prefix <= 32);
+      const n6 = attempt(() => parseIPv6Net(s));
+      if (n6 !== null) assert.ok(ipv6NetAligned(n6) && n6.prefix >= 0 && n6.prefix <= 128);
     }),
   );
 });
