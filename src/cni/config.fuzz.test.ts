@@ -256,6 +256,22 @@ test('regression inputs found by the fuzzer stay fixed', async () => {
     assert.equal(assertCniErrorJson(out.stdout, text).code, ErrorCode.DecodingFailure);
   }
   assert.equal(asCniError(new CniError(7, 'x')).code, 7);
+  // Values quoted from stdin are cut short (shrunk counterexample: a 5000-character cniVersion).
+  for (const [k, v] of [['cniVersion', 'x'.repeat(5000)], ['name', `a${'!'.repeat(5000)}`], ['delegate', { type: `/${'x'.repeat(5000)}` }]] as const) {
+    const text = JSON.stringify({ ...VALID, [k]: v });
+    const e = (() => {
+      try {
+        const conf = parseNetConf(text);
+        checkConfigVersion(conf.cniVersion);
+        buildDelegateConf(conf, ENV);
+      } catch (err) {
+        return err;
+      }
+      return null;
+    })();
+    assert.ok(e instanceof CniError, k);
+    assertCniErrorJson(JSON.stringify(e.toJSON('1.0.0')), text);
+  }
 });
 
 tally.reportTotal('CNI stdin');
