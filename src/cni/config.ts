@@ -4,6 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { formatIPv4Net, formatIPv6Net, parseIPv4Net, parseIPv6Net, type IPv4Net, type IPv6Net } from '../lease/ip.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../lease/json.js';
 import { DEFAULT_SUBNET_FILE, parseEnvText } from '../subnet/subnet-env.js';
 import { CniError, ErrorCode } from './errors.js';
 import { isObject, typeName, type JsonObject } from './json.js';
@@ -76,6 +77,12 @@ export function parseNetConf(stdin: Buffer | string): FlannelNetConf {
     throw decodeErr(`invalid JSON: ${(e as Error).message}`);
   }
   if (!isObject(raw)) throw decodeErr(`the network configuration must be a JSON object, got ${typeName(raw)}`);
+  // Fuzzing (issue 9): JSON nested thousands deep parses, but rendering and
+  // saving the delegate config (stableStringify, recursive) then overflowed
+  // the stack, reported as code 5 "Maximum call stack size exceeded".
+  for (const [k, v] of Object.entries(raw)) {
+    if (jsonDepth(v) > MAX_JSON_DEPTH) throw decodeErr(`field "${k}" is nested more than ${MAX_JSON_DEPTH} levels deep`);
+  }
 
   const cniVersion = optString(raw, 'cniVersion') ?? '';
   const name = optString(raw, 'name') ?? '';

@@ -29,14 +29,31 @@ export const ErrorCode = {
   DelegateFailed: 102,
 } as const;
 
+/** Longest msg / details an error result carries; longer ones are cut with "…". */
+export const MAX_MSG = 300;
+export const MAX_DETAILS = 1000;
+
+function clip(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
 export class CniError extends Error {
   override name = 'CniError';
+  readonly msg: string;
+  readonly details: string;
   constructor(
     readonly code: number,
-    readonly msg: string,
-    readonly details = '',
+    msg: string,
+    details = '',
   ) {
-    super(details ? `${msg}: ${details}` : msg);
+    // Messages quote stdin values (name, cniVersion, delegate type, paths) and
+    // delegate output, any of which can be megabytes (found by fuzzing, issue
+    // 9); the runtime logs the result, so keep it to a readable size.
+    const m = clip(msg, MAX_MSG);
+    const d = clip(details, MAX_DETAILS);
+    super(d ? `${m}: ${d}` : m);
+    this.msg = m;
+    this.details = d;
   }
 
   /** The error result object; `details` is omitted when empty, as libcni does. */

@@ -23,7 +23,7 @@ import {
   type IPv4Net,
   type IPv6Net,
 } from './ip.js';
-import { foldKeys, parseJsonObject } from './json.js';
+import { foldKeys, jsonDepth, MAX_JSON_DEPTH, parseJsonObject, showJson } from './json.js';
 import { FlannelError } from '../errors.js';
 
 export class LeaseDataError extends FlannelError {
@@ -111,28 +111,35 @@ const ATTR_FIELDS = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'Ba
 export function decodeLeaseAttrs(text: string): LeaseAttrs {
   const doc = parseJsonObject(text, 'lease value', (m) => new LeaseDataError(m));
   const f = foldKeys(doc, ATTR_FIELDS);
+  // Fuzzing (issue 9): a value nested thousands deep parses, but then makes
+  // JSON.stringify (messages, sameAttrs, re-encoding) throw a RangeError.
+  // Refuse it here, naming the field; error messages show at most a short
+  // excerpt of the offending value (showJson never throws).
+  for (const k of ATTR_FIELDS) {
+    if (jsonDepth(f[k]) > MAX_JSON_DEPTH) throw new LeaseDataError(`${k}: nested more than ${MAX_JSON_DEPTH} levels deep`);
+  }
   let publicIP = 0;
   if (f.PublicIP !== undefined && f.PublicIP !== null) {
-    if (typeof f.PublicIP !== 'string') throw new LeaseDataError(`PublicIP: expected a string, got ${JSON.stringify(f.PublicIP)}`);
+    if (typeof f.PublicIP !== 'string') throw new LeaseDataError(`PublicIP: expected a string, got ${showJson(f.PublicIP)}`);
     try {
       publicIP = parseIPv4(f.PublicIP);
     } catch (e) {
-      throw new LeaseDataError(`PublicIP: "${f.PublicIP}" is not an IPv4 address`);
+      throw new LeaseDataError(`PublicIP: ${showJson(f.PublicIP)} is not an IPv4 address`);
     }
   }
   let publicIPv6: bigint | null = null;
   if (f.PublicIPv6 !== undefined && f.PublicIPv6 !== null) {
-    if (typeof f.PublicIPv6 !== 'string') throw new LeaseDataError(`PublicIPv6: expected a string or null, got ${JSON.stringify(f.PublicIPv6)}`);
+    if (typeof f.PublicIPv6 !== 'string') throw new LeaseDataError(`PublicIPv6: expected a string or null, got ${showJson(f.PublicIPv6)}`);
     try {
       publicIPv6 = parseIPv6(f.PublicIPv6);
     } catch (e) {
       if (!(e instanceof AddrError)) throw e;
-      throw new LeaseDataError(`PublicIPv6: "${f.PublicIPv6}" is not an IPv6 address`);
+      throw new LeaseDataError(`PublicIPv6: ${showJson(f.PublicIPv6)} is not an IPv6 address`);
     }
   }
   let backendType = '';
   if (f.BackendType !== undefined && f.BackendType !== null) {
-    if (typeof f.BackendType !== 'string') throw new LeaseDataError(`BackendType: expected a string, got ${JSON.stringify(f.BackendType)}`);
+    if (typeof f.BackendType !== 'string') throw new LeaseDataError(`BackendType: expected a string, got ${showJson(f.BackendType)}`);
     backendType = f.BackendType;
   }
   const out: { -readonly [K in keyof LeaseAttrs]: LeaseAttrs[K] } = { publicIP, publicIPv6, backendType };

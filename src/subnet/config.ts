@@ -30,7 +30,7 @@ import {
   type IPv4Net,
   type IPv6Net,
 } from '../lease/ip.js';
-import { foldKeys, parseJsonObject } from '../lease/json.js';
+import { foldKeys, jsonDepth, MAX_JSON_DEPTH, parseJsonObject, showJson } from '../lease/json.js';
 import { FlannelError } from '../errors.js';
 
 export { foldKeys };
@@ -82,9 +82,10 @@ const FIELDS = [
 ] as const;
 type Field = (typeof FIELDS)[number];
 
-function show(v: unknown): string {
-  return JSON.stringify(v) ?? String(v);
-}
+// showJson, not JSON.stringify: a value nested thousands deep made the
+// message itself throw a RangeError, and a huge one made it huge (fuzzing,
+// issue 9).
+const show = (v: unknown): string => showJson(v);
 
 function str(f: Partial<Record<Field, unknown>>, name: Field): string | undefined {
   const v = f[name];
@@ -195,6 +196,10 @@ export function parseNetworkConfig(text: string): NetworkConfig {
         throw new ConfigError(`${name}: ${formatIPv6(v)} is not on an IPv6SubnetLen boundary (/${ipv6SubnetLen})`);
       }
     }
+    // As for IPv4 above (found by fuzzing: an inverted IPv6 range was accepted).
+    if (ipv6SubnetMin > ipv6SubnetMax) {
+      throw new ConfigError(`IPv6SubnetMin: ${formatIPv6(ipv6SubnetMin)} is greater than IPv6SubnetMax ${formatIPv6(ipv6SubnetMax)}`);
+    }
   }
 
   return {
@@ -216,6 +221,8 @@ export function parseNetworkConfig(text: string): NetworkConfig {
 function parseBackend(v: unknown): BackendConfig {
   if (v === undefined || v === null) return { type: DEFAULT_BACKEND, raw: { Type: DEFAULT_BACKEND }, defaulted: true };
   if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`Backend: expected an object, got ${show(v)}`);
+  // The Backend object is handed on whole, to be walked and printed again.
+  if (jsonDepth(v) > MAX_JSON_DEPTH) throw new ConfigError(`Backend: nested more than ${MAX_JSON_DEPTH} levels deep`);
   const raw = v as Record<string, unknown>;
   const t = foldKeys(raw, ['Type']).Type;
   if (t === undefined || t === null || t === '') {
@@ -226,11 +233,11 @@ function parseBackend(v: unknown): BackendConfig {
 }
 
 function cidr4(name: string, v: string): IPv4Net {
-  if (v.includes(':')) throw new ConfigError(`${name}: "${v}" is not an IPv4 CIDR (invalid IPv4 CIDR format)`);
+  if (v.includes(':')) throw new ConfigError(`${name}: ${show(v)} is not an IPv4 CIDR (invalid IPv4 CIDR format)`);
   try {
     return parseIPv4Net(v);
   } catch (e) {
-    throw new ConfigError(`${name}: "${v}" is not a valid IPv4 CIDR`);
+    throw new ConfigError(`${name}: ${show(v)} is not a valid IPv4 CIDR`);
   }
 }
 
@@ -238,7 +245,7 @@ function cidr6(name: string, v: string): IPv6Net {
   try {
     return parseIPv6Net(v);
   } catch (e) {
-    throw new ConfigError(`${name}: "${v}" is not a valid IPv6 CIDR`);
+    throw new ConfigError(`${name}: ${show(v)} is not a valid IPv6 CIDR`);
   }
 }
 
@@ -246,7 +253,7 @@ function ip4(name: string, v: string): number {
   try {
     return parseIPv4(v);
   } catch (e) {
-    if (e instanceof AddrError) throw new ConfigError(`${name}: "${v}" is not a valid IPv4 address`);
+    if (e instanceof AddrError) throw new ConfigError(`${name}: ${show(v)} is not a valid IPv4 address`);
     throw e;
   }
 }
@@ -255,7 +262,7 @@ function ip6(name: string, v: string): bigint {
   try {
     return parseIPv6(v);
   } catch (e) {
-    if (e instanceof AddrError) throw new ConfigError(`${name}: "${v}" is not a valid IPv6 address`);
+    if (e instanceof AddrError) throw new ConfigError(`${name}: ${show(v)} is not a valid IPv6 address`);
     throw e;
   }
 }

@@ -1,6 +1,7 @@
 // VXLAN backend options from net-conf's Backend object (spec §2.5), matched
 // case-insensitively like Go's encoding/json.
 import { ConfigError, foldKeys } from '../../subnet/config.js';
+import { showJson } from '../../lease/json.js';
 
 export interface VxlanOptions {
   readonly vni: number;
@@ -18,13 +19,13 @@ export function parseVxlanOptions(raw: Record<string, unknown>): VxlanOptions {
   const int = (name: string, v: unknown, dflt: number, max: number): number => {
     if (v === undefined || v === null) return dflt;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
-      throw new ConfigError(`Backend.${name}: expected an integer between 0 and ${max}, got ${JSON.stringify(v)}`);
+      throw new ConfigError(`Backend.${name}: expected an integer between 0 and ${max}, got ${showJson(v)}`);
     }
     return v;
   };
   const bool = (name: string, v: unknown): boolean => {
     if (v === undefined || v === null) return false;
-    if (typeof v !== 'boolean') throw new ConfigError(`Backend.${name}: expected true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') throw new ConfigError(`Backend.${name}: expected true or false, got ${showJson(v)}`);
     return v;
   };
   const vni = int('VNI', f.VNI, 1, 0xffffff);

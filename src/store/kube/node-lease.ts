@@ -12,6 +12,7 @@
 //   cuts the string apart, which breaks on any other key order or spacing.
 
 import { AddrError, formatIPv4, formatIPv6, ipv4NetContains, ipv6NetContains, parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net, unusablePublicIPv4, unusablePublicIPv6, type IPv4Net, type IPv6Net } from '../../lease/ip.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../../lease/json.js';
 import type { Lease, LeaseAttrs } from '../../lease/lease.js';
 import type { Annotations } from './annotations.js';
 
@@ -45,20 +46,20 @@ export interface PodCidrs {
 /** spec.podCIDRs (or spec.podCIDR when that is empty), at most one per family. */
 export function nodePodCidrs(node: NodeView): PodCidrs | string {
   const list = node.podCIDRs && node.podCIDRs.length > 0 ? node.podCIDRs : node.podCIDR ? [node.podCIDR] : [];
-  if (list.length > 2) return `spec.podCIDRs has ${list.length} entries (${list.join(', ')}); at most 2 (one per family) are supported`;
+  if (list.length > 2) return `spec.podCIDRs has ${list.length} entries (${clip(list.join(', '))}); at most 2 (one per family) are supported`;
   let v4: IPv4Net | null = null;
   let v6: IPv6Net | null = null;
   for (const c of list) {
     try {
       if (c.includes(':')) {
-        if (v6) return `spec.podCIDRs has two IPv6 ranges (${list.join(', ')})`;
+        if (v6) return `spec.podCIDRs has two IPv6 ranges (${clip(list.join(', '))})`;
         v6 = parseIPv6Net(c);
       } else {
-        if (v4) return `spec.podCIDRs has two IPv4 ranges (${list.join(', ')})`;
+        if (v4) return `spec.podCIDRs has two IPv4 ranges (${clip(list.join(', '))})`;
         v4 = parseIPv4Net(c);
       }
     } catch (e) {
-      if (e instanceof AddrError || e instanceof Error) return `spec.podCIDR "${c}" is not a CIDR`;
+      if (e instanceof AddrError || e instanceof Error) return `spec.podCIDR "${clip(c)}" is not a CIDR`;
       throw e;
     }
   }
@@ -66,11 +67,16 @@ export function nodePodCidrs(node: NodeView): PodCidrs | string {
 }
 
 function parseJsonAnnotation(name: string, text: string): { value: unknown } | string {
+  let value: unknown;
   try {
-    return { value: JSON.parse(text) as unknown };
+    value = JSON.parse(text) as unknown;
   } catch {
     return `annotation ${name}: ${JSON.stringify(text.length > 80 ? text.slice(0, 80) + '…' : text)} is not valid JSON`;
   }
+  // Fuzzing (issue 9): JSON nested thousands deep parses, but re-encoding the
+  // lease (sameAttrs, encodeLeaseAttrs) then throws a RangeError.
+  if (jsonDepth(value) > MAX_JSON_DEPTH) return `annotation ${name}: JSON nested more than ${MAX_JSON_DEPTH} levels deep`;
+  return { value };
 }
 
 /** Turn a node into a lease, or say why not. */
@@ -92,7 +98,7 @@ export function nodeToLease(node: NodeView, names: Annotations, net: KubeLeaseNe
   try {
     publicIP = parseIPv4(ipText);
   } catch {
-    return { kind: 'invalid', reason: `annotation ${names.backendPublicIP}: "${ipText}" is not an IPv4 address` };
+    return { kind: 'invalid', reason: `annotation ${names.backendPublicIP}: "${clip(ipText)}" is not an IPv4 address` };
   }
   const why = unusablePublicIPv4(publicIP);
   if (why) return { kind: 'invalid', reason: `annotation ${names.backendPublicIP}: ${ipText} is ${why}` };
@@ -117,7 +123,7 @@ export function nodeToLease(node: NodeView, names: Annotations, net: KubeLeaseNe
       try {
         v6 = parseIPv6(v6Text);
       } catch {
-        return { kind: 'invalid', reason: `annotation ${names.backendPublicIPv6}: "${v6Text}" is not an IPv6 address` };
+        return { kind: 'invalid', reason: `annotation ${names.backendPublicIPv6}: "${clip(v6Text)}" is not an IPv6 address` };
       }
       const why6 = unusablePublicIPv6(v6);
       if (why6) return { kind: 'invalid', reason: `annotation ${names.backendPublicIPv6}: ${v6Text} is ${why6}` };
@@ -184,6 +190,14 @@ export function storedVtepMac(current: Readonly<Record<string, string>>, key: st
 /** node-public-ip / node-public-ipv6, the operator's override of --public-ip (spec §0 step 10). */
 export function storedPublicIPs(names: Annotations, current: Readonly<Record<string, string>>): { v4: string | null; v6: string | null } {
   return { v4: current[names.nodePublicIP] || null, v6: current[names.nodePublicIPv6] || null };
+}
+
+/**
+ * Node fields quoted in a reason, cut to a log-line-friendly length: the
+ * reason is logged per node, and a field can be any size (found by fuzzing).
+ */
+function clip(s: string): string {
+  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
 }
 
 function fmt4(n: IPv4Net): string {
