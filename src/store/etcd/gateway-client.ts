@@ -121,6 +121,7 @@ interface Endpoint {
   url: URL;
   /** token from /v3/auth/authenticate at this endpoint */
   token: string | null;
+  authing: Promise<void> | null;
 }
 
 export class GatewayClient {
@@ -142,7 +143,7 @@ export class GatewayClient {
         throw new Error(`etcd endpoint "${e}" is not a URL (want http://host:port or https://host:port)`);
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`etcd endpoint "${e}": scheme must be http or https`);
-      return { url, token: null };
+      return { url, token: null, authing: null };
     });
     this.callTimeoutMs = o.callTimeoutMs ?? 10_000;
     this.dialTimeoutMs = o.dialTimeoutMs ?? 5000;
@@ -174,14 +175,22 @@ export class GatewayClient {
         return await this.withAuth(ep, deadline, (token) => this.post<T>(ep, path, body, token, left));
       } catch (e) {
         const err = e as GatewayError;
-        if (err.kind === 'timeout' && this.endpoints[this.current] === ep) this.current = (this.current + 1) % this.endpoints.length;
-        if (err.kind !== 'connect') throw err;
+        const moveOn = () => {
+          // next endpoint (unless another call moved on already)
+          if (this.endpoints[this.current] === ep) this.current = (this.current + 1) % this.endpoints.length;
+        };
+        if (err.kind === 'timeout') moveOn();
+        // A member that answers "unavailable" (no leader, lost quorum,
+        // shutting down) is worth leaving when there are others, as etcd's own
+        // client does; a lone member's answer goes to the caller.
+        const unavailable = err.kind === 'server' && err.code === GrpcCode.Unavailable && this.endpoints.length > 1;
+        if (err.kind !== 'connect' && !unavailable) throw err;
         last = err;
-        // next endpoint (unless another call moved on already)
-        if (this.endpoints[this.current] === ep) this.current = (this.current + 1) % this.endpoints.length;
+        moveOn();
         if (i + 1 < attempts && (i + 1) % this.endpoints.length === 0) await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
       }
     }
+    if (last?.kind === 'server') throw last;
     throw last
       ? new GatewayError(`${last.message} (no endpoint answered: ${this.endpoints.map((e) => e.url.host).join(', ')})`, 'connect', null, true, { cause: last })
       : new GatewayError(`deadline of ${this.callTimeoutMs} ms exceeded`, 'timeout', null, true);
@@ -202,7 +211,17 @@ export class GatewayClient {
     }
   }
 
-  private async authenticate(ep: Endpoint, deadline: number): Promise<void> {
+  /** One authentication per endpoint at a time: racing calls share it. */
+  private authenticate(ep: Endpoint, deadline: number): Promise<void> {
+    if (!ep.authing) {
+      ep.authing = this.authenticateOnce(ep, deadline).finally(() => {
+        ep.authing = null;
+      });
+    }
+    return ep.authing;
+  }
+
+  private async authenticateOnce(ep: Endpoint, deadline: number): Promise<void> {
     try {
       const r = await this.post<{ token?: string }>(ep, 'auth/authenticate', { name: this.o.username, password: this.o.password ?? '' }, null, deadline - Date.now());
       if (!r.token) throw new GatewayError('authenticate: no token in the answer (is auth enabled on etcd?)', 'auth', null, false);
@@ -295,7 +314,13 @@ export class GatewayClient {
    * or null when the server closed it cleanly. Endpoints are tried in turn
    * from the current one (the caller reconnects after onEnd).
    */
-  watch(create: Record<string, unknown>, onResult: (r: WatchResult) => void, onEnd: (err: GatewayError | null) => void, opts: { freshToken?: boolean } = {}): { cancel(): void } {
+  watch(
+    create: Record<string, unknown>,
+    onResult: (r: WatchResult) => void,
+    onEnd: (err: GatewayError | null) => void,
+    /** idleMs: a stream silent for this long is taken for dead (a member gone without a reset) and ended */
+    opts: { freshToken?: boolean; idleMs?: number } = {},
+  ): { cancel(): void } {
     let cancelled = false;
     let req: http.ClientRequest | null = null;
     let ended = false;
@@ -340,8 +365,23 @@ export class GatewayClient {
         }
         res.socket.setKeepAlive(true, 10_000);
         res.setEncoding('utf8');
+        let idle: NodeJS.Timeout | null = null;
+        const arm = () => {
+          if (!opts.idleMs) return;
+          if (idle) clearTimeout(idle);
+          idle = setTimeout(() => {
+            end(new GatewayError(`${ep.url.host}: watch stream silent for ${Math.round(opts.idleMs! / 1000)} s`, 'connect', null, true));
+            req?.destroy();
+          }, opts.idleMs);
+          idle.unref();
+        };
+        arm();
+        res.once('close', () => {
+          if (idle) clearTimeout(idle);
+        });
         let buf = '';
         res.on('data', (chunk: string) => {
+          arm();
           buf += chunk;
           let nl: number;
           while ((nl = buf.indexOf('\n')) >= 0) {
