@@ -36,7 +36,7 @@ export interface EtcdTls {
   clientKey: string;
 }
 
-export async function startEtcd(bind = '127.0.0.1', tls?: EtcdTls): Promise<EtcdServer> {
+export async function startEtcd(bind = '127.0.0.1', tls?: EtcdTls, extraArgs: string[] = []): Promise<EtcdServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fts-etcd-'));
   const cport = await freePort(bind);
   const pport = await freePort(bind);
@@ -50,6 +50,7 @@ export async function startEtcd(bind = '127.0.0.1', tls?: EtcdTls): Promise<Etcd
       '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
       '--initial-cluster', `fts=${peer}`, '--log-level', 'error', '--logger', 'zap',
       ...(tls ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, '--client-cert-auth'] : []),
+      ...extraArgs,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -96,11 +97,19 @@ export async function startEtcd(bind = '127.0.0.1', tls?: EtcdTls): Promise<Etcd
   return { endpoint: client, pid: proc.pid!, client: c, stop };
 }
 
-/** A throwaway CA with a server certificate for 127.0.0.1 and a client certificate (openssl). */
-export function makeTlsFiles(dir: string): EtcdTls {
+/**
+ * A throwaway CA with a server certificate for 127.0.0.1 and a client certificate (openssl).
+ * The server certificate is good for client auth too, as etcd's docs and
+ * kubeadm make it: etcd's JSON gateway dials etcd's own gRPC port with the
+ * server certificate, so under --client-cert-auth a serverAuth-only
+ * certificate breaks the gateway ("connection closed", code 14) while gRPC
+ * clients still work. `serverAuthOnly` makes such a certificate.
+ */
+export function makeTlsFiles(dir: string, opts: { serverAuthOnly?: boolean } = {}): EtcdTls {
   const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=fts-test-ca');
-  for (const [name, ext] of [['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth'], ['client', 'extendedKeyUsage=clientAuth']] as const) {
+  const serverExt = `subjectAltName=IP:127.0.0.1\nextendedKeyUsage=${opts.serverAuthOnly ? 'serverAuth' : 'serverAuth,clientAuth'}`;
+  for (const [name, ext] of [['server', serverExt], ['client', 'extendedKeyUsage=clientAuth']] as const) {
     run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=fts-${name}`);
     writeFileSync(path.join(dir, `${name}.ext`), ext + '\n');
     run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`);

@@ -49,7 +49,9 @@ function storeFlags(c: Command): Command {
     .addOption(new Option('--etcd-cafile <file>').default(env.FLANNELD_ETCD_CAFILE || ''))
     .addOption(new Option('--etcd-username <user>').default(env.FLANNELD_ETCD_USERNAME || ''))
     .addOption(new Option('--etcd-password <password>').default(env.FLANNELD_ETCD_PASSWORD || ''))
-    .addOption(new Option('--store <store>', 'lease store: etcd, or local:/path/leases.db').default(process.env.FLANNELD_STORE || 'etcd'));
+    .addOption(new Option('--store <store>', 'lease store: etcd, or local:/path/leases.db').default(process.env.FLANNELD_STORE || 'etcd'))
+    // which etcd client (gateway, or etcd3 for one more release), as flanneld's FLANNEL_ETCD_CLIENT
+    .addOption(new Option('--etcd-client <client>').default(env.FLANNEL_ETCD_CLIENT || '').hideHelp());
 }
 
 function storeOptions(c: Command): Command {

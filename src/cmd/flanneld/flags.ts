@@ -46,6 +46,8 @@ export interface FlanneldFlags {
   store: string;
   /** flannel-ts extension: "json", "text", or "" (text when stderr is a terminal, else json) */
   logFormat: string;
+  /** $FLANNEL_ETCD_CLIENT: "" or "gateway" (default), or "etcd3" for the gRPC client (kept for one release) */
+  etcdClient: string;
 }
 
 export class FlagError extends FlannelError {
@@ -185,5 +187,6 @@ export function parseFlanneldFlags(argv: readonly string[], env: Record<string, 
   }
   out.netConfigPathSet = netConfigPathSet;
   out.setNodeNetworkUnavailableSet = setNodeNetworkUnavailableSet;
+  out.etcdClient = env.FLANNEL_ETCD_CLIENT ?? '';
   return { kind: 'flags', flags: out as unknown as FlanneldFlags };
 }

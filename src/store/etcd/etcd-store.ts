@@ -9,8 +9,8 @@
 // what real flanneld writes.
 
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Etcd3, type IOptions, type Watcher } from 'etcd3';
+import { joinKey } from './defaults.js';
 import { StoreError, type LeaseStore, type StoreEvent, type StoredEntry, type WatchHandle, type WatchHandlers } from '../store.js';
 
 export interface EtcdStoreOptions {
@@ -25,11 +25,7 @@ export interface EtcdStoreOptions {
   callTimeoutMs?: number;
 }
 
-export { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX } from './defaults.js';
-
-export function joinKey(...parts: string[]): string {
-  return path.posix.join('/', ...parts).replace(/\/+$/, '') || '/';
-}
+export { DEFAULT_ETCD_ENDPOINTS, DEFAULT_ETCD_PREFIX, joinKey } from './defaults.js';
 
 export class EtcdStore implements LeaseStore {
   readonly description: string;
