@@ -164,6 +164,28 @@ test('a revoked lease (deleted while valid) stops the daemon with exit 0; subnet
   }
 });
 
+test('our lease deleted before the watch first lists it is still noticed: the daemon stops as for any revocation', async () => {
+  // The first listing diffs against nothing, so a key gone by then produces
+  // no "removed" event; the snapshot itself has to say that ours is missing.
+  const store = new MemoryStore(CFG);
+  const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
+  const log = new MemoryLogger();
+  let d!: Daemon;
+  const deleted: Promise<void>[] = [];
+  d = new Daemon({ ...options(store, dir, log), onReady: () => void deleted.push(store.deleteSubnet(leaseId(d.lease!))) });
+  const ac = new AbortController();
+  const run = d.run(ac.signal);
+  try {
+    const exit = await Promise.race([run, new Promise((r) => setTimeout(() => r('still running'), 3000))]);
+    await Promise.all(deleted);
+    assert.deepEqual(exit, { code: 0, reason: 'lease revoked' }, JSON.stringify(log.lines));
+  } finally {
+    ac.abort();
+    await run;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a burst of lease events is coalesced into few reconciles with the final desired set', async () => {
   const store = new MemoryStore(CFG);
   const t = await start(store);

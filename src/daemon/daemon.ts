@@ -387,6 +387,13 @@ export class Daemon {
         if (u.storeReset === undefined) void this.ownLeaseGone();
       } else void this.ownLeaseWritten();
     }
+    // A listing diffs against what the watch knew before; the first one knew
+    // nothing, so a key deleted between our acquiring it and that listing
+    // shows up only as its absence. (flannel watches from the revision it
+    // acquired at, so it sees the delete itself.)
+    if (u.snapshot && own !== null && u.storeReset === undefined && this.source.ownLoss !== 'ignored' && !ownEvents.some((e) => e.type === 'removed') && !u.leases.some((l) => leaseId(l) === own)) {
+      void this.ownLeaseGone();
+    }
     this.remote = this.usable(u.leases.filter((l) => leaseId(l) !== own));
     this.metrics.remoteLeases.set(this.remote.length);
     this.queue.push(u.events.filter((e) => leaseId(e.lease) !== own));
