@@ -1,6 +1,6 @@
 // The gateway adapter when etcd misbehaves: a dead endpoint in the list,
 // etcd stopped and started again (the watch resumes), compacted while the
-// watch was away (it ends: "compacted at revision N"), and wiped (the
+// watch was away (it ends: "compacted up to revision N"), and wiped (the
 // revision went back). One single-member etcd on fixed ports, restarted here.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -120,7 +120,7 @@ test('etcd stopped and started again: calls fail retryably meanwhile, the watch 
   }
 });
 
-test('compacted while the watch was away: the watch ends with a retryable "compacted at revision N"', async () => {
+test('compacted while the watch was away: the watch ends with a retryable "compacted up to revision N"', async () => {
   const s = open({ watchBackoffMinMs: 3000, watchBackoffMaxMs: 3000 });
   try {
     const { revision } = await s.listSubnets();
@@ -135,7 +135,7 @@ test('compacted while the watch was away: the watch ends with a retryable "compa
     await fetch(`${endpoint}/v3/kv/compaction`, { method: 'POST', body: JSON.stringify({ revision: rev, physical: true }) });
     await waitFor('the watch error', () => errors.length > 0, 10_000);
     assert.ok(errors[0] instanceof StoreError && errors[0].retryable);
-    assert.match(errors[0].message, new RegExp(`compacted at revision ${rev}`));
+    assert.match(errors[0].message, new RegExp(`compacted up to revision ${rev}`));
     await h.cancel();
   } finally {
     await s.close();

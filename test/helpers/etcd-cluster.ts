@@ -109,10 +109,11 @@ export class EtcdCluster {
     if (r.code !== 0) return null;
     // Read the IDs as text: JSON.parse would round them to doubles.
     const id = /"member_id":(\d+)/.exec(r.stdout)?.[1];
-    const leader = /"leader":(\d+)/.exec(r.stdout)?.[1];
+    // No "leader" field while an election runs ("errors":["etcdserver: no leader"]): 0, as etcd means it.
+    const leader = /"leader":(\d+)/.exec(r.stdout)?.[1] ?? '0';
     const revision = /"revision":(\d+)/.exec(r.stdout)?.[1];
     const raftTerm = /"raft_term":(\d+)/.exec(r.stdout)?.[1];
-    if (!id || !leader || !revision || !raftTerm) throw new Error(`unexpected endpoint status from ${m.name}:\n${r.stdout}`);
+    if (!id || !revision || !raftTerm) throw new Error(`unexpected endpoint status from ${m.name}:\n${r.stdout}`);
     return { member: m, id, leader, revision: Number(revision), raftTerm: Number(raftTerm) };
   }
 

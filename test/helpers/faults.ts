@@ -169,7 +169,7 @@ export async function kernelEntries(topo: Topology, host: Host): Promise<KernelE
 export function expectedEntries(leases: readonly StoredLease[], ownPublicIP: string): KernelEntries {
   const peers = leases.filter((l) => l.publicIP !== ownPublicIP);
   return {
-    routes: peers.map((p) => `${p.cidr} via ${p.base} onlink`).sort(),
+    routes: peers.map((p) => `${p.cidr} via ${p.base} proto 222 onlink`).sort(),
     neigh: peers.map((p) => `${p.base} lladdr ${p.mac} PERMANENT`).sort(),
     fdb: peers.map((p) => `${p.mac} dst ${p.publicIP} self permanent`).sort(),
   };

@@ -224,7 +224,7 @@ export class GatewayEtcdStore implements LeaseStore {
         const compacted = Number(r.compact_revision ?? 0);
         const reason = r.cancel_reason ?? '';
         if (compacted > 0) {
-          fail(new StoreError(`${what} from revision ${next}: compacted at revision ${compacted}; re-list`, true));
+          fail(new StoreError(`${what} ended: etcd compacted its history past revision ${next}, where this watch was to resume (compacted up to revision ${compacted})`, true));
         } else if (isInvalidToken(null, reason) && reauth < 2) {
           reauth++;
           reconnect(0, true);
