@@ -52,7 +52,8 @@ let inet: string;
 const pods = new Map<Host, Pod6>();
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const config = (nftables: boolean) => JSON.stringify({ Network: N, EnableIPv6: true, IPv6Network: N6, EnableNFTables: nftables, Backend: { Type: 'vxlan' } });
+const config = (nftables: boolean, ipv6 = true) =>
+  JSON.stringify({ Network: N, ...(ipv6 ? { EnableIPv6: true, IPv6Network: N6 } : {}), EnableNFTables: nftables, Backend: { Type: 'vxlan' } });
 /** this host's v6 lease subnet, e.g. fd00:10:244:1c::/64 */
 const subnet6Of = (h: Host) => topo.subnetEnv(h).raw.FLANNEL_IPV6_SUBNET!.replace(/::1\/64$/, '::/64');
 const subnetOf = (h: Host) => topo.subnetEnv(h).FLANNEL_SUBNET.replace(/\.1\//, '.0/');
@@ -92,9 +93,9 @@ async function peerSeen(fromNs: string, to: string, listener: BgProc): Promise<s
   return listener.stdout.split('\n')[seen - 1]!.trim();
 }
 
-async function startMode(nftables: boolean): Promise<void> {
+async function startMode(nftables: boolean, ipv6 = true): Promise<void> {
   await Promise.all(procs.map((p) => p.stop()));
-  await topo.etcdctl('put', '/coreos.com/network/config', config(nftables));
+  await topo.etcdctl('put', '/coreos.com/network/config', config(nftables, ipv6));
   procs = topo.hosts.map((host) => topo.startFlanneld(host, FLANNELD_ARGS));
   await Promise.all(procs.map((p) => p.waitReady(30_000)));
 }
@@ -263,4 +264,23 @@ test('switch back to iptables mode: flannel-ipv4 and flannel-ipv6 gone, ip6table
   }
   assert.ok(procs[0]!.lines.some((l) => /removed flannel nftables tables: ip flannel-ipv4, ip6 flannel-ipv6/.test(l.msg)));
   assert.equal(await peerSeen(pods.get(h(1))!.ns, INET6, inetListener), h(1).ip6);
+});
+
+test('dropping EnableIPv6 removes the v6 rules an earlier dual-stack run left, in either mode', { skip }, async () => {
+  // iptables mode, dual-stack (the previous test) -> iptables mode, v4 only
+  await startMode(false, false);
+  for (const host of topo.hosts) {
+    const lines = await flannelIptablesLines(host);
+    assert.equal(lines.length, 2 + 2 + 6 + 2, `${host.name}: only the v4 chains: ${lines.join(' | ')}`);
+    assert.ok(lines.every((l) => !l.includes('fd00:')), 'no v6 address in any FLANNEL rule');
+    assert.deepEqual((await ip6tablesSave(host, 'nat')).filter((l) => /FLANNEL|flanneld/.test(l)), [], `${host.name}: ip6tables FLANNEL-POSTRTG gone`);
+  }
+  assert.ok(procs[0]!.lines.some((l) => /removed flannel iptables rules: ip6tables nat FLANNEL-POSTRTG, ip6tables filter FLANNEL-FWD/.test(l.msg)));
+
+  // nftables mode, dual-stack -> nftables mode, v4 only
+  await startMode(true);
+  for (const host of topo.hosts) assert.deepEqual(await nftTables(host), ['table ip flannel-ipv4', 'table ip6 flannel-ipv6']);
+  await startMode(true, false);
+  for (const host of topo.hosts) assert.deepEqual(await nftTables(host), ['table ip flannel-ipv4'], `${host.name}: flannel-ipv6 deleted`);
+  assert.ok(procs[0]!.lines.some((l) => /removed flannel nftables tables: ip6 flannel-ipv6$/.test(l.msg)));
 });
