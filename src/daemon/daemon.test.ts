@@ -238,7 +238,6 @@ test('IPv6 modes that do not work are refused at start-up with one line naming t
   const cases: Array<[string, string, HostView, RegExp]> = [
     ['udp', '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"udp"}}', host6, /^EnableIPv6: the udp backend has no IPv6 support \(as in flannel\)/],
     ['v6-only', '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"alloc"}}', host6, /^EnableIPv4: false \(IPv6-only\) is not supported yet/],
-    ['nftables', DUAL.replace('"EnableIPv6"', '"EnableNFTables":true,"EnableIPv6"'), host6, /^EnableNFTables: the IPv6 table \(ip6 flannel-ipv6\) is not written by flannel-ts yet/],
     ['vxlan lease without BackendV6Data', DUAL, host6, /^vxlan backend published no BackendV6Data for a dual-stack lease/],
     ['no v6 address', DUAL, { interfaces: () => [{ name: 'eth0', index: 2, mtu: 1500, ipv4: ['192.0.2.11'], ipv6: ['fe80::1'] }], defaultRouteInterface: () => 'eth0' }, /^interface eth0 has no global IPv6 address, which EnableIPv6 needs; add one or give --public-ipv6$/],
   ];
@@ -258,6 +257,22 @@ test('IPv6 modes that do not work are refused at start-up with one line naming t
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+});
+
+test('EnableIPv6 with EnableNFTables runs: the traffic rules get IPv6Network and our v6 subnet', { timeout: 10_000 }, async () => {
+  const cfg = DUAL.replace('"EnableIPv6"', '"EnableNFTables":true,"EnableIPv6"');
+  const published = { backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: '02:00:00:00:00:01' }, backendV6Data: { VNI: 1, VtepMAC: '02:00:00:00:00:06' } };
+  const backends = new BackendRegistry().register('alloc', (ctx) => new RecordingBackend(ctx, published));
+  const seen: string[] = [];
+  const traffic = { setup: async (c: { enableNFTables: boolean; ipv6Network: unknown }, own: Lease) => void seen.push(`${c.enableNFTables} ${c.ipv6Network !== null} ${own.subnet6 !== null}`), close: () => undefined };
+  const t = await start(new MemoryStore(cfg), { host: host6, backends, traffic });
+  try {
+    assert.deepEqual(seen, ['true true true']);
+    assert.deepEqual(t.log.lines.filter((l) => l.level === 'error'), []);
+  } finally {
+    await t.stop();
+    t.cleanup();
   }
 });
 

@@ -18,9 +18,6 @@ export function refuseUnsupportedIPv6(cfg: NetworkConfig): void {
     // to "0.0.0.0-0&..." keys here, spec §3.6); not supported yet.
     throw new ConfigError('EnableIPv4: false (IPv6-only) is not supported yet by flannel-ts; use dual-stack (EnableIPv4 and EnableIPv6)');
   }
-  if (cfg.enableIPv6 && cfg.enableNFTables) {
-    throw new ConfigError('EnableNFTables: the IPv6 table (ip6 flannel-ipv6) is not written by flannel-ts yet; with EnableIPv6 use iptables mode (EnableNFTables false)');
-  }
   if (cfg.enableIPv6 && !IPV6_BACKENDS.has(cfg.backend.type)) {
     throw new ConfigError(`EnableIPv6: the ${cfg.backend.type} backend has no IPv6 support (as in flannel); use vxlan or host-gw`);
   }

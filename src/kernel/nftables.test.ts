@@ -2,12 +2,16 @@
 // transaction nft gets, and reading a table back from `nft -j` to spot drift.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseIPv4Net } from '../lease/ip.js';
+import { parseIPv4Net, parseIPv6Net } from '../lease/ip.js';
 import {
   nftForwardChain,
+  nftForwardChain6,
   nftMasqChain,
+  nftMasqChain6,
   nftPayload,
   nftTableV4,
+  nftTableV6,
+  nftTransaction,
   parseListedTable,
   renderStatement,
   tableDrift,
@@ -152,4 +156,115 @@ test('drift: a missing, changed, extra or re-hooked piece is reported', () => {
   const doc = JSON.parse(LISTED) as { nftables: unknown[] };
   doc.nftables.push({ set: { family: 'ip', name: 'x', table: 'flannel-ipv4', type: 'ipv4_addr', handle: 9 } });
   assert.deepEqual(tableDrift(want, parseListedTable(JSON.stringify(doc))), ['foreign objects in the table']);
+});
+
+// --- flannel-ipv6 (EnableIPv6) ----------------------------------------------
+
+const N6 = parseIPv6Net('fd00:10:244::/56');
+const S6 = parseIPv6Net('fd00:10:244:1c::/64');
+
+// `nft -j list table ip6 flannel-ipv6` (nft 1.0.6) after installing masq +
+// forward for N6, S6: the rules as the kernel holds them.
+const LISTED6 = JSON.stringify({
+  nftables: [
+    {"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+    {"table": {"family": "ip6", "name": "flannel-ipv6", "handle": 2}},
+    {"chain": {"family": "ip6", "table": "flannel-ipv6", "name": "postrtg", "handle": 1, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}},
+    {"chain": {"family": "ip6", "table": "flannel-ipv6", "name": "forward", "handle": 2, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
+    {"rule": {"family": "ip6", "table": "flannel-ipv6", "chain": "postrtg", "handle": 3, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 16384}}, {"return": null}]}},
+    {"rule": {"family": "ip6", "table": "flannel-ipv6", "chain": "postrtg", "handle": 4, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": {"prefix": {"addr": "fd00:10:244:1c::", "len": 64}}}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "fd00:10:244::", "len": 56}}}}, {"return": null}]}},
+    {"rule": {"family": "ip6", "table": "flannel-ipv6", "chain": "postrtg", "handle": 5, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": {"prefix": {"addr": "fd00:10:244::", "len": 56}}}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "fd00:10:244:1c::", "len": 64}}}}, {"return": null}]}},
+    {"rule": {"family": "ip6", "table": "flannel-ipv6", "chain": "postrtg", "handle": 6, "expr": [{"match": {"op": "!=", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": {"prefix": {"addr": "fd00:10:244::", "len": 56}}}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "fd00:10:244:1c::", "len": 64}}}}, {"return": null}]}},
+    {"rule": {"family": "ip6", "table": "flannel-ipv6", "chain": "postrtg", "handle": 7, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": {"prefix": {"addr": "fd00:10:244::", "len": 56}}}}, {"match": {"op": "!=", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "ff00::", "len": 8}}}}, {"masquerade": {"flags": "fully-random"}}]}},
+    {"rule": {"family": "ip6", "table": "flannel-ipv6", "chain": "postrtg", "handle": 8, "expr": [{"match": {"op": "!=", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": {"prefix": {"addr": "fd00:10:244::", "len": 56}}}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "fd00:10:244::", "len": 56}}}}, {"masquerade": {"flags": "fully-random"}}]}},
+    {"rule": {"family": "ip6", "table": "flannel-ipv6", "chain": "forward", "handle": 9, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": {"prefix": {"addr": "fd00:10:244::", "len": 56}}}}, {"accept": null}]}},
+    {"rule": {"family": "ip6", "table": "flannel-ipv6", "chain": "forward", "handle": 10, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "fd00:10:244::", "len": 56}}}}, {"accept": null}]}},
+  ],
+});
+
+/**
+ * flannel's v6 postrtg, as its traffic manager writes it (observed-flannel.md
+ * nftables mode with S, N and M = ff00::/8; spec §9.5 "ip6 … ff00::/8").
+ */
+const FLANNEL_V6_POSTRTG = [
+  'meta mark 0x00004000 return',
+  'ip6 saddr fd00:10:244:1c::/64 ip6 daddr fd00:10:244::/56 return',
+  'ip6 saddr fd00:10:244::/56 ip6 daddr fd00:10:244:1c::/64 return',
+  'ip6 saddr != fd00:10:244:1c::/64 ip6 daddr fd00:10:244::/56 return',
+  'ip6 saddr fd00:10:244::/56 ip6 daddr != ff00::/8 masquerade fully-random',
+  'ip6 saddr != fd00:10:244::/56 ip6 daddr fd00:10:244::/56 masquerade fully-random',
+];
+
+test('flannel-ipv6 postrtg: flannel\'s rules for ip6 rule for rule, except rule 4 (the iptables meaning, as in flannel-ipv4)', () => {
+  const c = nftMasqChain6(N6, S6, true);
+  assert.deepEqual([c.name, c.type, c.hook, c.priority, c.comment], ['postrtg', 'nat', 'postrouting', 'srcnat', 'chain to manage traffic masquerading by flannel']);
+  assert.deepEqual(c.rules, [
+    'meta mark 0x00004000 return',
+    'ip6 saddr fd00:10:244:1c::/64 ip6 daddr fd00:10:244::/56 return',
+    'ip6 saddr fd00:10:244::/56 ip6 daddr fd00:10:244:1c::/64 return',
+    'ip6 saddr != fd00:10:244::/56 ip6 daddr fd00:10:244:1c::/64 return',
+    'ip6 saddr fd00:10:244::/56 ip6 daddr != ff00::/8 masquerade fully-random',
+    'ip6 saddr != fd00:10:244::/56 ip6 daddr fd00:10:244::/56 masquerade fully-random',
+  ]);
+  // rule for rule against flannel's: only rule 4 differs, and only by swapping S and N
+  c.rules.forEach((r, i) => (i === 3 ? assert.notEqual(r, FLANNEL_V6_POSTRTG[i]) : assert.equal(r, FLANNEL_V6_POSTRTG[i], `rule ${i + 1}`)));
+  assert.equal(c.rules[3], FLANNEL_V6_POSTRTG[3]!.replace('!= fd00:10:244:1c::/64', '!= fd00:10:244::/56').replace(/daddr fd00:10:244::\/56/, 'daddr fd00:10:244:1c::/64'));
+  // and the same shape as the v4 chain
+  assert.deepEqual(c.rules.map((r) => r.replace(/ip6 /g, 'ip ').replace(/fd00:10:244:1c::\/64/g, 'S').replace(/fd00:10:244::\/56/g, 'N').replace('ff00::/8', 'M')),
+    nftMasqChain(N, S, true).rules.map((r) => r.replace(/10\.244\.3\.0\/24/g, 'S').replace(/10\.244\.0\.0\/16/g, 'N').replace('224.0.0.0/4', 'M')));
+  const plain = nftMasqChain6(N6, S6, false).rules;
+  assert.deepEqual(plain.slice(4), ['ip6 saddr fd00:10:244::/56 ip6 daddr != ff00::/8 masquerade', 'ip6 saddr != fd00:10:244::/56 ip6 daddr fd00:10:244::/56 masquerade']);
+});
+
+test('flannel-ipv6 forward: flannel\'s two accepts for ip6', () => {
+  const c = nftForwardChain6(N6);
+  assert.deepEqual([c.name, c.type, c.hook, c.priority, c.comment], ['forward', 'filter', 'forward', 'filter', 'chain to accept flannel traffic']);
+  assert.deepEqual(c.rules, ['ip6 saddr fd00:10:244::/56 accept', 'ip6 daddr fd00:10:244::/56 accept']);
+});
+
+test('both tables go to nft in one file (one transaction), v4 first, each declared, deleted and recreated', () => {
+  const v4 = nftTableV4([nftMasqChain(N, S, true), nftForwardChain(N)]);
+  const v6 = nftTableV6([nftMasqChain6(N6, S6, true), nftForwardChain6(N6)]);
+  const p = nftTransaction([v4, v6]);
+  assert.equal(p, nftPayload(v4) + nftPayload(v6));
+  assert.equal(
+    nftPayload(v6),
+    [
+      'add table ip6 flannel-ipv6',
+      'delete table ip6 flannel-ipv6',
+      'table ip6 flannel-ipv6 {',
+      '\tcomment "rules for flannel-ipv6"',
+      '\tchain postrtg {',
+      '\t\tcomment "chain to manage traffic masquerading by flannel"',
+      '\t\ttype nat hook postrouting priority srcnat; policy accept;',
+      '\t\tmeta mark 0x00004000 return',
+      '\t\tip6 saddr fd00:10:244:1c::/64 ip6 daddr fd00:10:244::/56 return',
+      '\t\tip6 saddr fd00:10:244::/56 ip6 daddr fd00:10:244:1c::/64 return',
+      '\t\tip6 saddr != fd00:10:244::/56 ip6 daddr fd00:10:244:1c::/64 return',
+      '\t\tip6 saddr fd00:10:244::/56 ip6 daddr != ff00::/8 masquerade fully-random',
+      '\t\tip6 saddr != fd00:10:244::/56 ip6 daddr fd00:10:244::/56 masquerade fully-random',
+      '\t}',
+      '\tchain forward {',
+      '\t\tcomment "chain to accept flannel traffic"',
+      '\t\ttype filter hook forward priority filter; policy accept;',
+      '\t\tip6 saddr fd00:10:244::/56 accept',
+      '\t\tip6 daddr fd00:10:244::/56 accept',
+      '\t}',
+      '}',
+      '',
+    ].join('\n'),
+  );
+  assert.equal((p.match(/^delete table /gm) ?? []).length, 2);
+});
+
+test('flannel-ipv6 read back from nft -j: exactly the wanted rules; drift seen as for v4', () => {
+  const want = nftTableV6([nftMasqChain6(N6, S6, true), nftForwardChain6(N6)]);
+  const listed = parseListedTable(LISTED6);
+  assert.deepEqual(listed.map((c) => [c.name, c.rules]), want.chains.map((c) => [c.name, c.rules]));
+  assert.deepEqual(tableDrift(want, listed), []);
+  // the v4 rules are not the v6 ones (a family mix-up is drift)
+  assert.notDeepEqual(tableDrift(nftTableV4([nftMasqChain(N, S, true), nftForwardChain(N)]), listed), []);
+  const changed = parseListedTable(LISTED6);
+  changed[0]!.rules[4] = 'ip6 saddr fd00:10:244::/56 ip6 daddr != ff00::/8 masquerade';
+  assert.match(tableDrift(want, changed).join(), /chain postrtg has rules/);
 });

@@ -1,22 +1,26 @@
 // flannel's nftables mode (`EnableNFTables: true`, spec §9.5): table
-// `flannel-ipv4` (family ip) with a nat chain `postrtg` (--ip-masq) and a
-// filter chain `forward` (--iptables-forward-rules), written as real flanneld
-// v0.28 writes them (observed-flannel.md "nftables mode"), with one deliberate
-// change to the 4th masquerade rule, explained at nftMasqChain().
+// `flannel-ipv4` (family ip) and, with EnableIPv6, `flannel-ipv6` (family
+// ip6), each with a nat chain `postrtg` (--ip-masq) and a filter chain
+// `forward` (--iptables-forward-rules), written as real flanneld v0.28 writes
+// them (observed-flannel.md "nftables mode"), with one deliberate change to
+// the 4th masquerade rule, explained at nftMasqChain().
 //
-// The table is flannel's alone. Every (re)install is one `nft -f -`
-// transaction that declares the table, deletes it and recreates it with all
-// its chains and rules, so there is never a moment with half of the rules,
-// and nothing survives from an earlier run or an earlier subnet. Unlike
-// flannel (which writes its nftables rules once), the table is re-read every
-// --iptables-resync seconds with `nft -j` and recreated when anything in it
-// differs: a deleted or changed rule, chain or the whole table.
+// The tables are flannel's alone. Every install is one `nft -f -` transaction
+// that declares each table, deletes it and recreates it with all its chains
+// and rules (both tables in the same transaction), so there is never a moment
+// with half of the rules, and nothing survives from an earlier run or an
+// earlier subnet. Unlike flannel (which writes its nftables rules once), each
+// table is re-read every --iptables-resync seconds with `nft -j` and
+// recreated when anything in it differs: a deleted or changed rule, chain or
+// the whole table.
 //
-// IPv4 only for now: flannel also creates `flannel-ipv6` (family ip6); the
-// manager takes a list of tables so that the IPv6 work only adds one.
+// The IPv6 table: observed-flannel.md lists the rules with S, N and M
+// standing for either family ("ff00::/8 for v6"); flannel's traffic manager
+// builds both tables from the same code with `ip6` in place of `ip` (spec
+// §9.5), so the v6 rules below are the v4 ones with `ip6` and ff00::/8.
 
 import type { Logger } from '../log/log.js';
-import { formatIPv4Net, type IPv4Net } from '../lease/ip.js';
+import { formatIPv4Net, formatIPv6Net, type IPv4Net, type IPv6Net } from '../lease/ip.js';
 import { runCmd, type CmdOptions } from './iptables.js';
 import { Resync } from './resync.js';
 
@@ -61,8 +65,15 @@ export interface NftTable {
  * for peers; only a byte-for-byte golden check of this chain sees it.
  */
 export function nftMasqChain(network: IPv4Net, subnet: IPv4Net, fullyRandom: boolean): NftChain {
-  const N = formatIPv4Net(network);
-  const S = formatIPv4Net(subnet);
+  return masqChain('ip', formatIPv4Net(network), formatIPv4Net(subnet), '224.0.0.0/4', fullyRandom);
+}
+
+/** The same for `flannel-ipv6`: IPv6Network, our v6 subnet, multicast ff00::/8 (rule 4 as above). */
+export function nftMasqChain6(network: IPv6Net, subnet: IPv6Net, fullyRandom: boolean): NftChain {
+  return masqChain('ip6', formatIPv6Net(network), formatIPv6Net(subnet), 'ff00::/8', fullyRandom);
+}
+
+function masqChain(fam: 'ip' | 'ip6', N: string, S: string, M: string, fullyRandom: boolean): NftChain {
   const masq = fullyRandom ? 'masquerade fully-random' : 'masquerade';
   return {
     name: 'postrtg',
@@ -72,30 +83,41 @@ export function nftMasqChain(network: IPv4Net, subnet: IPv4Net, fullyRandom: boo
     priority: 'srcnat',
     rules: [
       `meta mark ${KUBE_MARK} return`,
-      `ip saddr ${S} ip daddr ${N} return`,
-      `ip saddr ${N} ip daddr ${S} return`,
-      `ip saddr != ${N} ip daddr ${S} return`, // flannel: `ip saddr != ${S} ip daddr ${N} return` (see above)
-      `ip saddr ${N} ip daddr != 224.0.0.0/4 ${masq}`,
-      `ip saddr != ${N} ip daddr ${N} ${masq}`,
+      `${fam} saddr ${S} ${fam} daddr ${N} return`,
+      `${fam} saddr ${N} ${fam} daddr ${S} return`,
+      `${fam} saddr != ${N} ${fam} daddr ${S} return`, // flannel: `${fam} saddr != ${S} ${fam} daddr ${N} return` (see nftMasqChain)
+      `${fam} saddr ${N} ${fam} daddr != ${M} ${masq}`,
+      `${fam} saddr != ${N} ${fam} daddr ${N} ${masq}`,
     ],
   };
 }
 
 /** The forward chain: accept everything from and to the pod network (Docker sets FORWARD to DROP). */
 export function nftForwardChain(network: IPv4Net): NftChain {
-  const N = formatIPv4Net(network);
+  return forwardChain('ip', formatIPv4Net(network));
+}
+
+export function nftForwardChain6(network: IPv6Net): NftChain {
+  return forwardChain('ip6', formatIPv6Net(network));
+}
+
+function forwardChain(fam: 'ip' | 'ip6', N: string): NftChain {
   return {
     name: 'forward',
     comment: 'chain to accept flannel traffic',
     type: 'filter',
     hook: 'forward',
     priority: 'filter',
-    rules: [`ip saddr ${N} accept`, `ip daddr ${N} accept`],
+    rules: [`${fam} saddr ${N} accept`, `${fam} daddr ${N} accept`],
   };
 }
 
 export function nftTableV4(chains: NftChain[]): NftTable {
   return { family: 'ip', name: NFT_TABLE_V4, comment: `rules for ${NFT_TABLE_V4}`, chains };
+}
+
+export function nftTableV6(chains: NftChain[]): NftTable {
+  return { family: 'ip6', name: NFT_TABLE_V6, comment: `rules for ${NFT_TABLE_V6}`, chains };
 }
 
 /**
@@ -113,6 +135,11 @@ export function nftPayload(t: NftTable): string {
   }
   out.push('}', '');
   return out.join('\n');
+}
+
+/** One `nft -f -` file for several tables: nft applies it as a single transaction (all or nothing). */
+export function nftTransaction(ts: readonly NftTable[]): string {
+  return ts.map(nftPayload).join('');
 }
 
 // ---------------------------------------------------------------------------
@@ -254,17 +281,17 @@ export class NftablesManager {
   }
 
   /**
-   * Installs the tables (each in one transaction), then re-checks them every
-   * resync period. A chain that asks for `fully-random` masquerading falls
-   * back to plain masquerade when this kernel/nft cannot do it (flannel's
-   * dry-run check).
+   * Installs the tables, all of them in one transaction, then re-checks them
+   * every resync period (a drifted table is recreated on its own). A chain
+   * that asks for `fully-random` masquerading falls back to plain masquerade
+   * when this kernel/nft cannot do it (flannel's dry-run check).
    */
   async setup(tables: NftTable[]): Promise<void> {
     this.close();
     const wanted: NftTable[] = [];
     for (const t of tables) wanted.push(await this.withSupportedMasq(t));
     this.resync.items = wanted;
-    for (const t of wanted) await this.apply(t);
+    if (wanted.length > 0) await this.apply(...wanted);
     this.resync.start();
   }
 
@@ -278,9 +305,9 @@ export class NftablesManager {
     return plain;
   }
 
-  private async apply(t: NftTable): Promise<void> {
-    const r = await runCmd('nft', ['-f', '-'], nftPayload(t), this.cmd);
-    if (r.code !== 0) throw new Error(`nft -f (table ${t.family} ${t.name}) failed: ${r.stderr.trim()}`);
+  private async apply(...ts: NftTable[]): Promise<void> {
+    const r = await runCmd('nft', ['-f', '-'], nftTransaction(ts), this.cmd);
+    if (r.code !== 0) throw new Error(`nft -f (table ${ts.map((t) => `${t.family} ${t.name}`).join(', table ')}) failed: ${r.stderr.trim()}`);
   }
 
   /** Differences between the kernel's table and the wanted one; ['table … is missing'] when it is gone. */

@@ -12,7 +12,7 @@ import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink, type KernelObserver } from '../../kernel/rtnetlink.js';
 import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
 import { cleanupIptables, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
-import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
+import { cleanupNftables, NFT_TABLE_V4, NFT_TABLE_V6, nftForwardChain, nftForwardChain6, nftMasqChain, nftMasqChain6, NftablesManager, nftTableV4, nftTableV6 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
 import { kernelHostView, type HostView } from '../../daemon/iface.js';
 import { stderrLogger } from '../../log/log.js';
@@ -188,17 +188,22 @@ export async function run(f: FlanneldFlags): Promise<number> {
       trafficMgr = null;
       const masq = f.ipMasq && cfg.network !== null;
       const fwd = f.iptablesForwardRules && cfg.network !== null;
+      const v6 = cfg.ipv6Network !== null && own.subnet6 !== null;
       if (cfg.enableNFTables) {
         await cleanupIptables(log.child('iptables'));
         const chains = [];
         if (masq) chains.push(nftMasqChain(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
         if (fwd) chains.push(nftForwardChain(cfg.network!));
-        if (chains.length === 0) {
-          await cleanupNftables(log.child('nftables'), { tables: [`ip ${NFT_TABLE_V4}`] });
-          return;
-        }
+        const chains6 = [];
+        if (v6 && f.ipMasq) chains6.push(nftMasqChain6(cfg.ipv6Network!, own.subnet6!, !f.ipMasqFullyRandomDisable));
+        if (v6 && f.iptablesForwardRules) chains6.push(nftForwardChain6(cfg.ipv6Network!));
+        const tables = [...(chains.length ? [nftTableV4(chains)] : []), ...(chains6.length ? [nftTableV6(chains6)] : [])];
+        // a table this run does not want (no rules, or no EnableIPv6) is removed
+        const unwanted = [`ip ${NFT_TABLE_V4}`, `ip6 ${NFT_TABLE_V6}`].filter((n) => !tables.some((t) => `${t.family} ${t.name}` === n));
+        if (unwanted.length) await cleanupNftables(log.child('nftables'), { tables: unwanted });
+        if (tables.length === 0) return;
         const nft = (trafficMgr = new NftablesManager(log.child('nftables'), f.iptablesResync));
-        await nft.setup([nftTableV4(chains)]); // IPv4 only for now
+        await nft.setup(tables); // both tables in one nft transaction
         return;
       }
       await cleanupNftables(log.child('nftables'));
@@ -207,12 +212,11 @@ export async function run(f: FlanneldFlags): Promise<number> {
       if (fwd) sets.push(forwardRules(cfg.network!));
       await cleanupIptables(log.child('iptables'), { families: ['iptables'], keep: sets.map((s) => s.chain) });
       // IPv6 (EnableIPv6): the same chains with ip6tables for IPv6Network and our v6 subnet (spec §9).
+      // Without EnableIPv6, ip6tables chains of an earlier dual-stack run are removed.
       const sets6 = [];
-      if (cfg.ipv6Network && own.subnet6) {
-        if (f.ipMasq) sets6.push(masqRules6(cfg.ipv6Network, own.subnet6, !f.ipMasqFullyRandomDisable));
-        if (f.iptablesForwardRules) sets6.push(forwardRules6(cfg.ipv6Network));
-        await cleanupIptables(log.child('iptables'), { families: ['ip6tables'], keep: sets6.map((s) => s.chain) });
-      }
+      if (v6 && f.ipMasq) sets6.push(masqRules6(cfg.ipv6Network!, own.subnet6!, !f.ipMasqFullyRandomDisable));
+      if (v6 && f.iptablesForwardRules) sets6.push(forwardRules6(cfg.ipv6Network!));
+      await cleanupIptables(log.child('iptables'), { families: ['ip6tables'], keep: sets6.map((s) => s.chain) });
       sets.push(...sets6);
       if (sets.length === 0) return;
       const ipt = (trafficMgr = new IptablesManager(log.child('iptables'), f.iptablesResync));
