@@ -47,7 +47,7 @@ for (const store of ['local', 'etcd'] as const) {
         assert.match(sec, /flannel\.1 {2}mac [0-9a-f:]{17} {2}addr 10\.244\.\d+\.0\/32 {2}mtu 1450 {2}vxlan id 1 dstport 8472 nolearning/);
         assert.equal((sec.match(/lladdr [0-9a-f:]{17} PERMANENT/g) ?? []).length, 2, sec);
         assert.equal((sec.match(/dst 192\.0\.2\.1\d self permanent/g) ?? []).length, 2, sec);
-        assert.equal((sec.match(/via 10\.244\.\d+\.0 dev flannel\.1 onlink/g) ?? []).length, 2, sec);
+        assert.equal((sec.match(/via 10\.244\.\d+\.0 dev flannel\.1 proto 222 onlink/g) ?? []).length, 2, sec);
       }
       // pods came through the CNI plugin: address in the host's subnet, default route via .1, MTU from subnet.env
       const pod = state.hosts[0]!.pods[0]!;
@@ -229,7 +229,7 @@ test('lab reports for host-gw and udp show the routes via peers and flannel0, no
         assert.doesNotMatch(sec, /^ {2}\(none\)$/m, `${backend}: a bare (none)`);
         if (backend === 'udp') assert.match(sec, /^ {2}flannel0 {2}tun {2}addr 10\.244\.\d+\.0\/32 {2}mtu 1472 /m);
         else {
-          assert.match(sec, /^ {2}host-gw: no tunnel device; each peer's subnet is routed via the peer's public IP\n {4}10\.244\.\d+\.0\/24 via 192\.0\.2\.1[12] dev eth0$/m);
+          assert.match(sec, /^ {2}host-gw: no tunnel device; each peer's subnet is routed via the peer's public IP\n {4}10\.244\.\d+\.0\/24 via 192\.0\.2\.1[12] dev eth0 proto 222$/m);
         }
       }
       assert.match(up.stdout, /2\/2 pairs reachable/);
