@@ -135,7 +135,7 @@ test('each host has a permanent neighbour, FDB entry and onlink route per peer, 
       const mac = await vtepMac(p);
       assert.match(neigh, new RegExp(`^10\\.244\\.${p.index}\\.0 lladdr ${mac} PERMANENT\\s*$`, 'm'));
       assert.match(fdb, new RegExp(`^${mac} dst ${p.ip.replace(/\./g, '\\.')} self permanent$`, 'm'));
-      assert.match(rt, new RegExp(`^10\\.244\\.${p.index}\\.0/24 via 10\\.244\\.${p.index}\\.0 onlink $`, 'm'));
+      assert.match(rt, new RegExp(`^10\\.244\\.${p.index}\\.0/24 via 10\\.244\\.${p.index}\\.0 proto 222 onlink $`, 'm'));
     }
   }
 });
