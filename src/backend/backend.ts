@@ -42,6 +42,8 @@ export interface BackendContext {
   readonly log: Logger;
   /** the VTEP MAC an earlier run published (kube mode: read back from backend-data) */
   readonly storedVtepMac?: string;
+  /** dual-stack: flannel-v6.<VNI>'s MAC an earlier run published (kube mode: from backend-v6-data) */
+  readonly storedVtepMac6?: string;
   /**
    * Ask the daemon for a full reconcile soon, saying why ("data path
    * stopped"). Kicks are coalesced; the daemon counts a kicked run that

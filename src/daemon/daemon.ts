@@ -206,6 +206,7 @@ export class Daemon {
       extIface: ext,
       log: this.log.child(cfg.backend.type),
       ...(stored.vtepMac ? { storedVtepMac: stored.vtepMac } : {}),
+      ...(stored.vtepMac6 ? { storedVtepMac6: stored.vtepMac6 } : {}),
       kick: (why) => this.queue.kick(why),
     });
     const published = await this.backend.prepare();

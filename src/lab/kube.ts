@@ -4,7 +4,8 @@
 // underlay namespace on 192.0.2.1:6443. The lab applies the RBAC objects of
 // deploy/kube-flannel.yml, gives each flanneld a token for the manifest's
 // ServiceAccount (so the daemons have exactly upstream's permissions),
-// creates one Node per host with podCIDR 10.244.<i>.0/24, and writes the
+// creates one Node per host with podCIDR 10.244.<i>.0/24 (--ipv6: podCIDRs
+// [10.244.<i>.0/24, fd00:10:244:<i>::/64]), and writes the
 // manifest's net-conf.json for --net-config-path.
 //
 // @kubernetes/client-node is only loaded here, lazily, so the other lab modes
@@ -90,13 +91,18 @@ export async function startLabKube(o: {
   bindIP: string;
   hosts: Array<{ name: string; index: number }>;
   netConf: string;
+  /** dual-stack: host i's IPv6 podCIDR; the Node then has spec.podCIDRs [v4, v6] */
+  podCidr6?: (index: number) => string;
   onProcess: (p: KubeProcess) => void;
 }): Promise<LabKubeSetup> {
   const { startKubeApi } = await import('./kubeapi.js');
   const api = await startKubeApi({ dir: o.dir, binary: o.binary, netns: o.netns, bindIP: o.bindIP, detached: true, onProcess: o.onProcess });
   // The processes are detached and recorded by the lab (its local relay is unref'd), so nothing needs closing here.
   const flanneldArgs = await prepareFlannelAccess(api, o.dir, o.netConf);
-  for (const h of o.hosts) await api.createNode(h.name, { podCIDR: `10.244.${h.index}.0/24`, labels: { 'kubernetes.io/os': 'linux' } });
+  for (const h of o.hosts) {
+    const v4 = `10.244.${h.index}.0/24`;
+    await api.createNode(h.name, { podCIDR: v4, ...(o.podCidr6 ? { podCIDRs: [v4, o.podCidr6(h.index)] } : {}), labels: { 'kubernetes.io/os': 'linux' } });
+  }
   return {
     dir: o.dir,
     url: api.url,

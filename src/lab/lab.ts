@@ -23,6 +23,7 @@ import { LocalStore } from '../store/local/local-store.js';
 import { mapLimit, run, sh } from './sh.js';
 import { kubeApiserverBinary, nodeAnnotations, startLabKube } from './kube.js';
 import { FlannelError } from '../errors.js';
+import { cniResultIPv6, hostIp6, hostIPv6, hostReport6, IPV6_NETWORK, netConfIPv6, podCidr6, reachability6, renderHost6, renderMatrix6, underlayIPv6, waitIPv6Settled, type HostReport6, type Reach6 } from './ipv6.js';
 
 export const DEFAULT_LAB_PREFIX = 'ftslab-';
 export const DEFAULT_LAB_DIR = '/run/flannel-ts-lab';
@@ -65,11 +66,15 @@ export interface LabOptions {
   signal?: AbortSignal;
   /** how to call flannelctl in printed commands (default "flannelctl") */
   self?: string;
+  /** dual-stack: an IPv6 underlay (2001:db8::/64), EnableIPv6 + IPv6Network, pods with both addresses (see ipv6.ts) */
+  ipv6?: boolean;
 }
 
 export interface LabPod {
   name: string;
   ip: string | null;
+  /** --ipv6: the pod's IPv6 address */
+  ip6?: string | null;
 }
 
 export interface LabHost {
@@ -78,6 +83,8 @@ export interface LabHost {
   ip: string;
   dir: string;
   pods: LabPod[];
+  /** --ipv6: underlay IPv6 address on eth0 */
+  ip6?: string;
 }
 
 export interface LabState {
@@ -86,6 +93,8 @@ export interface LabState {
   dir: string;
   backend: string;
   store: LabStore;
+  /** lab up --ipv6 (dual-stack) */
+  ipv6?: boolean;
   createdAt: string;
   /** --store kube: where the control plane's files are (admin kubeconfig, apiserver.sock) */
   kube?: { dir: string; url: string; adminKubeconfig: string };
@@ -143,8 +152,8 @@ function spawnDetached(argv: string[], log: string, env: Record<string, string> 
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function netConf(backend: string): string {
-  return JSON.stringify({ Network: NETWORK, Backend: { Type: backend } });
+function netConf(backend: string, ipv6 = false): string {
+  return JSON.stringify({ Network: NETWORK, ...(ipv6 ? netConfIPv6 : {}), Backend: { Type: backend } });
 }
 
 export async function labUp(o: LabOptions): Promise<LabState> {
@@ -155,6 +164,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     const self = o.self ?? 'flannelctl';
     throw new LabRefused(`a lab is already up (${existing.length} namespaces named ${o.prefix}*); see "${self} lab status${labFlags(o)}", or remove it with "${self} lab down${labFlags(o)}"`);
   }
+  if (o.ipv6 && o.backend === 'udp') throw new LabRefused('--ipv6: the udp backend is IPv4-only (as in flannel); use --backend vxlan or host-gw');
   const cniDir = findPlugin('bridge');
   if (!cniDir || !findPlugin('host-local')) {
     throw new LabRefused('the CNI bridge and host-local plugins are not installed; install them with: apt-get install containernetworking-plugins');
@@ -194,6 +204,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     dir: o.dir,
     backend: o.backend,
     store: o.store,
+    ...(o.ipv6 ? { ipv6: true } : {}),
     createdAt: new Date().toISOString(),
     hosts: [],
     procs: [],
@@ -208,10 +219,11 @@ export async function labUp(o: LabOptions): Promise<LabState> {
   await ipn(ul, 'link', 'set', 'lo', 'up');
   await ipn(ul, 'link', 'add', 'br0', 'type', 'bridge');
   await ipn(ul, 'addr', 'add', `${UNDERLAY_IP}/24`, 'dev', 'br0');
+  if (o.ipv6) await underlayIPv6(x, ul);
   await ipn(ul, 'link', 'set', 'br0', 'up');
   for (let i = 1; i <= o.hosts; i++) {
     const name = `${o.prefix}h${i}`;
-    const h: LabHost = { name, index: i, ip: `192.0.2.${10 + i}`, dir: path.join(o.dir, `h${i}`), pods: [] };
+    const h: LabHost = { name, index: i, ip: `192.0.2.${10 + i}`, ...(o.ipv6 ? { ip6: hostIp6(i) } : {}), dir: path.join(o.dir, `h${i}`), pods: [] };
     mkdirSync(h.dir, { recursive: true });
     await x(['ip', 'netns', 'add', name]);
     s.hosts.push(h);
@@ -223,6 +235,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     await ipn(name, 'link', 'set', 'eth0', 'up');
     await ipn(name, 'route', 'add', 'default', 'via', UNDERLAY_IP);
     await x(['ip', 'netns', 'exec', name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    if (h.ip6) await hostIPv6(x, name, h.ip6);
   }
 
   step(2, 5, o.store === 'kube' ? 'starting etcd and kube-apiserver in the underlay, creating the Node objects' : `starting the ${o.store} lease store`);
@@ -235,7 +248,8 @@ export async function labUp(o: LabOptions): Promise<LabState> {
       netns: ul,
       bindIP: UNDERLAY_IP,
       hosts: s.hosts,
-      netConf: netConf(o.backend),
+      netConf: netConf(o.backend, o.ipv6),
+      ...(o.ipv6 ? { podCidr6 } : {}),
       onProcess: (p) => {
         s.procs.push({ pid: p.pid, what: p.what, mark: p.mark });
         saveState(s);
@@ -249,7 +263,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
   } else if (o.store === 'local') {
     const db = path.join(o.dir, 'leases.db');
     const st = LocalStore.open(db);
-    await st.setNetworkConfig(netConf(o.backend));
+    await st.setNetworkConfig(netConf(o.backend, o.ipv6));
     await st.close();
     storeArgs = [`--store=local:${db}`];
   } else {
@@ -273,7 +287,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
       if (i > 100) throw new LabError(`etcd did not become healthy; see ${path.join(o.dir, 'etcd.log')}`);
       await sleep(100);
     }
-    const put = await etcdctl('put', '/coreos.com/network/config', netConf(o.backend));
+    const put = await etcdctl('put', '/coreos.com/network/config', netConf(o.backend, o.ipv6));
     if (put.code !== 0) throw new LabError(`could not write the network config to etcd: ${put.stderr.trim()}`);
     storeArgs = [`--etcd-endpoints=${ep}`];
   }
@@ -312,10 +326,15 @@ export async function labUp(o: LabOptions): Promise<LabState> {
       const res = await cniInvoke(h, 'ADD', pod, cniDir);
       const ip = /"address":\s*"([\d.]+)\//.exec(res)?.[1] ?? null;
       h.pods[j - 1]!.ip = ip;
+      if (o.ipv6) h.pods[j - 1]!.ip6 = cniResultIPv6(res);
       check();
     }
   }
   saveState(s);
+  if (o.ipv6) {
+    const slow = await waitIPv6Settled(s.hosts.flatMap((h) => [h.name, ...h.pods.map((p) => p.name)]));
+    if (slow.length > 0) o.progress(`IPv6 addresses still tentative (duplicate address detection) in ${slow.join(', ')}`);
+  }
   if (o.ui !== false && o.ui !== undefined) {
     if (o.store === 'kube') o.progress('(no topology page: it reads etcd or local stores, and a --store kube lab keeps its leases as Node objects)');
     else {
@@ -439,6 +458,8 @@ export interface HostReport {
   /** host-gw: the routes to peers' subnets via their public IPs */
   peerRoutes: string[];
   flanneld: FlanneldStatus;
+  /** --ipv6 labs: flannel-v6.1, its entries and the v6 routes */
+  v6?: HostReport6;
 }
 
 export interface FlanneldStatus {
@@ -457,7 +478,7 @@ export function flanneldStatus(s: Pick<LabState, 'procs'>, h: Pick<LabHost, 'nam
 
 const lines = (s: string) => s.trim().split('\n').map((l) => l.trim()).filter(Boolean);
 
-export async function hostReport(h: LabHost, backend: string, s?: Pick<LabState, 'procs' | 'hosts'>): Promise<HostReport> {
+export async function hostReport(h: LabHost, backend: string, s?: Pick<LabState, 'procs' | 'hosts' | 'ipv6'>): Promise<HostReport> {
   let subnet = '?';
   let mtu = '?';
   try {
@@ -493,7 +514,8 @@ export async function hostReport(h: LabHost, backend: string, s?: Pick<LabState,
   const peers = new Set((s?.hosts ?? []).filter((x) => x.name !== h.name).map((x) => x.ip));
   const peerRoutes = backend === 'host-gw' ? routes.filter((r) => peers.has(/ via (\S+)/.exec(r)?.[1] ?? '')) : [];
   const flanneld = s ? flanneldStatus(s, h) : { state: 'stopped' as const, pid: null, log: path.join(h.dir, 'flanneld.log') };
-  return { host: h, subnet, mtu, device, neigh, fdb, routes, peerRoutes, flanneld };
+  const v6 = s?.ipv6 ? { v6: await hostReport6(h.name, h.dir, backend) } : {};
+  return { host: h, subnet, mtu, device, neigh, fdb, routes, peerRoutes, flanneld, ...v6 };
 }
 
 export interface Reach {
@@ -523,15 +545,15 @@ function logTail(file: string, n: number): string[] {
   }
 }
 
-export function renderReport(s: LabState, reports: HostReport[], reach: Reach[], nodes?: NodeInfo): string {
+export function renderReport(s: LabState, reports: HostReport[], reach: Reach[], nodes?: NodeInfo, reach6?: Reach6[]): string {
   const out: string[] = [];
-  out.push(`lab ${s.prefix}*  backend ${s.backend}  store ${s.store}  network ${NETWORK}  state ${s.dir}`);
+  out.push(`lab ${s.prefix}*  backend ${s.backend}  store ${s.store}  network ${NETWORK}${s.ipv6 ? `  ipv6 network ${IPV6_NETWORK}` : ''}  state ${s.dir}`);
   if (s.kube) out.push(`kube-apiserver ${s.kube.url} (in ${s.prefix}ul)  admin kubeconfig ${s.kube.adminKubeconfig}`);
   const ui = labUiStatus(s);
   if (ui) out.push(ui.running ? `topology page ${ui.url}` : `topology page NOT RUNNING (pid ${ui.pid} has exited); its log is ${ui.log}`);
   for (const r of reports) {
     out.push('');
-    out.push(`host ${r.host.name}  underlay ${r.host.ip}  FLANNEL_SUBNET=${r.subnet}  FLANNEL_MTU=${r.mtu}`);
+    out.push(`host ${r.host.name}  underlay ${r.host.ip}${r.host.ip6 ? ` ${r.host.ip6}` : ''}  FLANNEL_SUBNET=${r.subnet}${r.v6 ? `  FLANNEL_IPV6_SUBNET=${r.v6.subnet6}` : ''}  FLANNEL_MTU=${r.mtu}`);
     const f = r.flanneld;
     if (f.state === 'running') out.push(`  flanneld running (pid ${f.pid}), log ${f.log}`);
     else {
@@ -561,7 +583,8 @@ export function renderReport(s: LabState, reports: HostReport[], reach: Reach[],
     }
     out.push('  $ ip route');
     out.push(...r.routes.map((l) => `    ${l}`));
-    out.push(`  pods: ${r.host.pods.map((p) => `${p.name.slice(s.prefix.length)}=${p.ip ?? '?'}`).join('  ') || '(none)'}`);
+    if (r.v6) out.push(...renderHost6(r.v6, s.backend));
+    out.push(`  pods: ${r.host.pods.map((p) => `${p.name.slice(s.prefix.length)}=${p.ip ?? '?'}${s.ipv6 ? `,${p.ip6 ?? '?'}` : ''}`).join('  ') || '(none)'}`);
   }
   const pods = s.hosts.flatMap((h) => h.pods);
   if (pods.length > 1) {
@@ -581,15 +604,17 @@ export function renderReport(s: LabState, reports: HostReport[], reach: Reach[],
     const ok = reach.filter((r) => r.ok).length;
     out.push(`${ok}/${reach.length} pairs reachable`);
   }
+  if (s.ipv6) out.push(...renderMatrix6(s.prefix, pods, reach6 ?? []));
   return out.join('\n') + '\n';
 }
 
-export async function labStatus(s: LabState): Promise<{ text: string; reach: Reach[]; stopped: string[] }> {
+export async function labStatus(s: LabState): Promise<{ text: string; reach: Reach[]; stopped: string[]; reach6?: Reach6[] }> {
   const reports = await Promise.all(s.hosts.map((h) => hostReport(h, s.backend, s)));
   const reach = await reachability(s);
+  const reach6 = s.ipv6 ? await reachability6(s.hosts.flatMap((h) => h.pods)) : undefined;
   const nodes = s.store === 'kube' && s.kube ? await nodeAnnotations(s.kube.dir) : undefined;
   const stopped = reports.filter((r) => r.flanneld.state !== 'running').map((r) => r.host.name);
-  return { text: renderReport(s, reports, reach, nodes), reach, stopped };
+  return { text: renderReport(s, reports, reach, nodes, reach6), reach, stopped, ...(reach6 ? { reach6 } : {}) };
 }
 
 /** ` --dir X --prefix Y` for the lab's own flags that differ from the defaults. */
@@ -616,6 +641,7 @@ export function labHints(s: LabState, self: string): string[] {
   const first = pods[0];
   const last = s.hosts.at(-1)?.pods[0];
   if (first && last?.ip) out.push(`Try:    ${self} lab exec${f} ${first.name.slice(s.prefix.length)} -- ping -c 3 ${last.ip}`);
+  if (first && last?.ip6) out.push(`Try v6: ${self} lab exec${f} ${first.name.slice(s.prefix.length)} -- ping -6 -c 3 ${last.ip6}`);
   const h1 = s.hosts[0];
   if (s.store === 'local') {
     const db = shellWord(path.join(s.dir, 'leases.db'));

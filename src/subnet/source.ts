@@ -26,6 +26,8 @@ export interface StoredNodeInfo {
   readonly publicIPv6: string | null;
   /** the VTEP MAC a previous run published (kube: from backend-data) */
   readonly vtepMac: string | null;
+  /** dual-stack: flannel-v6.<VNI>'s MAC a previous run published (kube: from backend-v6-data) */
+  readonly vtepMac6?: string | null;
 }
 
 export interface LeaseSource {

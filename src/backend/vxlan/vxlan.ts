@@ -128,8 +128,9 @@ export class VxlanBackend implements Backend {
     const name = family === 6 ? this.devName6! : this.devName;
     const existing = await this.k.getLinkByName(name);
     // An existing device's MAC wins (peers already point at it); then the MAC
-    // an earlier run published (kube mode, spec §5.2; IPv4 device only); then a fresh one.
-    let stored = family === 4 ? normaliseMac(this.ctx.storedVtepMac) : null;
+    // an earlier run published (kube mode, spec §5.2: backend-data, or
+    // backend-v6-data for flannel-v6.<VNI>); then a fresh one.
+    let stored = normaliseMac(family === 4 ? this.ctx.storedVtepMac : this.ctx.storedVtepMac6);
     if (stored && (parseInt(stored.slice(0, 2), 16) & 1) === 1) stored = null; // a multicast MAC can't be a VTEP's
     const mac = preferMac ?? (existing?.kind === 'vxlan' && existing.mac ? existing.mac : stored ?? randomVtepMac((n) => randomBytes(n)));
     try {

@@ -314,7 +314,8 @@ labOpts(lab.command('up'))
   )
   .addOption(new Option('--ui <addr>', 'serve the topology page here (host:port; port 0 picks a free one)').default('127.0.0.1:0'))
   .option('--no-ui', 'do not serve the topology page')
-  .action(async (o: { hosts: number; pods: number; backend: string; store: LabStore; dir: string; prefix: string; ui: string | false }) => {
+  .option('--ipv6', 'dual-stack: an IPv6 underlay (2001:db8::/64), EnableIPv6 with IPv6Network fd00:10:244::/56, pods with both addresses, and a ping -6 matrix')
+  .action(async (o: { hosts: number; pods: number; backend: string; store: LabStore; dir: string; prefix: string; ui: string | false; ipv6?: boolean }) => {
     const progress = (l: string) => process.stderr.write(l + '\n');
     const self = selfCommand();
     if (o.ui !== false) parseListen(o.ui);
@@ -363,10 +364,10 @@ labOpts(lab.command('up'))
     };
     process.once('SIGINT', late);
     process.once('SIGTERM', late);
-    const { text, reach, stopped } = await labStatus(state);
+    const { text, reach, stopped, reach6 } = await labStatus(state);
     process.stdout.write(text);
     process.stderr.write(`lab up took ${((Date.now() - t0) / 1000).toFixed(1)} s.\n${labHints(state, self).join('\n')}\n`);
-    if (reach.some((r) => !r.ok) || stopped.length > 0) process.exitCode = 1;
+    if (reach.some((r) => !r.ok) || reach6?.some((r) => !r.ok) || stopped.length > 0) process.exitCode = 1;
   });
 
 labOpts(lab.command('status'))
@@ -374,11 +375,11 @@ labOpts(lab.command('status'))
   .action(async (o: { dir: string; prefix: string }) => {
     const s = loadState(o.dir);
     if (!s) throw new Error(`no lab is up (no state in ${o.dir})${o.dir === DEFAULT_LAB_DIR ? '; a lab made with --dir needs the same --dir here' : ''}`);
-    const { text, reach, stopped } = await labStatus(s);
+    const { text, reach, stopped, reach6 } = await labStatus(s);
     process.stdout.write(text);
     process.stderr.write(`${labHints(s, selfCommand()).join('\n')}\n`);
     for (const h of stopped) process.stderr.write(`flanneld is not running on ${h}; see its log (above)\n`);
-    if (reach.some((r) => !r.ok) || stopped.length > 0) process.exitCode = 1;
+    if (reach.some((r) => !r.ok) || reach6?.some((r) => !r.ok) || stopped.length > 0) process.exitCode = 1;
   });
 
 labOpts(lab.command('exec'))

@@ -20,7 +20,7 @@
 //   either family's annotations in dual-stack is seen (flannel's filter drops
 //   some: spec §4.2 ⚠).
 
-import { formatIPv4Net, ipv4NetContains, ipv4NetsOverlap } from '../../lease/ip.js';
+import { formatIPv4Net, formatIPv6Net, ipv4NetContains, ipv4NetsOverlap, ipv6NetContains } from '../../lease/ip.js';
 import { leaseId, type Lease, type LeaseAttrs } from '../../lease/lease.js';
 import { LeaseTracker, type LeaseEvent } from '../../lease/tracker.js';
 import { RateLimitedLog, type Logger } from '../../log/log.js';
@@ -137,7 +137,12 @@ export class KubeSubnetManager implements LeaseSource {
   async storedNodeInfo(): Promise<StoredNodeInfo> {
     const node = await this.waitNode(() => null);
     const ips = storedPublicIPs(this.names, node.annotations);
-    return { publicIP: ips.v4, publicIPv6: ips.v6, vtepMac: storedVtepMac(node.annotations, this.names.backendData) };
+    return {
+      publicIP: ips.v4,
+      publicIPv6: ips.v6,
+      vtepMac: storedVtepMac(node.annotations, this.names.backendData),
+      vtepMac6: storedVtepMac(node.annotations, this.names.backendV6Data),
+    };
   }
 
   async acquire(cfg: NetworkConfig, req: AcquireRequest): Promise<HeldLease> {
@@ -146,6 +151,7 @@ export class KubeSubnetManager implements LeaseSource {
       if (typeof c === 'string') return `node ${n.name}: ${c}`;
       if (!c.v4 && !c.v6) return `node ${n.name} has no spec.podCIDR yet (the controller-manager assigns it with --allocate-node-cidrs, or set it when creating the node)`;
       if (cfg.enableIPv4 && !c.v4) return `node ${n.name} has no IPv4 podCIDR`;
+      if (cfg.enableIPv6 && !c.v6) return `node ${n.name} has no IPv6 podCIDR (EnableIPv6 needs spec.podCIDRs with an IPv4 and an IPv6 range)`;
       return null;
     });
     const cidrs = nodePodCidrs(node) as Exclude<ReturnType<typeof nodePodCidrs>, string>;
@@ -154,9 +160,12 @@ export class KubeSubnetManager implements LeaseSource {
       throw new SubnetError(`Network ${formatIPv4Net(cfg.network)} doesn't contain node ${node.name}'s PodCIDR ${formatIPv4Net(v4)}`);
     }
     const subnet6 = cfg.enableIPv6 ? cidrs.v6 : null;
+    if (subnet6 && cfg.ipv6Network && (!ipv6NetContains(cfg.ipv6Network, subnet6.ip) || subnet6.prefix < cfg.ipv6Network.prefix)) {
+      throw new SubnetError(`IPv6Network ${formatIPv6Net(cfg.ipv6Network)} doesn't contain node ${node.name}'s IPv6 PodCIDR ${formatIPv6Net(subnet6)}`);
+    }
     await this.publish(req.attrs);
     this.published = req.attrs;
-    this.log.info(`node ${node.name}: podCIDR ${formatIPv4Net(v4)} is our subnet; annotations published`);
+    this.log.info(`node ${node.name}: podCIDR ${formatIPv4Net(v4)}${subnet6 ? ` and ${formatIPv6Net(subnet6)}` : ''} ${subnet6 ? 'are our subnets' : 'is our subnet'}; annotations published`);
     return { subnet: v4, subnet6, attrs: req.attrs, expiration: null, how: 'node-pod-cidr' };
   }
 

@@ -156,7 +156,10 @@ export function desiredAnnotations(names: Annotations, attrs: LeaseAttrs, curren
   want[names.backendData] = backendDataText(attrs.backendData);
   const overwrite = current[names.backendPublicIPOverwrite];
   want[names.backendPublicIP] = overwrite ? overwrite : formatIPv4(attrs.publicIP);
-  if (attrs.publicIPv6 !== null && attrs.backendV6Data !== undefined) {
+  // flannel: vxlan publishes the v6 pair when it has v6 backend data, host-gw
+  // whenever it has a public IPv6 (its backend-v6-data is then "null").
+  const v6Data = attrs.backendV6Data !== undefined && attrs.backendV6Data !== null;
+  if (attrs.publicIPv6 !== null && (v6Data || attrs.backendType === 'host-gw')) {
     want[names.backendV6Data] = backendDataText(attrs.backendV6Data);
     const overwrite6 = current[names.backendPublicIPv6Overwrite];
     want[names.backendPublicIPv6] = overwrite6 ? overwrite6 : formatIPv6(attrs.publicIPv6);
