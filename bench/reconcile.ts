@@ -16,17 +16,16 @@
 //
 // Needs root and iproute2.
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { RtNetlink } from '../src/kernel/rtnetlink.js';
 import { reconcileVxlan, type ReconcileTarget } from '../src/backend/vxlan/reconciler.js';
 import type { PeerEntries } from '../src/backend/vxlan/desired.js';
 import { parseIPv4Net } from '../src/lease/ip.js';
+import { addUnderlayAndNoise, ipBatch, sh } from '../test/helpers/netns-sync.js';
 
 const ENV = 'FTS_BENCH_RECONCILE_NS';
 const arg = (name: string, dflt: number): number => {
@@ -37,21 +36,6 @@ const PEERS = arg('peers', 1000);
 const PASSES = arg('passes', 20);
 const NOISE_NEIGHS = arg('noise-neighs', 2000);
 const NOISE_ROUTES = arg('noise-routes', 5000);
-
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function ipBatch(lines: string[]): void {
-  const dir = mkdtempSync(path.join(tmpdir(), 'fts-bench-'));
-  try {
-    const f = path.join(dir, 'cmds');
-    writeFileSync(f, lines.join('\n') + '\n');
-    sh('ip', ['-batch', f]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 const hex2 = (n: number) => (n & 255).toString(16).padStart(2, '0');
 
@@ -105,11 +89,7 @@ async function inner(ns: string): Promise<void> {
   // Only ever inside the namespace the outer process made.
   if (statSync('/proc/self/ns/net').ino !== statSync(`/run/netns/${ns}`).ino) throw new Error(`not inside ${ns}`);
   sh('ip', ['link', 'set', 'lo', 'up']);
-  sh('ip', ['link', 'add', 'ul0', 'type', 'veth', 'peer', 'name', 'ul0p']);
-  sh('ip', ['link', 'add', 'noise0', 'type', 'veth', 'peer', 'name', 'noise0p']);
-  for (const d of ['ul0', 'ul0p', 'noise0', 'noise0p']) sh('ip', ['link', 'set', d, 'up']);
-  sh('ip', ['addr', 'add', '198.18.0.1/15', 'dev', 'ul0']);
-  sh('ip', ['addr', 'add', '100.64.0.1/10', 'dev', 'noise0']);
+  addUnderlayAndNoise('198.18.0.1/15', '100.64.0.1/10');
   const noise: string[] = [];
   for (let i = 0; i < NOISE_NEIGHS; i++) noise.push(`neigh add 100.65.${i >> 8}.${i & 255} lladdr 02:00:00:01:${hex2(i >> 8)}:${hex2(i)} dev noise0 nud permanent`);
   for (let i = 0; i < NOISE_ROUTES; i++) noise.push(`route add 172.${16 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32 via 100.64.0.2 dev noise0 table 100`);

@@ -4,9 +4,6 @@
 // real flannel left. Runs in a private namespace (see private-netns.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { privilegedSkip } from '../../src/testing/privileged.js';
 import { RtNetlink } from '../../src/kernel/rtnetlink.js';
@@ -16,25 +13,14 @@ import { decodeNeighOrFdb, decodeRoute } from '../../src/netlink/rtnl.js';
 import { parseIPv4Net } from '../../src/lease/ip.js';
 import { reconcileVxlan, type ReconcileTarget } from '../../src/backend/vxlan/reconciler.js';
 import type { PeerEntries } from '../../src/backend/vxlan/desired.js';
-import { innerNetns, runInPrivateNetns, sh } from './private-netns.js';
+import { innerNetns, runInPrivateNetns } from './private-netns.js';
+import { addUnderlayAndNoise, ipBatch, sh } from '../helpers/netns-sync.js';
 
 const ENV = 'FTS_FILTERED_NS';
 const NOISE = 2000;
 const OURS = 10;
 
 const mac = (i: number) => `0a:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
-
-/** `ip -batch` of many commands (much faster than one process each). */
-function ipBatch(lines: string[]): void {
-  const dir = mkdtempSync(path.join(tmpdir(), 'fts-filtered-'));
-  try {
-    const f = path.join(dir, 'cmds');
-    writeFileSync(f, lines.join('\n') + '\n');
-    sh('ip', ['-batch', f]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 function lines(text: string): string[] {
   return text
@@ -46,11 +32,7 @@ function lines(text: string): string[] {
 
 if (innerNetns(ENV)) {
   // Underlay, a busy "other" device, and flannel.1 with OURS peers.
-  sh('ip', ['link', 'add', 'ul0', 'type', 'veth', 'peer', 'name', 'ul0p']);
-  sh('ip', ['link', 'add', 'noise0', 'type', 'veth', 'peer', 'name', 'noise0p']);
-  for (const d of ['ul0', 'ul0p', 'noise0', 'noise0p']) sh('ip', ['link', 'set', d, 'up']);
-  sh('ip', ['addr', 'add', '192.0.2.1/24', 'dev', 'ul0']);
-  sh('ip', ['addr', 'add', '198.18.0.1/15', 'dev', 'noise0']);
+  addUnderlayAndNoise('192.0.2.1/24', '198.18.0.1/15');
   const noise: string[] = [];
   for (let i = 0; i < NOISE; i++) {
     noise.push(`neigh add 198.18.${(i >> 8) + 1}.${i & 255} lladdr ${mac(i)} dev noise0 nud permanent`);

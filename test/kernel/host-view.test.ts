@@ -9,43 +9,17 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { privilegedSkip } from '../../src/testing/privileged.js';
 import { RtNetlink } from '../../src/kernel/rtnetlink.js';
 import { kernelHostView, type HostInterface } from '../../src/daemon/iface.js';
+import { reapStaleNamespaces, sh, shOk } from '../helpers/netns-sync.js';
 
-const PREFIX = `ftshv-${process.pid}-`;
+const NS_TAG = 'ftshv-';
+const PREFIX = `${NS_TAG}${process.pid}-`;
 const skip = privilegedSkip('creates a network namespace', ['ip']);
-
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function shOk(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Namespaces of earlier runs whose process is gone. */
-function reapStale(): void {
-  for (const line of sh('ip', ['netns', 'list']).split('\n')) {
-    const name = line.split(' ')[0] ?? '';
-    const m = /^ftshv-(\d+)-[0-9a-f]+$/.exec(name);
-    if (!m) continue;
-    try {
-      process.kill(Number(m[1]), 0);
-    } catch {
-      shOk('ip', ['netns', 'del', name]);
-    }
-  }
-}
 
 interface ProbeOut {
   interfaces: HostInterface[];
@@ -64,7 +38,7 @@ describe('host view and sysctls through the kernel port, inside a network namesp
   };
 
   before(() => {
-    reapStale();
+    reapStaleNamespaces(NS_TAG);
     sh('ip', ['netns', 'add', ns]);
     // IPv6 on, whatever the host's defaults (some containers disable it).
     nsexec('sh', '-c', 'for f in all default; do echo 0 > /proc/sys/net/ipv6/conf/$f/disable_ipv6; done');

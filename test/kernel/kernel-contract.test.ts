@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { privilegedSkip } from '../../src/testing/privileged.js';
 import { kernelContract, type KernelFixture } from '../../src/testing/kernel-contract.js';
 import { RtNetlink } from '../../src/kernel/rtnetlink.js';
-import { innerNetns, runInPrivateNetns, sh, shOk } from './private-netns.js';
+import { innerNetns, runInPrivateNetns } from './private-netns.js';
+import { sh, shOk } from '../helpers/netns-sync.js';
 
 const ENV = 'FTS_KCONTRACT_NS';
 

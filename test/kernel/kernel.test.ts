@@ -10,7 +10,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -18,40 +18,13 @@ import { fileURLToPath } from 'node:url';
 import type { AgentError, EventPattern } from './netns-agent.js';
 import type { BatchResult, FdbEntry, KernelOp, Link, Neigh, Route } from '../../src/kernel/types.js';
 import { hasCommand, privilegedSkip } from '../../src/testing/privileged.js';
+import { reapStaleNamespaces, sh, shOk } from '../helpers/netns-sync.js';
 
-const NS_PREFIX = `ftsnl-${process.pid}-`;
+const NS_TAG = 'ftsnl-';
+const NS_PREFIX = `${NS_TAG}${process.pid}-`;
 
 const skipReason = (): string | false => privilegedSkip('creates a network namespace', ['ip', 'bridge']);
 const which = hasCommand;
-
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function shOk(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Removes namespaces left by earlier runs of this test whose process is gone. */
-function reapStaleNamespaces(): void {
-  for (const line of sh('ip', ['netns', 'list']).split('\n')) {
-    const name = line.split(' ')[0] ?? '';
-    const m = /^ftsnl-(\d+)-[0-9a-f]+$/.exec(name);
-    if (!m) continue;
-    let alive = true;
-    try {
-      process.kill(Number(m[1]), 0);
-    } catch {
-      alive = false;
-    }
-    if (!alive) shOk('ip', ['netns', 'del', name]);
-  }
-}
 
 class Agent {
   private nextId = 1;
@@ -126,7 +99,7 @@ for (const mode of ['inline', 'worker'] as const) describe(`RtNetlink against a 
   const k = <T>(method: string, ...params: unknown[]) => agent!.call<T>(method, ...params);
 
   before(async () => {
-    reapStaleNamespaces();
+    reapStaleNamespaces(NS_TAG);
     sh('ip', ['netns', 'add', ns]);
     ipn('link', 'set', 'lo', 'up');
     // Underlay: a dummy device where the kernel has the module, else a veth pair.

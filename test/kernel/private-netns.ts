@@ -8,37 +8,10 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
-
-export function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-export function shOk(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Removes namespaces `<prefix><pid>-<hex>` left by runs whose process is gone. */
-function reapStale(prefix: string): void {
-  for (const line of sh('ip', ['netns', 'list']).split('\n')) {
-    const name = line.split(' ')[0] ?? '';
-    if (!name.startsWith(prefix)) continue;
-    const m = /^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length));
-    if (!m) continue;
-    try {
-      process.kill(Number(m[1]), 0);
-    } catch {
-      shOk('ip', ['netns', 'del', name]);
-    }
-  }
-}
+import { reapStaleNamespaces, sh, shOk } from '../helpers/netns-sync.js';
 
 /** The namespace this process was started in by runInPrivateNetns, or null in the outer process. */
 export function innerNetns(envVar: string): string | null {
@@ -63,7 +36,7 @@ export function runInPrivateNetns(opts: { title: string; prefix: string; envVar:
     if (created) assert.ok(!sh('ip', ['netns', 'list']).includes(ns), `namespace ${ns} must be gone`);
   });
   test(opts.title, { skip: opts.skip, timeout: opts.timeoutMs ?? 300_000 }, async (t) => {
-    reapStale(opts.prefix);
+    reapStaleNamespaces(opts.prefix);
     sh('ip', ['netns', 'add', ns]);
     created = true;
     sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
