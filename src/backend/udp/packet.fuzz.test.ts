@@ -13,18 +13,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FuzzTally, fc, describeThrown } from '../../testing/fuzz.js';
 import * as P from './packet.js';
+import { guarded, packArena, place, refSum } from './packet-fixtures.js';
 
 const tally = new FuzzTally();
 
 // ------------------------------------------------------------ references
-
-/** Ones'-complement sum byte by byte (reference for sum16). */
-function refSum(u8: Uint8Array, off: number, len: number): number {
-  let s = 0;
-  for (let i = 0; i < len; i += 2) s += (u8[off + i]! << 8) | (i + 1 < len ? u8[off + i + 1]! : 0);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return s;
-}
 
 /** What ipv4Check must say, computed independently. */
 function refVerdict(u8: Uint8Array, off: number, len: number): number {
@@ -51,23 +44,6 @@ function l4ChecksumOk(u8: Uint8Array, ipOff: number, l4Off: number, l4Len: numbe
   pseudo[11] = l4Len & 255;
   pseudo.set(u8.subarray(l4Off, l4Off + l4Len), 12);
   return refSum(pseudo, 0, pseudo.length) === 0xffff;
-}
-
-/** A DataView that throws on any access outside [lo, hi) (a plain one only checks its buffer). */
-function guarded(dv: DataView, lo: number, hi: number): DataView {
-  const widths: Record<string, number> = { getUint8: 1, setUint8: 1, getUint16: 2, setUint16: 2, getUint32: 4, setUint32: 4, getInt8: 1, getInt16: 2, getInt32: 4 };
-  return new Proxy(dv, {
-    get(target, prop) {
-      const w = typeof prop === 'string' ? widths[prop] : undefined;
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (w === undefined) return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      const f = v as (at: number, ...rest: unknown[]) => unknown;
-      return (at: number, ...rest: unknown[]) => {
-        if (!(at >= lo && at + w <= hi)) throw new RangeError(`out-of-packet access ${String(prop)}(${at}) outside [${lo}, ${hi})`);
-        return f.call(target, at, ...rest);
-      };
-    },
-  });
 }
 
 // ------------------------------------------------------------ generators
@@ -181,21 +157,6 @@ const packet: fc.Arbitrary<Uint8Array> = fc.oneof(
     }),
   },
 );
-
-/** The packet at a random offset in a larger buffer, poison around it, read through a guarded view. */
-interface Placed {
-  buf: Uint8Array;
-  raw: DataView;
-  dv: DataView;
-  off: number;
-  len: number;
-}
-function place(pkt: Uint8Array, pad: number): Placed {
-  const buf = new Uint8Array(pkt.length + pad + 8).fill(0xee);
-  buf.set(pkt, pad);
-  const raw = new DataView(buf.buffer);
-  return { buf, raw, dv: guarded(raw, pad, pad + pkt.length), off: pad, len: pkt.length };
-}
 
 const ROUTES = new P.RouteTable(
   P.encodeRoutes([
@@ -347,16 +308,7 @@ test('GRO: eligibility and the coalescer on any well-formed packet never read ou
     0x6e0,
     4000,
     fc.property(fc.array(packet, { minLength: 1, maxLength: 5 }), (pkts) => {
-      const total = pkts.reduce((a, q) => a + q.length, 0);
-      const ab = new ArrayBuffer(total);
-      const u8 = new Uint8Array(ab);
-      const offs: number[] = [];
-      let at = 0;
-      for (const q of pkts) {
-        u8.set(q, at);
-        offs.push(at);
-        at += q.length;
-      }
+      const { ab, offs, total } = packArena(pkts);
       const co = new P.TcpCoalescer(guarded(new DataView(ab), 0, total), 4);
       const hdr = new DataView(new ArrayBuffer(200));
       pkts.forEach((q, i) => {

@@ -1,6 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as P from './packet.js';
+import { guarded, packArena, place, refSum } from './packet-fixtures.js';
 
 // ------------------------------------------------------------ helpers
 
@@ -11,14 +12,6 @@ function hex(s: string): Uint8Array {
 
 function dvOf(u8: Uint8Array): DataView {
   return new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
-}
-
-/** Reference ones'-complement sum, byte by byte, no tricks. */
-function refSum(u8: Uint8Array, off = 0, len = u8.length - off): number {
-  let s = 0;
-  for (let i = 0; i < len; i += 2) s += (u8[off + i]! << 8) | (i + 1 < len ? u8[off + i + 1]! : 0);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return s;
 }
 
 function refChecksum(u8: Uint8Array, off = 0, len = u8.length - off): number {
@@ -546,15 +539,7 @@ describe('TSO segmentation and TCP coalescing', () => {
 
   /** Packs packets into one arena, as the receive buffers are. */
   function arena(pkts: Uint8Array[]): { dv: DataView; offs: number[] } {
-    const total = pkts.reduce((n, p) => n + p.length + 8, 0);
-    const u8 = new Uint8Array(total);
-    const offs: number[] = [];
-    let at = 0;
-    for (const p of pkts) {
-      u8.set(p, at);
-      offs.push(at);
-      at += p.length + 8;
-    }
+    const { u8, offs } = packArena(pkts, 8);
     return { dv: dvOf(u8), offs };
   }
 
@@ -673,31 +658,6 @@ describe('TSO segmentation and TCP coalescing', () => {
 
 // ------------------------------------------------------------ fuzz
 
-/**
- * A DataView that throws on any access outside [lo, hi): the functions under
- * test must stay inside the packet they were given. (A plain Uint8Array would
- * silently return undefined out of range; DataView only checks the buffer.)
- */
-function guarded(dv: DataView, lo: number, hi: number): DataView {
-  const widths: Record<string, number> = {
-    getUint8: 1, setUint8: 1, getInt8: 1, setInt8: 1,
-    getUint16: 2, setUint16: 2, getInt16: 2, setInt16: 2,
-    getUint32: 4, setUint32: 4, getInt32: 4, setInt32: 4,
-  };
-  return new Proxy(dv, {
-    get(target, prop) {
-      const w = typeof prop === 'string' ? widths[prop] : undefined;
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (w === undefined) return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      const f = v as (at: number, ...rest: unknown[]) => unknown;
-      return (at: number, ...rest: unknown[]) => {
-        if (!(at >= lo && at + w <= hi)) throw new RangeError(`out-of-packet access ${String(prop)}(${at}) outside [${lo}, ${hi})`);
-        return f.call(target, at, ...rest);
-      };
-    },
-  });
-}
-
 describe('fuzz', () => {
   test('the guard itself catches out-of-packet accesses', () => {
     const g = guarded(new DataView(new ArrayBuffer(16)), 2, 6);
@@ -756,11 +716,7 @@ describe('fuzz', () => {
       const pkt = mutate(r);
       // Put the packet at a random offset in a larger buffer with poison around it.
       const pad = Math.floor(r() * 8);
-      const buf = new Uint8Array(pkt.length + pad + 8).fill(0xee);
-      buf.set(pkt, pad);
-      const raw = new DataView(buf.buffer);
-      const dv = guarded(raw, pad, pad + pkt.length);
-      const len = pkt.length;
+      const { buf, raw, dv, len } = place(pkt, pad);
       try {
         bump(`check:${P.VERDICT_NAMES[P.ipv4Check(dv, pad, len)]}`);
         const c = buf.slice();
@@ -818,16 +774,7 @@ describe('fuzz', () => {
         }
         pkts.push(p);
       }
-      const total = pkts.reduce((a, p) => a + p.length, 0);
-      const ab = new ArrayBuffer(total);
-      const u8 = new Uint8Array(ab);
-      const offs: number[] = [];
-      let at = 0;
-      for (const p of pkts) {
-        u8.set(p, at);
-        offs.push(at);
-        at += p.length;
-      }
+      const { ab, offs, total } = packArena(pkts);
       const dv = guarded(new DataView(ab), 0, total);
       const co = new P.TcpCoalescer(dv, 4);
       const hdr = new DataView(new ArrayBuffer(200));
