@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isRoot, Topology, type Host } from '../helpers/netns.js';
 import type { FlanneldProc } from '../helpers/flanneld.js';
+import { startEtcdAndTwoDaemons, waitUntil } from '../helpers/faults.js';
 
 const skip = isRoot() ? false : 'needs root (network namespaces)';
 const CONFIG = '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}';
@@ -17,23 +18,10 @@ async function leaseKeys(): Promise<string[]> {
   return out.split('\n').map((l) => l.trim()).filter(Boolean).sort();
 }
 
-async function waitUntil(what: string, cond: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    if (await cond()) return Date.now() - t0;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 before(async () => {
   if (skip) return;
   topo = await Topology.create({ hosts: 3, podsPerHost: 1 });
-  await topo.startEtcd();
-  await topo.etcdctl('put', '/coreos.com/network/config', CONFIG);
-  for (const h of topo.hosts.slice(0, 2)) flanneld.set(h, topo.startFlanneld(h));
-  await Promise.all([...flanneld.values()].map((f) => f.waitReady()));
-  for (const h of topo.hosts.slice(0, 2)) await topo.wirePods(h);
+  await startEtcdAndTwoDaemons(topo, CONFIG, flanneld);
 });
 
 after(async () => {

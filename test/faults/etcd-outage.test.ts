@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isRoot, Topology, type Host } from '../helpers/netns.js';
 import type { FlanneldProc } from '../helpers/flanneld.js';
-import { describeTallies, entriesDiff, expectedEntries, kernelEntries, parseLeases, pingAll, sleep, SUBNETS, waitUntil } from '../helpers/faults.js';
+import { describeTallies, entriesDiff, expectedEntries, kernelEntries, parseLeases, pingAll, sleep, startEtcdAndTwoDaemons, SUBNETS, waitUntil } from '../helpers/faults.js';
 
 const skip = isRoot() ? false : 'needs root (network namespaces)';
 const CONFIG = '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}';
@@ -19,11 +19,7 @@ before(async () => {
   if (skip) return;
   assert.ok(Number.isFinite(OUTAGE_S) && OUTAGE_S > 0, `FTS_ETCD_OUTAGE_S must be a positive number, got ${process.env.FTS_ETCD_OUTAGE_S}`);
   topo = await Topology.create({ hosts: 3, podsPerHost: 1 });
-  await topo.startEtcd();
-  await topo.etcdctl('put', '/coreos.com/network/config', CONFIG);
-  for (const h of topo.hosts.slice(0, 2)) flanneld.set(h, topo.startFlanneld(h));
-  await Promise.all([...flanneld.values()].map((f) => f.waitReady()));
-  for (const h of topo.hosts.slice(0, 2)) await topo.wirePods(h);
+  await startEtcdAndTwoDaemons(topo, CONFIG, flanneld);
 });
 
 after(async () => {

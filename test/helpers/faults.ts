@@ -1,7 +1,9 @@
-// Shared pieces of the fault tests (test/faults): continuous pod pings that
-// count every lost packet, the leases as etcd holds them, and the VXLAN
-// kernel entries a host should have for them.
+// Shared pieces of the fault tests (test/faults, test/e2e/faults.test.ts):
+// their common setup, continuous pod pings that count every lost packet, the
+// leases as etcd holds them, and the VXLAN kernel entries a host should have
+// for them.
 
+import type { FlanneldProc } from './flanneld.js';
 import type { BgProc, Host, Pod, Topology } from './netns.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -14,6 +16,23 @@ export async function waitUntil(what: string, cond: () => Promise<boolean>, time
     if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await sleep(everyMs);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Setup
+
+/**
+ * etcd (one member) up with `config` as the network config, flanneld started
+ * and ready on the first two hosts of `topo` (recorded in `flanneld`) and
+ * their pods wired. The other hosts are left for the test to start.
+ */
+export async function startEtcdAndTwoDaemons(topo: Topology, config: string, flanneld: Map<Host, FlanneldProc>): Promise<void> {
+  await topo.startEtcd();
+  await topo.etcdctl('put', '/coreos.com/network/config', config);
+  const first = topo.hosts.slice(0, 2);
+  for (const h of first) flanneld.set(h, topo.startFlanneld(h));
+  await Promise.all([...flanneld.values()].map((f) => f.waitReady()));
+  for (const h of first) await topo.wirePods(h);
 }
 
 // ---------------------------------------------------------------------------
