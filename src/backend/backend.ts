@@ -55,6 +55,8 @@ export interface PublishedAttrs {
   readonly backendType: string;
   readonly backendData?: unknown;
   readonly backendV6Data?: unknown;
+  /** vxlan with --edge-network: the segments this node is a gateway to (lease "EdgeNetworks") */
+  readonly edgeNetworks?: readonly string[];
 }
 
 /** What a backend counts, read when /metrics is scraped (self-heals are the daemon's). */

@@ -58,6 +58,24 @@ function masqRuleSet(N: string, S: string, multicast: string, randomFully: boole
   };
 }
 
+export const EDGE_MASQ_COMMENT = 'flanneld edge masq';
+
+/**
+ * --edge-masq (issue 12, src/backend/vxlan/edge.ts): pod traffic leaving
+ * through an edge segment's interface to that segment takes the interface's
+ * address, so hosts on the segment need no route back to the pod Network.
+ */
+export function edgeMasqRules(network: IPv4Net, segments: ReadonlyArray<{ net: IPv4Net; iface: string }>): RuleSet {
+  const c = ['-m', 'comment', '--comment', EDGE_MASQ_COMMENT];
+  return {
+    table: 'nat',
+    parent: 'POSTROUTING',
+    chain: 'FLANNEL-EDGE-MASQ',
+    jump: [...c, '-j', 'FLANNEL-EDGE-MASQ'],
+    rules: segments.map((s) => ['-s', formatIPv4Net(network), '-d', formatIPv4Net(s.net), '-o', s.iface, ...c, '-j', 'MASQUERADE']),
+  };
+}
+
 export function forwardRules(network: IPv4Net): RuleSet {
   return forwardRuleSet(formatIPv4Net(network));
 }
@@ -191,6 +209,8 @@ export class IptablesManager {
 export const FLANNEL_IPTABLES_CHAINS: ReadonlyArray<{ table: 'nat' | 'filter'; chain: string }> = [
   { table: 'nat', chain: 'FLANNEL-POSTRTG' },
   { table: 'filter', chain: 'FLANNEL-FWD' },
+  // flannel-ts's own (issue 12), removed the same way when a run does not want it
+  { table: 'nat', chain: 'FLANNEL-EDGE-MASQ' },
 ];
 
 /**

@@ -3,7 +3,8 @@
 // Like main.ts, this is src/cmd: it reads env, handles signals, decides exit codes.
 
 import { readFileSync } from 'node:fs';
-import { BackendRegistry, type Backend } from '../../backend/backend.js';
+import { BackendError, BackendRegistry, type Backend } from '../../backend/backend.js';
+import { parseEdgeFlags, type EdgeOptions } from '../../backend/vxlan/edge.js';
 import { AllocBackend } from '../../backend/alloc/alloc.js';
 import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
 import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
@@ -11,7 +12,7 @@ import { UdpBackend } from '../../backend/udp/udp.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink, type KernelObserver } from '../../kernel/rtnetlink.js';
 import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
-import { cleanupIptables, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
+import { cleanupIptables, edgeMasqRules, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
 import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
 import { kernelHostView, type HostView } from '../../daemon/iface.js';
@@ -27,7 +28,7 @@ import type { FlanneldFlags } from './flags.js';
  * Backends by type; the netlink socket is opened only by a backend that needs
  * one, in a worker thread, so the kernel never blocks the daemon's event loop.
  */
-function defaultBackends(observer: () => KernelObserver | null): { registry: BackendRegistry; current(): Backend | null; close(): void } {
+function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOptions | null): { registry: BackendRegistry; current(): Backend | null; close(): void } {
   let kernel: RtNetlink | null = null;
   let current: Backend | null = null;
   const k = () => {
@@ -38,11 +39,15 @@ function defaultBackends(observer: () => KernelObserver | null): { registry: Bac
     return kernel;
   };
   const made = <B extends Backend>(b: B): B => ((current = b), b);
+  // the edge gateway routes through VTEPs: vxlan only
+  const noEdge = (type: string) => {
+    if (edge) throw new BackendError(`--edge-network: only the vxlan backend can be an edge gateway (Backend.Type is "${type}")`);
+  };
   const registry = new BackendRegistry()
-    .register('alloc', (ctx) => made(new AllocBackend(ctx)))
-    .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k() })))
-    .register('host-gw', (ctx) => made(new HostGwBackend(ctx, { kernel: k() })))
-    .register('udp', (ctx) => made(new UdpBackend(ctx, { kernel: k() })));
+    .register('alloc', (ctx) => (noEdge('alloc'), made(new AllocBackend(ctx))))
+    .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k(), edge })))
+    .register('host-gw', (ctx) => (noEdge('host-gw'), made(new HostGwBackend(ctx, { kernel: k() }))))
+    .register('udp', (ctx) => (noEdge('udp'), made(new UdpBackend(ctx, { kernel: k() }))));
   return { registry, current: () => current, close: () => kernel?.close() };
 }
 
@@ -105,6 +110,17 @@ export async function run(f: FlanneldFlags): Promise<number> {
   if (f.ifaceCanReach) {
     return fatal('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
   }
+
+  // The edge gateway (issue 12, src/backend/vxlan/edge.ts).
+  let edge: EdgeOptions | null;
+  try {
+    edge = parseEdgeFlags(f.edgeNetwork, f.edgeIface, f.edgeMasq);
+  } catch (e) {
+    if (!(e instanceof BackendError)) throw e;
+    return fatal(e.message);
+  }
+  if (f.edgeAllow) return fatal('--edge-allow: not implemented yet in flannel-ts; start without it (every pod may reach the edge segments)');
+  if (edge && f.kubeSubnetMgr) return fatal('--edge-network: not supported with --kube-subnet-mgr yet (no edge-networks node annotation); use etcd mode');
 
   let configText: string | undefined;
   // kube mode always reads net-conf from the file (the mounted ConfigMap);
@@ -175,7 +191,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
   }
 
   let kernelObserver: KernelObserver | null = null;
-  const backends = defaultBackends(() => kernelObserver);
+  const backends = defaultBackends(() => kernelObserver, edge);
   // Masquerade/forward rules (spec §9): iptables, or nftables with EnableNFTables.
   // Like flannel, each mode first removes what the other mode left behind
   // (spec §9.4). Unlike flannel, rules this run does not want (e.g. after a
@@ -189,6 +205,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
       const masq = f.ipMasq && cfg.network !== null;
       const fwd = f.iptablesForwardRules && cfg.network !== null;
       if (cfg.enableNFTables) {
+        if (edge?.masq) throw new Error('--edge-masq: not supported with EnableNFTables yet in flannel-ts; use iptables mode (EnableNFTables false)');
         await cleanupIptables(log.child('iptables'));
         const chains = [];
         if (masq) chains.push(nftMasqChain(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
@@ -205,6 +222,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
       const sets = [];
       if (masq) sets.push(masqRules(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
       if (fwd) sets.push(forwardRules(cfg.network!));
+      if (edge?.masq && cfg.network) sets.push(edgeMasqRules(cfg.network, edge.segments));
       await cleanupIptables(log.child('iptables'), { families: ['iptables'], keep: sets.map((s) => s.chain) });
       // IPv6 (EnableIPv6): the same chains with ip6tables for IPv6Network and our v6 subnet (spec §9).
       const sets6 = [];

@@ -1,0 +1,175 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseIPv4, parseIPv4Net } from '../../lease/ip.js';
+import { decodeLeaseAttrs, encodeLeaseAttrs, type Lease } from '../../lease/lease.js';
+import { MemoryLogger } from '../../testing/memory-logger.js';
+import { parseNetworkConfig } from '../../subnet/config.js';
+import { FakeKernel } from '../../testing/fake-kernel.js';
+import { BackendError } from '../backend.js';
+import * as C from '../../netlink/constants.js';
+import { VxlanBackend } from './vxlan.js';
+import { parseEdgeFlags, publishedEdgeNetworks, selectEdgeRoutes, validateEdge, type EdgeOptions } from './edge.js';
+import { desiredEntries } from './desired.js';
+import { parseFlanneldFlags } from '../../cmd/flanneld/flags.js';
+
+const N = parseIPv4Net('10.244.0.0/16');
+const LAN = '192.168.50.0/24';
+
+const peer = (n: number, edge?: unknown): Lease => ({
+  subnet: parseIPv4Net(`10.244.${n}.0/24`),
+  subnet6: null,
+  attrs: {
+    publicIP: parseIPv4(`192.0.2.${10 + n}`),
+    publicIPv6: null,
+    backendType: 'vxlan',
+    backendData: { VNI: 1, VtepMAC: `0a:00:00:00:00:0${n}` },
+    ...(edge !== undefined ? { edgeNetworks: edge } : {}),
+  },
+  expiration: null,
+});
+
+test('flags: --edge-network/--edge-iface repeatable and comma lists; errors name the flag', () => {
+  const r = parseFlanneldFlags(['--edge-network', '192.168.50.0/24,192.168.60.0/24', '--edge-network=10.9.0.0/16', '--edge-iface', 'br0', '--edge-masq'], {});
+  assert.equal(r.kind, 'flags');
+  const f = (r as Extract<typeof r, { kind: 'flags' }>).flags;
+  assert.deepEqual(f.edgeNetwork, ['192.168.50.0/24,192.168.60.0/24', '10.9.0.0/16']);
+  const o = parseEdgeFlags(f.edgeNetwork, f.edgeIface, f.edgeMasq)!;
+  assert.deepEqual(
+    o.segments.map((s) => [s.net, s.iface]),
+    [
+      [parseIPv4Net('192.168.50.0/24'), 'br0'],
+      [parseIPv4Net('192.168.60.0/24'), 'br0'],
+      [parseIPv4Net('10.9.0.0/16'), 'br0'],
+    ],
+  );
+  assert.equal(o.masq, true);
+  assert.deepEqual(parseEdgeFlags(['192.168.50.0/24', '192.168.60.0/24'], ['br0,br1'], false)!.segments.map((s) => s.iface), ['br0', 'br1']);
+  assert.equal(parseEdgeFlags([], [], false), null);
+  const bad: Array<[string[], string[], boolean, RegExp]> = [
+    [['192.168.50.0/24'], [], false, /^--edge-network: needs --edge-iface/],
+    [[], ['br0'], false, /^--edge-iface: needs --edge-network/],
+    [[], [], true, /^--edge-masq: needs --edge-network/],
+    [['192.168.50.1/24'], ['br0'], false, /^--edge-network: "192\.168\.50\.1\/24" has host bits set \(the network is 192\.168\.50\.0\/24\)/],
+    [['192.168.50.0/33'], ['br0'], false, /^--edge-network: invalid IPv4 CIDR/],
+    [['lan'], ['br0'], false, /^--edge-network: invalid IPv4 CIDR "lan"/],
+    [['0.0.0.0/0'], ['br0'], false, /^--edge-network: 0\.0\.0\.0\/0 is the whole address space/],
+    [['192.168.0.0/16', '192.168.50.0/24'], ['br0'], false, /^--edge-network: 192\.168\.50\.0\/24 overlaps 192\.168\.0\.0\/16, also given/],
+    [['192.168.50.0/24', '192.168.60.0/24', '192.168.70.0/24'], ['a,b'], false, /^--edge-iface: give one interface, or one per --edge-network \(3\); got 2/],
+    [['192.168.50.0/24'], ['a/b'], false, /^--edge-iface: "a\/b" is not an interface name/],
+  ];
+  for (const [n, i, m, re] of bad) assert.throws(() => parseEdgeFlags(n, i, m), (e: unknown) => e instanceof BackendError && re.test(e.message), `${n} ${i}`);
+});
+
+test('validateEdge: overlap with the flannel Network or the underlay is refused, naming --edge-network', () => {
+  const o = (c: string): EdgeOptions => ({ segments: [{ net: parseIPv4Net(c), iface: 'br0' }], masq: false });
+  validateEdge(o(LAN), N, parseIPv4('192.0.2.11'));
+  assert.throws(() => validateEdge(o('10.244.200.0/24'), N, parseIPv4('192.0.2.11')), /^BackendError: --edge-network: 10\.244\.200\.0\/24 overlaps the flannel Network 10\.244\.0\.0\/16$|--edge-network: 10\.244\.200\.0\/24 overlaps the flannel Network 10\.244\.0\.0\/16/);
+  assert.throws(() => validateEdge(o('10.0.0.0/8'), N, parseIPv4('192.0.2.11')), /--edge-network: 10\.0\.0\.0\/8 overlaps the flannel Network/);
+  assert.throws(() => validateEdge(o('192.0.2.0/24'), N, parseIPv4('192.0.2.11')), /--edge-network: 192\.0\.2\.0\/24 contains this node's public IP 192\.0\.2\.11/);
+});
+
+test('lease bytes: EdgeNetworks goes after flannel\'s fields; decoding round-trips and matches keys case-insensitively', () => {
+  const a = peer(1, [LAN]).attrs;
+  const text = '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"},"EdgeNetworks":["192.168.50.0/24"]}';
+  assert.equal(encodeLeaseAttrs(a), text);
+  assert.equal(encodeLeaseAttrs(decodeLeaseAttrs(text)), text);
+  assert.deepEqual(decodeLeaseAttrs(text.replace('EdgeNetworks', 'edgenetworks')).edgeNetworks, [LAN]);
+  // without the field, the bytes are exactly flannel's
+  assert.equal(encodeLeaseAttrs(peer(1).attrs), '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"}}');
+  // a malformed value does not make the lease undecodable: it is checked where it is used
+  const odd = decodeLeaseAttrs('{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","EdgeNetworks":"192.168.50.0/24"}');
+  assert.deepEqual(publishedEdgeNetworks({ ...peer(1), attrs: odd }).bad, ['EdgeNetworks: expected a list of CIDRs, got "192.168.50.0/24"']);
+  assert.deepEqual(publishedEdgeNetworks(peer(1, [LAN, 7, '192.168.60.1/24', '0.0.0.0/0'])), {
+    nets: [parseIPv4Net(LAN)],
+    bad: ['EdgeNetworks: 7 is not a CIDR string', 'EdgeNetworks: "192.168.60.1/24" has host bits set (the network is 192.168.60.0/24)', 'EdgeNetworks: 0.0.0.0/0 is the whole address space'],
+  });
+});
+
+test('selection: the lowest subnet among a segment\'s publishers wins; bad segments are skipped with a reason', () => {
+  const ctx = { network: N, own: [parseIPv4Net('192.168.70.0/24')], publicIPs: [parseIPv4('192.0.2.11')] };
+  const remote = [peer(5, [LAN]), peer(3, [LAN, '10.244.99.0/24']), peer(4), peer(6, ['192.168.70.0/25', '192.0.2.0/24', '192.168.70.0/24'])];
+  const { peers } = desiredEntries(remote, null);
+  const r = selectEdgeRoutes(remote, peers, ctx);
+  assert.deepEqual(r.routes.map((x) => [x.dst, x.via.gw, x.candidates]), [[LAN, '10.244.3.0', ['10.244.3.0-24', '10.244.5.0-24']]]);
+  assert.deepEqual(r.skipped, [
+    { id: '10.244.3.0-24', reason: 'edge network 10.244.99.0/24 overlaps the flannel Network 10.244.0.0/16' },
+    { id: '10.244.6.0-24', reason: 'edge network 192.168.70.0/25 overlaps our own edge network 192.168.70.0/24' },
+    { id: '10.244.6.0-24', reason: 'edge network 192.0.2.0/24 contains the public IP 192.0.2.11' },
+  ]);
+  // failover: the chosen one's lease is gone -> the next lowest
+  const after = remote.filter((l) => l.subnet.ip !== parseIPv4('10.244.3.0'));
+  assert.deepEqual(selectEdgeRoutes(after, desiredEntries(after, null).peers, ctx).routes.map((x) => [x.dst, x.via.gw]), [[LAN, '10.244.5.0']]);
+  // a publisher whose VXLAN entries are left out (bad MAC) cannot carry the segment
+  const badMac: Lease = { ...peer(2, [LAN]), attrs: { ...peer(2, [LAN]).attrs, backendData: { VNI: 1, VtepMAC: 'zz' } } };
+  const withBad = [badMac, ...remote];
+  assert.equal(selectEdgeRoutes(withBad, desiredEntries(withBad, null).peers, ctx).routes[0]!.via.gw, '10.244.3.0');
+});
+
+async function backend(edge: EdgeOptions | null = null, withBr0 = true) {
+  const k = new FakeKernel();
+  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
+  k.addrs.push({ family: 2, index: eth0.index, prefixLen: 24, flags: 0, scope: 0, local: '192.0.2.11', address: '192.0.2.11', cidr: '192.0.2.11/24' });
+  if (withBr0) {
+    const br0 = k.addLink({ name: 'br0', mtu: 1500 });
+    k.addrs.push({ family: 2, index: br0.index, prefixLen: 24, flags: 0, scope: 0, local: '192.168.70.1', address: '192.168.70.1', cidr: '192.168.70.1/24' });
+  }
+  const log = new MemoryLogger();
+  const b = new VxlanBackend(
+    { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
+    { kernel: k, edge },
+  );
+  const attrs = await b.prepare();
+  const own = { ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } };
+  await b.activate(own);
+  return { k, b, log, attrs, dev: (await k.getLinkByName('flannel.1'))! };
+}
+
+const edgeRoutes = (k: FakeKernel) => k.routes.filter((r) => !r.dst.startsWith('10.244.')).map((r) => `${r.dst} via ${r.gateway} oif ${r.oif}${r.onlink ? ' onlink' : ''} proto ${r.protocol}`);
+
+test('edge node: publishes its segments; a missing interface or one without an address in the segment is refused naming the flag', async () => {
+  const o: EdgeOptions = { segments: [{ net: parseIPv4Net('192.168.70.0/24'), iface: 'br0' }], masq: true };
+  const { attrs } = await backend(o);
+  assert.deepEqual(attrs.edgeNetworks, ['192.168.70.0/24']);
+  await assert.rejects(backend(o, false), /^BackendError: --edge-iface: no interface "br0" \(for --edge-network 192\.168\.70\.0\/24\)$|--edge-iface: no interface "br0" \(for --edge-network 192\.168\.70\.0\/24\)/);
+  await assert.rejects(backend({ segments: [{ net: parseIPv4Net(LAN), iface: 'br0' }], masq: false }), /--edge-iface: br0 has no IPv4 address in --edge-network 192\.168\.50\.0\/24/);
+  // without --edge-network nothing new is published
+  assert.equal((await backend()).attrs.edgeNetworks, undefined);
+});
+
+test('every node routes a published segment via the chosen edge VTEP; failover in the same (patch) reconcile; idempotent; removal', async () => {
+  const { k, b, dev, log } = await backend();
+  const h3 = peer(3, [LAN]);
+  const h5 = peer(5, [LAN]);
+  assert.deepEqual(await b.reconcile([h5, h3, peer(4)], []), []);
+  assert.deepEqual(edgeRoutes(k), [`${LAN} via 10.244.3.0 oif ${dev.index} onlink proto ${C.RTPROT_FLANNEL}`]);
+  const m = k.mutations;
+  assert.deepEqual(await b.reconcile([h5, h3, peer(4)], []), []);
+  assert.equal(k.mutations, m, 'a repeat changes nothing');
+  // h3's lease goes away: one lease event -> the targeted patch path, which also switches the segment
+  const patches = b.patches;
+  assert.deepEqual(await b.reconcile([h5, peer(4)], [{ type: 'removed', lease: h3 }]), []);
+  assert.equal(b.patches, patches + 1, 'switched by the patch for the departure');
+  assert.deepEqual(edgeRoutes(k), [`${LAN} via 10.244.5.0 oif ${dev.index} onlink proto ${C.RTPROT_FLANNEL}`]);
+  assert.ok(log.lines.some((l) => l.msg === `edge network ${LAN}: via 10.244.5.0-24 (was 10.244.3.0-24)`));
+  assert.equal(b.edgeVia.get(LAN), '10.244.5.0-24');
+  // a full run agrees with the patch
+  const m2 = k.mutations;
+  await b.reconcile([h5, peer(4)], []);
+  assert.equal(k.mutations, m2);
+  // the last edge node leaves: the route goes, peers' routes stay
+  assert.deepEqual(await b.reconcile([peer(4)], [{ type: 'removed', lease: h5 }]), []);
+  assert.deepEqual(edgeRoutes(k), []);
+  assert.deepEqual(k.routes.map((r) => r.dst), ['10.244.4.0/24']);
+  assert.ok(log.lines.some((l) => l.msg === `edge network ${LAN}: no edge node left (was 10.244.5.0-24); route removed`));
+});
+
+test('foreign routes to an edge segment are never touched; a bad segment is warned about once', async () => {
+  const { k, b, dev, log } = await backend();
+  // an operator's static route (proto static) to another LAN on flannel.1
+  k.routes.push({ family: C.AF_INET, dst: '172.16.0.0/24', dstLen: 24, gateway: '10.244.9.0', oif: dev.index, table: C.RT_TABLE_MAIN, protocol: C.RTPROT_STATIC, scope: 0, type: C.RTN_UNICAST, flags: 0, onlink: true });
+  const bad = peer(3, ['10.244.0.0/8']);
+  await b.reconcile([bad], []);
+  await b.reconcile([bad], []);
+  assert.deepEqual(edgeRoutes(k), [`172.16.0.0/24 via 10.244.9.0 oif ${dev.index} onlink proto ${C.RTPROT_STATIC}`]);
+  assert.equal(log.lines.filter((l) => /ignoring lease 10\.244\.3\.0-24: EdgeNetworks: "10\.244\.0\.0\/8" has host bits set/.test(l.msg)).length, 1);
+});
