@@ -13,7 +13,7 @@
 // --edge-masq (LAN hosts route the pod Network via h1; they see the pod's
 // address) and with it (no route back needed; they see the edge's LAN
 // address), real flanneld on h4 decoding our edge leases and still
-// programming our nodes, refusals, and failover: the chosen edge node dies
+// programming our nodes, refusals, --edge-allow (FLANNEL-EDGE), and failover: the chosen edge node dies
 // (NIC down, flanneld SIGKILLed, its lease deleted) and h3 switches to the
 // other; the route-switch time and the pod -> LAN ping gap are measured.
 import { after, before, test } from 'node:test';
@@ -161,7 +161,7 @@ test('real flanneld (v0.28) decodes our edge leases and still programs our edge 
   assert.equal(r.done, false);
 });
 
-test('refusals (exit 1, one line naming the flag): an edge network overlapping the flannel Network, --edge-allow, a non-vxlan backend, kube mode', { skip }, async () => {
+test('refusals (exit 1, one line naming the flag): an edge network overlapping the flannel Network, --edge-allow outside it, a non-vxlan backend, kube mode', { skip }, async () => {
   const runOnce = async (args: string[]) => {
     const f = new FlanneldProc([`--etcd-endpoints=http://192.0.2.1:2379`, '--iface=eth0', `--subnet-file=${topo.tmpDir}/refused.env`, ...args], { prefix: ['ip', 'netns', 'exec', h3.name] });
     const code = await Promise.race([f.exited, sleep(30_000).then(() => 'timeout' as const)]);
@@ -171,9 +171,9 @@ test('refusals (exit 1, one line naming the flag): an edge network overlapping t
   const a = await runOnce(['--edge-network', '10.244.200.0/24', '--edge-iface', 'eth0']);
   assert.equal(a.code, 1);
   assert.match(a.text, /--edge-network: 10\.244\.200\.0\/24 overlaps the flannel Network 10\.244\.0\.0\/16/);
-  const b = await runOnce([...EDGE_ARGS, '--edge-allow', '10.244.1.0/24']);
+  const b = await runOnce([...EDGE_ARGS, '--edge-allow', '10.245.1.0/24']);
   assert.equal(b.code, 1);
-  assert.match(b.text, /--edge-allow: /);
+  assert.match(b.text, /--edge-allow: 10\.245\.1\.0\/24 is not inside the flannel Network 10\.244\.0\.0\/16/);
   writeFileSync(`${topo.tmpDir}/hostgw.json`, JSON.stringify({ Network: N, Backend: { Type: 'host-gw' } }));
   const c = await runOnce([...EDGE_ARGS, `--net-config-path=${topo.tmpDir}/hostgw.json`]);
   assert.equal(c.code, 1);
@@ -198,6 +198,26 @@ test('with --edge-masq: the LAN needs no route back and sees the edge node\'s LA
   const { edge } = chosen();
   assert.deepEqual(await sourcesAtLan1(p3.name), [EDGE_IP[edge.index]!]);
   assert.ok((await topo.ping(p3.name, LAN2, { count: 2 })).ok);
+});
+
+test('--edge-allow: only the allowed pod subnet reaches the LAN; FLANNEL-EDGE goes ahead of FLANNEL-FWD', { skip }, async () => {
+  const S3 = subnetOf(h3);
+  await Promise.all([start(h1, [...EDGE_ARGS, '--edge-masq', '--edge-allow', S3]), start(h2, [...EDGE_ARGS, '--edge-masq', '--edge-allow', S3])]);
+  for (const h of [h1, h2]) {
+    const filter = (await topo.exec(h.name, ['iptables-save', '-t', 'filter'])).split('\n').filter((l) => /FLANNEL|flanneld/.test(l) && !l.startsWith(':'));
+    assert.deepEqual(filter, [
+      '-A FORWARD -m comment --comment "flanneld edge" -j FLANNEL-EDGE',
+      '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+      `-A FLANNEL-EDGE -s ${S3} -d ${LAN} -o br-lan -m comment --comment "flanneld edge" -j ACCEPT`,
+      `-A FLANNEL-EDGE -s ${N} -d ${LAN} -o br-lan -m comment --comment "flanneld edge" -j DROP`,
+      `-A FLANNEL-EDGE -s ${LAN} -d ${S3} -i br-lan -m comment --comment "flanneld edge" -j ACCEPT`,
+      `-A FLANNEL-EDGE -s ${LAN} -d ${N} -i br-lan -m comment --comment "flanneld edge" -j DROP`,
+      `-A FLANNEL-FWD -s ${N} -m comment --comment "flanneld forward" -j ACCEPT`,
+      `-A FLANNEL-FWD -d ${N} -m comment --comment "flanneld forward" -j ACCEPT`,
+    ]);
+  }
+  assert.ok((await topo.ping(p3.name, LAN1, { count: 2 })).ok, 'allowed: h3 pod -> LAN');
+  for (const h of [h1, h2]) assert.equal((await topo.ping(h.pods[0]!.name, LAN1, { count: 1, timeoutS: 1 })).ok, false, `not allowed: ${h.name} pod -> LAN`);
 });
 
 test('failover: the chosen edge node dies and its lease is deleted; h3 switches to the standby (times measured)', { skip }, async () => {

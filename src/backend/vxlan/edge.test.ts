@@ -11,6 +11,7 @@ import { VxlanBackend } from './vxlan.js';
 import { parseEdgeFlags, publishedEdgeNetworks, selectEdgeRoutes, validateEdge, type EdgeOptions } from './edge.js';
 import { desiredEntries } from './desired.js';
 import { parseFlanneldFlags } from '../../cmd/flanneld/flags.js';
+import { edgeForwardRules, edgeMasqRules, expectedListing } from '../../kernel/iptables.js';
 
 const N = parseIPv4Net('10.244.0.0/16');
 const LAN = '192.168.50.0/24';
@@ -57,14 +58,21 @@ test('flags: --edge-network/--edge-iface repeatable and comma lists; errors name
     [['192.168.50.0/24', '192.168.60.0/24', '192.168.70.0/24'], ['a,b'], false, /^--edge-iface: give one interface, or one per --edge-network \(3\); got 2/],
     [['192.168.50.0/24'], ['a/b'], false, /^--edge-iface: "a\/b" is not an interface name/],
   ];
+  assert.deepEqual(parseEdgeFlags([LAN], ['br0'], false, '10.244.3.0/24, 10.244.4.0/24')!.allow, [parseIPv4Net('10.244.3.0/24'), parseIPv4Net('10.244.4.0/24')]);
+  assert.equal(parseEdgeFlags([LAN], ['br0'], false)!.allow, null);
+  assert.throws(() => parseEdgeFlags([LAN], ['br0'], false, '10.244.3.1/24'), /^BackendError: --edge-allow: "10\.244\.3\.1\/24" has host bits set|--edge-allow: "10\.244\.3\.1\/24" has host bits set/);
+  assert.throws(() => parseEdgeFlags([LAN], ['br0'], false, '10.244.3.0/24,'), /--edge-allow: an empty entry in the list/);
+  assert.throws(() => parseEdgeFlags([], [], false, '10.244.3.0/24'), /--edge-allow: needs --edge-network/);
   for (const [n, i, m, re] of bad) assert.throws(() => parseEdgeFlags(n, i, m), (e: unknown) => e instanceof BackendError && re.test(e.message), `${n} ${i}`);
 });
 
 test('validateEdge: overlap with the flannel Network or the underlay is refused, naming --edge-network', () => {
-  const o = (c: string): EdgeOptions => ({ segments: [{ net: parseIPv4Net(c), iface: 'br0' }], masq: false });
+  const o = (c: string): EdgeOptions => ({ segments: [{ net: parseIPv4Net(c), iface: 'br0' }], masq: false, allow: null });
   validateEdge(o(LAN), N, parseIPv4('192.0.2.11'));
   assert.throws(() => validateEdge(o('10.244.200.0/24'), N, parseIPv4('192.0.2.11')), /^BackendError: --edge-network: 10\.244\.200\.0\/24 overlaps the flannel Network 10\.244\.0\.0\/16$|--edge-network: 10\.244\.200\.0\/24 overlaps the flannel Network 10\.244\.0\.0\/16/);
   assert.throws(() => validateEdge(o('10.0.0.0/8'), N, parseIPv4('192.0.2.11')), /--edge-network: 10\.0\.0\.0\/8 overlaps the flannel Network/);
+  assert.throws(() => validateEdge({ ...o(LAN), allow: [parseIPv4Net('10.245.0.0/24')] }, N, parseIPv4('192.0.2.11')), /--edge-allow: 10\.245\.0\.0\/24 is not inside the flannel Network 10\.244\.0\.0\/16/);
+  assert.throws(() => validateEdge({ ...o(LAN), allow: [parseIPv4Net('10.0.0.0/8')] }, N, parseIPv4('192.0.2.11')), /--edge-allow: 10\.0\.0\.0\/8 is not inside/);
   assert.throws(() => validateEdge(o('192.0.2.0/24'), N, parseIPv4('192.0.2.11')), /--edge-network: 192\.0\.2\.0\/24 contains this node's public IP 192\.0\.2\.11/);
 });
 
@@ -127,11 +135,11 @@ async function backend(edge: EdgeOptions | null = null, withBr0 = true) {
 const edgeRoutes = (k: FakeKernel) => k.routes.filter((r) => !r.dst.startsWith('10.244.')).map((r) => `${r.dst} via ${r.gateway} oif ${r.oif}${r.onlink ? ' onlink' : ''} proto ${r.protocol}`);
 
 test('edge node: publishes its segments; a missing interface or one without an address in the segment is refused naming the flag', async () => {
-  const o: EdgeOptions = { segments: [{ net: parseIPv4Net('192.168.70.0/24'), iface: 'br0' }], masq: true };
+  const o: EdgeOptions = { segments: [{ net: parseIPv4Net('192.168.70.0/24'), iface: 'br0' }], masq: true, allow: null };
   const { attrs } = await backend(o);
   assert.deepEqual(attrs.edgeNetworks, ['192.168.70.0/24']);
   await assert.rejects(backend(o, false), /^BackendError: --edge-iface: no interface "br0" \(for --edge-network 192\.168\.70\.0\/24\)$|--edge-iface: no interface "br0" \(for --edge-network 192\.168\.70\.0\/24\)/);
-  await assert.rejects(backend({ segments: [{ net: parseIPv4Net(LAN), iface: 'br0' }], masq: false }), /--edge-iface: br0 has no IPv4 address in --edge-network 192\.168\.50\.0\/24/);
+  await assert.rejects(backend({ segments: [{ net: parseIPv4Net(LAN), iface: 'br0' }], masq: false, allow: null }), /--edge-iface: br0 has no IPv4 address in --edge-network 192\.168\.50\.0\/24/);
   // without --edge-network nothing new is published
   assert.equal((await backend()).attrs.edgeNetworks, undefined);
 });
@@ -172,4 +180,18 @@ test('foreign routes to an edge segment are never touched; a bad segment is warn
   await b.reconcile([bad], []);
   assert.deepEqual(edgeRoutes(k), [`172.16.0.0/24 via 10.244.9.0 oif ${dev.index} onlink proto ${C.RTPROT_STATIC}`]);
   assert.equal(log.lines.filter((l) => /ignoring lease 10\.244\.3\.0-24: EdgeNetworks: "10\.244\.0\.0\/8" has host bits set/.test(l.msg)).length, 1);
+});
+
+test('iptables: --edge-masq and --edge-allow rule sets, in iptables -S form', () => {
+  const segs = [{ net: parseIPv4Net(LAN), iface: 'br-lan' }];
+  assert.deepEqual(expectedListing(edgeMasqRules(N, segs)), ['-N FLANNEL-EDGE-MASQ', '-A FLANNEL-EDGE-MASQ -s 10.244.0.0/16 -d 192.168.50.0/24 -o br-lan -m comment --comment "flanneld edge masq" -j MASQUERADE']);
+  const fwd = edgeForwardRules(N, segs, [parseIPv4Net('10.244.3.0/24')]);
+  assert.equal(fwd.first, true, 'jump inserted ahead of FLANNEL-FWD');
+  assert.deepEqual(expectedListing(fwd), [
+    '-N FLANNEL-EDGE',
+    '-A FLANNEL-EDGE -s 10.244.3.0/24 -d 192.168.50.0/24 -o br-lan -m comment --comment "flanneld edge" -j ACCEPT',
+    '-A FLANNEL-EDGE -s 10.244.0.0/16 -d 192.168.50.0/24 -o br-lan -m comment --comment "flanneld edge" -j DROP',
+    '-A FLANNEL-EDGE -s 192.168.50.0/24 -d 10.244.3.0/24 -i br-lan -m comment --comment "flanneld edge" -j ACCEPT',
+    '-A FLANNEL-EDGE -s 192.168.50.0/24 -d 10.244.0.0/16 -i br-lan -m comment --comment "flanneld edge" -j DROP',
+  ]);
 });

@@ -43,6 +43,8 @@ export interface EdgeOptions {
   readonly segments: readonly EdgeSegment[];
   /** --edge-masq: masquerade pod traffic leaving to the segments */
   readonly masq: boolean;
+  /** --edge-allow: the pod CIDRs that may reach the segments (and be reached from them); null = the whole Network */
+  readonly allow: readonly IPv4Net[] | null;
 }
 
 /** A CIDR in canonical form ("192.168.50.0/24"), or a one-line reason it is not. */
@@ -63,12 +65,13 @@ export function parseCanonicalCidr(s: string): IPv4Net | string {
  * a comma list). One interface serves every network; otherwise they pair up
  * by position. Errors name the flag.
  */
-export function parseEdgeFlags(networks: readonly string[], ifaces: readonly string[], masq: boolean): EdgeOptions | null {
+export function parseEdgeFlags(networks: readonly string[], ifaces: readonly string[], masq: boolean, allowText = ''): EdgeOptions | null {
   const nets = networks.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
   const ifs = ifaces.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
   if (nets.length === 0) {
     if (ifs.length > 0) throw new BackendError('--edge-iface: needs --edge-network (the segment behind that interface)');
     if (masq) throw new BackendError('--edge-masq: needs --edge-network and --edge-iface');
+    if (allowText.trim() !== '') throw new BackendError('--edge-allow: needs --edge-network and --edge-iface');
     return null;
   }
   if (ifs.length === 0) throw new BackendError('--edge-network: needs --edge-iface (the interface the segment is on)');
@@ -86,7 +89,16 @@ export function parseEdgeFlags(networks: readonly string[], ifaces: readonly str
     if (other) throw new BackendError(`--edge-network: ${v} overlaps ${formatIPv4Net(other.net)}, also given`);
     segments.push({ net: n, iface });
   });
-  return { segments, masq };
+  let allow: IPv4Net[] | null = null;
+  if (allowText.trim() !== '') {
+    allow = [];
+    for (const v of allowText.split(',').map((x) => x.trim())) {
+      const n = parseCanonicalCidr(v);
+      if (typeof n === 'string') throw new BackendError(`--edge-allow: ${v === '' ? 'an empty entry in the list' : n}`);
+      allow.push(n);
+    }
+  }
+  return { segments, masq, allow };
 }
 
 /** Checks against the network config and the node's underlay (at start-up, before anything is published). */
@@ -95,6 +107,9 @@ export function validateEdge(o: EdgeOptions, network: IPv4Net, publicIP: number)
     const c = formatIPv4Net(s.net);
     if (ipv4NetsOverlap(s.net, network)) throw new BackendError(`--edge-network: ${c} overlaps the flannel Network ${formatIPv4Net(network)}`);
     if (ipv4NetContains(s.net, publicIP)) throw new BackendError(`--edge-network: ${c} contains this node's public IP ${formatIPv4(publicIP)} (the underlay cannot be an edge segment)`);
+  }
+  for (const a of o.allow ?? []) {
+    if (!ipv4NetContains(network, a.ip) || a.prefix < network.prefix) throw new BackendError(`--edge-allow: ${formatIPv4Net(a)} is not inside the flannel Network ${formatIPv4Net(network)}`);
   }
 }
 

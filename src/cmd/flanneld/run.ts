@@ -12,7 +12,7 @@ import { UdpBackend } from '../../backend/udp/udp.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink, type KernelObserver } from '../../kernel/rtnetlink.js';
 import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
-import { cleanupIptables, edgeMasqRules, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
+import { cleanupIptables, edgeForwardRules, edgeMasqRules, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
 import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
 import { kernelHostView, type HostView } from '../../daemon/iface.js';
@@ -114,12 +114,11 @@ export async function run(f: FlanneldFlags): Promise<number> {
   // The edge gateway (issue 12, src/backend/vxlan/edge.ts).
   let edge: EdgeOptions | null;
   try {
-    edge = parseEdgeFlags(f.edgeNetwork, f.edgeIface, f.edgeMasq);
+    edge = parseEdgeFlags(f.edgeNetwork, f.edgeIface, f.edgeMasq, f.edgeAllow);
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
     return fatal(e.message);
   }
-  if (f.edgeAllow) return fatal('--edge-allow: not implemented yet in flannel-ts; start without it (every pod may reach the edge segments)');
   if (edge && f.kubeSubnetMgr) return fatal('--edge-network: not supported with --kube-subnet-mgr yet (no edge-networks node annotation); use etcd mode');
 
   let configText: string | undefined;
@@ -206,6 +205,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
       const fwd = f.iptablesForwardRules && cfg.network !== null;
       if (cfg.enableNFTables) {
         if (edge?.masq) throw new Error('--edge-masq: not supported with EnableNFTables yet in flannel-ts; use iptables mode (EnableNFTables false)');
+        if (edge?.allow) throw new Error('--edge-allow: not supported with EnableNFTables yet in flannel-ts; use iptables mode (EnableNFTables false)');
         await cleanupIptables(log.child('iptables'));
         const chains = [];
         if (masq) chains.push(nftMasqChain(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
@@ -223,6 +223,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
       if (masq) sets.push(masqRules(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
       if (fwd) sets.push(forwardRules(cfg.network!));
       if (edge?.masq && cfg.network) sets.push(edgeMasqRules(cfg.network, edge.segments));
+      if (edge?.allow && cfg.network) sets.push(edgeForwardRules(cfg.network, edge.segments, edge.allow));
       await cleanupIptables(log.child('iptables'), { families: ['iptables'], keep: sets.map((s) => s.chain) });
       // IPv6 (EnableIPv6): the same chains with ip6tables for IPv6Network and our v6 subnet (spec §9).
       const sets6 = [];
