@@ -161,7 +161,7 @@ test('real flanneld (v0.28) decodes our edge leases and still programs our edge 
   assert.equal(r.done, false);
 });
 
-test('refusals (exit 1, one line naming the flag): an edge network overlapping the flannel Network, --edge-allow outside it, a non-vxlan backend, kube mode', { skip }, async () => {
+test('refusals (exit 1, one line naming the flag): an edge network overlapping the flannel Network, --edge-allow outside it, a non-vxlan backend, --edge-masq alone', { skip }, async () => {
   const runOnce = async (args: string[]) => {
     const f = new FlanneldProc([`--etcd-endpoints=http://192.0.2.1:2379`, '--iface=eth0', `--subnet-file=${topo.tmpDir}/refused.env`, ...args], { prefix: ['ip', 'netns', 'exec', h3.name] });
     const code = await Promise.race([f.exited, sleep(30_000).then(() => 'timeout' as const)]);
@@ -178,9 +178,9 @@ test('refusals (exit 1, one line naming the flag): an edge network overlapping t
   const c = await runOnce([...EDGE_ARGS, `--net-config-path=${topo.tmpDir}/hostgw.json`]);
   assert.equal(c.code, 1);
   assert.match(c.text, /--edge-network: only the vxlan backend can be an edge gateway \(Backend\.Type is "host-gw"\)/);
-  const d = await runOnce([...EDGE_ARGS, '--kube-subnet-mgr']);
+  const d = await runOnce(['--edge-masq']);
   assert.equal(d.code, 1);
-  assert.match(d.text, /--edge-network: not supported with --kube-subnet-mgr yet/);
+  assert.match(d.text, /^flanneld: --edge-masq: needs --edge-network and --edge-iface$/m);
   // the JSON log line goes to log shippers; people get one plain line
   assert.equal(c.text.split('\n').filter((l) => /edge/.test(l) && !l.startsWith('{')).length, 1, `one line:\n${c.text}`);
 });

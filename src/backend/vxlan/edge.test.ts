@@ -12,6 +12,8 @@ import { parseEdgeFlags, publishedEdgeNetworks, selectEdgeRoutes, validateEdge, 
 import { desiredEntries } from './desired.js';
 import { parseFlanneldFlags } from '../../cmd/flanneld/flags.js';
 import { edgeForwardRules, edgeMasqRules, expectedListing } from '../../kernel/iptables.js';
+import { annotationNames } from '../../store/kube/annotations.js';
+import { desiredAnnotations, nodeToLease } from '../../store/kube/node-lease.js';
 
 const N = parseIPv4Net('10.244.0.0/16');
 const LAN = '192.168.50.0/24';
@@ -194,4 +196,23 @@ test('iptables: --edge-masq and --edge-allow rule sets, in iptables -S form', ()
     '-A FLANNEL-EDGE -s 192.168.50.0/24 -d 10.244.3.0/24 -i br-lan -m comment --comment "flanneld edge" -j ACCEPT',
     '-A FLANNEL-EDGE -s 192.168.50.0/24 -d 10.244.0.0/16 -i br-lan -m comment --comment "flanneld edge" -j DROP',
   ]);
+});
+
+test('kube mode: <prefix>/edge-networks carries the segments; "[]" withdraws them; a bad value reaches the backend as a reason', () => {
+  const A = annotationNames('flannel.alpha.coreos.com');
+  const attrs = { ...peer(1, [LAN]).attrs };
+  const want = desiredAnnotations(A, attrs, {});
+  assert.equal(A.edgeNetworks, 'flannel.alpha.coreos.com/edge-networks');
+  assert.equal(want[A.edgeNetworks], '["192.168.50.0/24"]');
+  const { edgeNetworks: _drop, ...plain } = attrs;
+  assert.equal(desiredAnnotations(A, plain, {})[A.edgeNetworks], undefined, 'a plain node writes nothing new');
+  assert.equal(desiredAnnotations(A, plain, { [A.edgeNetworks]: '["192.168.50.0/24"]' })[A.edgeNetworks], '[]', 'no longer an edge node: withdrawn');
+  const cfg = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+  const node = (edge: string) => nodeToLease({ name: 'n2', podCIDR: '10.244.2.0/24', annotations: { ...want, [A.edgeNetworks]: edge } }, A, cfg);
+  const ok = node('["192.168.50.0/24"]');
+  assert.ok(ok.kind === 'lease');
+  assert.deepEqual(publishedEdgeNetworks(ok.lease).nets, [parseIPv4Net(LAN)]);
+  const bad = node('192.168.50.0/24');
+  assert.ok(bad.kind === 'lease', 'the peer itself stays usable');
+  assert.deepEqual(publishedEdgeNetworks(bad.lease).bad, ['EdgeNetworks: expected a list of CIDRs, got "192.168.50.0/24"']);
 });

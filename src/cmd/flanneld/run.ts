@@ -119,7 +119,6 @@ export async function run(f: FlanneldFlags): Promise<number> {
     if (!(e instanceof BackendError)) throw e;
     return fatal(e.message);
   }
-  if (edge && f.kubeSubnetMgr) return fatal('--edge-network: not supported with --kube-subnet-mgr yet (no edge-networks node annotation); use etcd mode');
 
   let configText: string | undefined;
   // kube mode always reads net-conf from the file (the mounted ConfigMap);
