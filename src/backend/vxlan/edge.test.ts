@@ -115,7 +115,7 @@ test('selection: the lowest subnet among a segment\'s publishers wins; bad segme
   assert.equal(selectEdgeRoutes(withBad, desiredEntries(withBad, null).peers, ctx).routes[0]!.via.gw, '10.244.3.0');
 });
 
-async function backend(edge: EdgeOptions | null = null, withBr0 = true) {
+async function backend(edge: EdgeOptions | null = null, withBr0 = true, backendConf = '{"Type":"vxlan"}') {
   const k = new FakeKernel();
   const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
   k.addrs.push({ family: 2, index: eth0.index, prefixLen: 24, flags: 0, scope: 0, local: '192.0.2.11', address: '192.0.2.11', cidr: '192.0.2.11/24' });
@@ -125,7 +125,7 @@ async function backend(edge: EdgeOptions | null = null, withBr0 = true) {
   }
   const log = new MemoryLogger();
   const b = new VxlanBackend(
-    { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
+    { config: parseNetworkConfig(`{"Network":"10.244.0.0/16","Backend":${backendConf}}`), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
     { kernel: k, edge },
   );
   const attrs = await b.prepare();
@@ -215,4 +215,21 @@ test('kube mode: <prefix>/edge-networks carries the segments; "[]" withdraws the
   const bad = node('192.168.50.0/24');
   assert.ok(bad.kind === 'lease', 'the peer itself stays usable');
   assert.deepEqual(publishedEdgeNetworks(bad.lease).bad, ['EdgeNetworks: expected a list of CIDRs, got "192.168.50.0/24"']);
+});
+
+test('DirectRouting: a segment whose edge node is on our underlay subnet is routed via its public IP on the external interface', async () => {
+  const { k, b, dev } = await backend(null, true, '{"Type":"vxlan","DirectRouting":true}');
+  const eth0 = (await k.getLinkByName('eth0'))!;
+  const far: Lease = { ...peer(3, [LAN]), attrs: { ...peer(3, [LAN]).attrs, publicIP: parseIPv4('198.51.100.3') } };
+  await b.reconcile([peer(5, [LAN]), far], []);
+  // 10.244.3.0/24 (lowest) is not direct: via its VTEP
+  assert.deepEqual(edgeRoutes(k), [`${LAN} via 10.244.3.0 oif ${dev.index} onlink proto ${C.RTPROT_FLANNEL}`]);
+  // it leaves: the direct peer takes the segment, via its public IP on eth0, and the tunnelled route goes
+  await b.reconcile([peer(5, [LAN])], [{ type: 'removed', lease: far }]);
+  assert.deepEqual(edgeRoutes(k).filter((r) => r.startsWith(LAN)), [`${LAN} via 192.0.2.15 oif ${eth0.index} proto ${C.RTPROT_FLANNEL}`]);
+  const m = k.mutations;
+  await b.reconcile([peer(5, [LAN])], []);
+  assert.equal(k.mutations, m, 'converged');
+  await b.reconcile([], [{ type: 'removed', lease: peer(5, [LAN]) }]);
+  assert.deepEqual(edgeRoutes(k).filter((r) => r.startsWith(LAN)), []);
 });
