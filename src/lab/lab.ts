@@ -19,11 +19,11 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseEnvText } from '../subnet/subnet-env.js';
+import { buildEdgeLan, EDGE_LAN, edgeFlanneldArgs, edgeHostCount, edgeReport, type LabEdge } from './edge.js';
 import { LocalStore } from '../store/local/local-store.js';
 import { mapLimit, run, sh } from './sh.js';
 import { kubeApiserverBinary, nodeAnnotations, startLabKube } from './kube.js';
 import { FlannelError } from '../errors.js';
-import { buildEdgeLan, EDGE_LAN, edgeFlanneldArgs, edgeHostCount, edgeReport, type LabEdge } from './edge.js';
 
 export const DEFAULT_LAB_PREFIX = 'ftslab-';
 export const DEFAULT_LAB_DIR = '/run/flannel-ts-lab';
@@ -55,6 +55,8 @@ export type LabStore = 'local' | 'etcd' | 'kube';
 export interface LabOptions {
   hosts: number;
   pods: number;
+  /** --edge: an office LAN behind h1 (and h2) as edge gateways (src/lab/edge.ts) */
+  edge?: boolean;
   backend: string;
   store: LabStore;
   dir: string;
@@ -66,8 +68,6 @@ export interface LabOptions {
   signal?: AbortSignal;
   /** how to call flannelctl in printed commands (default "flannelctl") */
   self?: string;
-  /** --edge: an office LAN behind h1 (and h2) as edge gateways (src/lab/edge.ts) */
-  edge?: boolean;
 }
 
 export interface LabPod {

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { BackendError, BackendRegistry, type Backend } from '../../backend/backend.js';
 import { parseEdgeFlags, type EdgeOptions } from '../../backend/vxlan/edge.js';
+import { edgeForwardRules, edgeMasqRules } from '../../kernel/iptables.js';
 import { AllocBackend } from '../../backend/alloc/alloc.js';
 import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
 import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
@@ -12,7 +13,7 @@ import { UdpBackend } from '../../backend/udp/udp.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink, type KernelObserver } from '../../kernel/rtnetlink.js';
 import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
-import { cleanupIptables, edgeForwardRules, edgeMasqRules, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
+import { cleanupIptables, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
 import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
 import { kernelHostView, type HostView } from '../../daemon/iface.js';
