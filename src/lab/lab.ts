@@ -156,7 +156,6 @@ export async function labUp(o: LabOptions): Promise<LabState> {
   if (!Number.isInteger(o.hosts) || o.hosts < 1 || o.hosts > 50) throw new LabRefused(`--hosts: ${o.hosts} is out of range (1..50)`);
   if (!Number.isInteger(o.pods) || o.pods < 0 || o.pods > 50) throw new LabRefused(`--pods: ${o.pods} is out of range (0..50)`);
   if (o.edge && o.backend !== 'vxlan') throw new LabRefused(`--edge: the edge gateway is a vxlan feature; use --backend vxlan (not ${o.backend})`);
-  if (o.edge && o.store === 'kube') throw new LabRefused('--edge: not wired into the --store kube lab yet; use --store local or etcd');
   const existing = await labNamespaces(o.prefix);
   if (loadState(o.dir) || existing.length > 0) {
     const self = o.self ?? 'flannelctl';

@@ -1,5 +1,6 @@
 // `flannelctl lab up --edge` (issue 12): the office LAN behind h1 and h2,
-// with its own namespace prefix and state dir, so it never meets a user's lab.
+// with its own namespace prefix and state dir, so it never meets a user's lab;
+// with the local store, and with a real kube-apiserver (--store kube).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -10,6 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { FLANNELCTL } from '../helpers/flanneld.js';
 import { isRoot, listNamespaces } from '../helpers/netns.js';
+import { kubeApiserverBinary, kubeSkipReason } from '../helpers/kube.js';
 
 const skip = isRoot() ? false : 'needs root (network namespaces)';
 const pexec = promisify(execFile);
@@ -58,6 +60,27 @@ test('lab up --edge --hosts 3: office LAN behind h1 and h2; bridges, routes both
     assert.match(status.stdout, /12\/12 pod <-> LAN pings answered/);
   } finally {
     const down = await ctl(['lab', 'down', ...common.slice(0, 4)]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), []);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const kubeBin = isRoot() ? await kubeApiserverBinary() : null;
+const kubeSkip = !isRoot() ? 'needs root (network namespaces)' : kubeSkipReason(kubeBin);
+
+test('lab up --edge --store kube: the segment travels in the edge-networks annotation; same matrix', { skip: kubeSkip }, async () => {
+  const prefix = `ftslk${randomBytes(2).toString('hex')}-`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'fts-lab-edge-kube-'));
+  const common = ['--dir', dir, '--prefix', prefix];
+  try {
+    const up = await ctl(['lab', 'up', '--edge', '--store', 'kube', '--hosts', '3', '--pods', '1', '--no-ui', ...common]);
+    assert.equal(up.code, 0, up.stderr + up.stdout);
+    assert.equal((up.stdout.match(/flannel\.alpha\.coreos\.com\/edge-networks: \["192\.168\.50\.0\/24"\]/g) ?? []).length, 2, 'h1 and h2 carry the annotation');
+    assert.match(up.stdout, /h3 +192\.168\.50\.0\/24 via 10\.244\.\d+\.0 dev flannel\.1 proto 222 onlink/);
+    assert.match(up.stdout, /12\/12 pod <-> LAN pings answered/);
+  } finally {
+    const down = await ctl(['lab', 'down', ...common]);
     assert.equal(down.code, 0, down.stderr);
     assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), []);
     rmSync(dir, { recursive: true, force: true });
