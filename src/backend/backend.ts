@@ -48,6 +48,12 @@ export interface BackendContext {
    * changed something as a self-heal under `why`.
    */
   readonly kick?: (why: string) => void;
+  /**
+   * What the backend publishes changed at runtime (vxlan: an edge segment's
+   * interface went down or came back): the daemon writes our lease again with
+   * these attributes (after PublicIP/PublicIPv6), so peers follow.
+   */
+  readonly republish?: (attrs: PublishedAttrs) => void;
 }
 
 /** What goes into our lease besides PublicIP(v6). */

@@ -227,6 +227,40 @@ test('--edge-allow: only the allowed pod subnet reaches the LAN; FLANNEL-EDGE go
   for (const h of [h1, h2]) assert.equal((await topo.ping(h.pods[0]!.name, LAN1, { count: 1, timeoutS: 1 })).ok, false, `not allowed: ${h.name} pod -> LAN`);
 });
 
+/** Largest gap between consecutive replies of a `ping -D` run, in ms. */
+function pingGap(stdout: string): { gap: number; replies: number[] } {
+  const stamps = [...stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)].map((m) => Number(m[1]) * 1000);
+  let gap = 0;
+  for (let i = 1; i < stamps.length; i++) gap = Math.max(gap, stamps[i]! - stamps[i - 1]!);
+  return { gap, replies: stamps };
+}
+
+test('the chosen edge node loses its LAN link while flanneld runs: it withdraws the segment, h3 moves to the standby, and back when the link returns', { skip }, async () => {
+  const { edge, standby } = chosen();
+  const viaEdge = `${LAN} via ${vtepOf(edge)} dev flannel.1 proto 222 onlink`;
+  const viaStandby = `${LAN} via ${vtepOf(standby)} dev flannel.1 proto 222 onlink`;
+  assert.equal(await edgeRoute(h3), viaEdge);
+  const ping = topo.spawn(p3.name, ['ping', '-n', '-D', '-i', '0.05', '-W', '1', '-w', '8', LAN1], { label: 'link-failure ping' });
+  await sleep(1500);
+  const t0 = Date.now();
+  await topo.ip(edge.name, 'link', 'set', 'lan0', 'down');
+  await waitUntil('h3 moved to the standby', async () => (await edgeRoute(h3)) === viaStandby, 10_000, 5);
+  const tSwitch = Date.now() - t0;
+  assert.match((await topo.etcdctl('get', keyOf(edge), '--print-value-only')).trim(), /,"EdgeNetworks":\[\]\}$/, 'withdrawn from the lease');
+  await sleep(1500);
+  const t1 = Date.now();
+  await topo.ip(edge.name, 'link', 'set', 'lan0', 'up');
+  await waitUntil('h3 back on the lower-subnet edge', async () => (await edgeRoute(h3)) === viaEdge, 10_000, 5);
+  const tBack = Date.now() - t1;
+  await ping.exited;
+  const { gap, replies } = pingGap(ping.stdout);
+  console.log(`# edge link failure: link down -> h3 switched in ${tSwitch} ms; link up -> back in ${tBack} ms; pod -> LAN ping gap ${gap.toFixed(0)} ms (50 ms interval, ${replies.length} replies)`);
+  assert.ok(tSwitch < 3000 && tBack < 3000);
+  assert.ok(gap < 3000, `ping gap ${gap} ms`);
+  assert.ok(procs.get(edge)!.lines.some((l) => l.msg === `edge network ${LAN}: its interface is down, has no carrier or lost its address; withdrawing it from our lease`));
+  assert.ok((await topo.ping(p3.name, LAN1, { count: 1 })).ok);
+});
+
 test('failover: the chosen edge node dies and its lease is deleted; h3 switches to the standby (times measured)', { skip }, async () => {
   const { edge, standby } = chosen();
   assert.equal(await edgeRoute(h3), `${LAN} via ${vtepOf(edge)} dev flannel.1 proto 222 onlink`);
@@ -249,10 +283,8 @@ test('failover: the chosen edge node dies and its lease is deleted; h3 switches 
     return true;
   }, 10_000, 5);
   await ping.exited;
-  const stamps = [...ping.stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)].map((m) => Number(m[1]) * 1000);
+  const { gap, replies: stamps } = pingGap(ping.stdout);
   assert.ok(stamps.length > 20, `ping replies:\n${ping.stdout}`);
-  let gap = 0;
-  for (let i = 1; i < stamps.length; i++) gap = Math.max(gap, stamps[i]! - stamps[i - 1]!);
   const lastReply = stamps[stamps.length - 1]!;
   console.log(`# edge failover: lease deleted -> route switched on h3 in ${tSwitch - tDel} ms (etcdctl del took ${tDelDone - tDel} ms); failure -> switched ${tSwitch - tFail} ms; pod -> LAN ping gap ${gap.toFixed(0)} ms (50 ms interval)`);
   assert.ok(tSwitch - tDel < 2000, `route switched ${tSwitch - tDel} ms after the lease delete`);

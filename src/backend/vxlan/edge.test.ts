@@ -11,6 +11,7 @@ import { VxlanBackend } from './vxlan.js';
 import { parseEdgeFlags, publishedEdgeNetworks, selectEdgeRoutes, validateEdge, type EdgeOptions } from './edge.js';
 import { desiredEntries } from './desired.js';
 import { parseFlanneldFlags } from '../../cmd/flanneld/flags.js';
+import type { NetlinkEvent } from '../../netlink/subscriber.js';
 import { edgeForwardRules, edgeMasqRules, expectedListing } from '../../kernel/iptables.js';
 import { annotationNames } from '../../store/kube/annotations.js';
 import { desiredAnnotations, nodeToLease } from '../../store/kube/node-lease.js';
@@ -232,4 +233,50 @@ test('DirectRouting: a segment whose edge node is on our underlay subnet is rout
   assert.equal(k.mutations, m, 'converged');
   await b.reconcile([], [{ type: 'removed', lease: peer(5, [LAN]) }]);
   assert.deepEqual(edgeRoutes(k).filter((r) => r.startsWith(LAN)), []);
+});
+
+test('edge node: a segment whose interface loses carrier is withdrawn from the lease (republish), and published again when it is back', async () => {
+  const k = new FakeKernel();
+  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
+  k.addrs.push({ family: 2, index: eth0.index, prefixLen: 24, flags: 0, scope: 0, local: '192.0.2.11', address: '192.0.2.11', cidr: '192.0.2.11/24' });
+  const br0 = k.addLink({ name: 'br0', mtu: 1500 });
+  k.addrs.push({ family: 2, index: br0.index, prefixLen: 24, flags: 0, scope: 0, local: '192.168.70.1', address: '192.168.70.1', cidr: '192.168.70.1/24' });
+  const published: Array<readonly string[] | undefined> = [];
+  const kicks: string[] = [];
+  const log = new MemoryLogger();
+  const b = new VxlanBackend(
+    {
+      config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'),
+      extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') },
+      log,
+      kick: (why) => kicks.push(why),
+      republish: (a) => published.push(a.edgeNetworks),
+    },
+    { kernel: k, edge: { segments: [{ net: parseIPv4Net('192.168.70.0/24'), iface: 'br0' }], masq: false, allow: null } },
+  );
+  const attrs = await b.prepare();
+  assert.deepEqual(attrs.edgeNetworks, ['192.168.70.0/24']);
+  await b.activate({ ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } });
+  await b.reconcile([], []);
+  assert.deepEqual(published, [], 'nothing changed: no republish');
+  // the LAN side loses carrier: the link notification is damage -> a full run withdraws the segment
+  const down = { ...k.links.get(br0.index)!, lowerUp: false };
+  k.links.set(br0.index, down);
+  assert.equal(b.damage({ kind: 'link', action: 'new', link: down, pid: 0 } as NetlinkEvent), 'edge interface br0 down');
+  assert.equal(b.damage({ kind: 'link', action: 'new', link: down, pid: 0 } as NetlinkEvent), null, 'the same state again is no news');
+  await b.reconcile([], []);
+  assert.deepEqual(published, [[]]);
+  assert.ok(log.lines.some((l) => l.msg === 'edge network 192.168.70.0/24: its interface is down, has no carrier or lost its address; withdrawing it from our lease'));
+  await b.reconcile([], []);
+  assert.equal(published.length, 1, 'withdrawn once');
+  // carrier back
+  const up = { ...down, lowerUp: true };
+  k.links.set(br0.index, up);
+  assert.equal(b.damage({ kind: 'link', action: 'new', link: up, pid: 0 } as NetlinkEvent), 'edge interface br0 up');
+  await b.reconcile([], []);
+  assert.deepEqual(published, [[], ['192.168.70.0/24']]);
+  // the address goes (no link event; the periodic full run sees it)
+  k.addrs = k.addrs.filter((a) => a.index !== br0.index);
+  await b.reconcile([], []);
+  assert.deepEqual(published.at(-1), []);
 });

@@ -87,6 +87,12 @@ export class VxlanBackend implements Backend {
   edgeVia = new Map<string, string>();
   /** the edge routes the last edge reconcile put in place without errors (null: unknown) */
   private edgeKey: string | null = null;
+  /** what prepare() published (the base for a republish) */
+  private published: PublishedAttrs | null = null;
+  /** our segments currently published (their interface up, with carrier and an address in the segment) */
+  edgeLive: string[] = [];
+  /** our segments' interfaces by index, and whether each was usable when last looked at */
+  private readonly edgeIfaces = new Map<number, { name: string; usable: boolean }>();
 
   constructor(
     private readonly ctx: BackendContext,
@@ -156,11 +162,13 @@ export class VxlanBackend implements Backend {
     this.mac = this.dev.mac ?? '';
     this.ctx.log.info(`using ${this.devName} (index ${this.dev.index}, VTEP MAC ${this.mac}, MTU ${this.devMtu(4)})`);
     const attrs = { backendType: 'vxlan', backendData: { VNI: this.opts.vni, VtepMAC: this.mac }, ...(await this.edgeAttrs()) };
+    this.published = attrs;
     if (!this.devName6) return attrs;
     this.dev6 = await this.ensureDevice(null, 6);
     this.mac6 = this.dev6.mac ?? '';
     this.ctx.log.info(`using ${this.devName6} (index ${this.dev6.index}, VTEP MAC ${this.mac6}, MTU ${this.devMtu(6)}); subnet.env MTU ${this.mtu} so that both families fit`);
-    return { ...attrs, backendV6Data: { VNI: this.opts.vni, VtepMAC: this.mac6 } };
+    this.published = { ...attrs, backendV6Data: { VNI: this.opts.vni, VtepMAC: this.mac6 } };
+    return this.published;
   }
 
   /**
@@ -182,7 +190,44 @@ export class VxlanBackend implements Backend {
       }
       this.ctx.log.info(`edge gateway: ${c} via ${s.iface} (published in our lease as EdgeNetworks)${e.masq ? '; pod traffic to it is masqueraded' : '; hosts there need a route to the pod Network via this node'}`);
     }
-    return { edgeNetworks: e.segments.map((s) => formatIPv4Net(s.net)) };
+    this.edgeLive = await this.liveEdgeNetworks();
+    for (const s of e.segments) {
+      const c = formatIPv4Net(s.net);
+      if (!this.edgeLive.includes(c)) this.ctx.log.warn(`edge network ${c}: ${s.iface} is down or has no carrier; not published until it is up`);
+    }
+    return { edgeNetworks: this.edgeLive };
+  }
+
+  /**
+   * Our segments whose interface is up, has carrier and holds an address in
+   * the segment: only those are published, so that a broken link to the LAN
+   * moves peers to another edge node (they follow our lease).
+   */
+  private async liveEdgeNetworks(): Promise<string[]> {
+    const live: string[] = [];
+    for (const s of this.o.edge?.segments ?? []) {
+      const link = await this.k.getLinkByName(s.iface);
+      let usable = !!link && link.up && link.lowerUp;
+      if (usable) {
+        const addrs = await this.k.listAddrs(link!.index);
+        usable = addrs.some((a) => a.family === AF_INET && ipv4NetContains(s.net, parseIPv4(a.cidr.split('/')[0]!)));
+      }
+      if (link) this.edgeIfaces.set(link.index, { name: s.iface, usable: link.up && link.lowerUp });
+      if (usable) live.push(formatIPv4Net(s.net));
+    }
+    return live;
+  }
+
+  /** On a full run: a segment whose interface failed or came back is withdrawn from / put back into our lease. */
+  private async checkEdgeLive(): Promise<void> {
+    if (!this.o.edge || !this.published) return;
+    const live = await this.liveEdgeNetworks();
+    if (live.join(',') === this.edgeLive.join(',')) return;
+    for (const c of this.edgeLive) if (!live.includes(c)) this.ctx.log.warn(`edge network ${c}: its interface is down, has no carrier or lost its address; withdrawing it from our lease`);
+    for (const c of live) if (!this.edgeLive.includes(c)) this.ctx.log.info(`edge network ${c}: its interface is usable again; publishing it in our lease`);
+    this.edgeLive = live;
+    this.published = { ...this.published, edgeNetworks: live };
+    this.ctx.republish?.(this.published);
   }
 
   /** Edge segments published by peers: one route each, through the chosen edge node (edge.ts). */
@@ -336,6 +381,16 @@ export class VxlanBackend implements Backend {
       this.ctx.log.warn(`${e.link.name || this.devName} was deleted; recreating it`);
       return 'device deleted';
     }
+    // one of our edge segments' interfaces changed state: a full run re-checks what we publish
+    if (e.kind === 'link' && this.edgeIfaces.has(e.link.index)) {
+      const was = this.edgeIfaces.get(e.link.index)!;
+      const usable = e.action !== 'del' && e.link.up && e.link.lowerUp;
+      if (usable !== was.usable) {
+        this.edgeIfaces.set(e.link.index, { ...was, usable });
+        return `edge interface ${was.name} ${usable ? 'up' : 'down'}`;
+      }
+      return null;
+    }
     if (e.action !== 'del') return null;
     // Only the loss of an entry a peer needs is damage. Neighbour deletions
     // reach us with pid 0 even when our own patch removed a departed peer, so
@@ -437,6 +492,7 @@ export class VxlanBackend implements Backend {
     this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, peers);
     const re = await this.reconcileEdge(peers);
     this.last = { changes: this.last.changes + re.changes, errors: [...this.last.errors, ...re.errors] };
+    await this.checkEdgeLive();
     if (this.devName6) {
       const r6 = await this.runOnce6();
       this.last = { changes: this.last.changes + r6.changes, errors: [...this.last.errors, ...r6.errors] };
