@@ -7,8 +7,8 @@
 // Checked: h1's exact annotation, h2's exact route via h1's VTEP, a pod on h2
 // reaching the LAN host (with --edge-masq: the LAN sees h1's LAN address),
 // real flanneld ignoring the annotation and still programming h1, and the
-// annotation withdrawn ("[]") when h1 restarts without --edge-network, which
-// removes h2's route.
+// annotation withdrawn ("[]") when h1's LAN link goes down (and back when it
+// returns) and when h1 restarts without --edge-network; h2's route follows.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -110,6 +110,16 @@ test('kube mode: real flanneld ignores the annotation and still programs the edg
   assert.ok((await topo.ping(h3.pods[0]!.name, h1.pods[0]!.ip, { count: 2 })).ok, 'real node pod -> edge node pod');
   assert.equal(await edgeRoute(h3), '');
   assert.equal(real!.done, false);
+});
+
+test('kube mode: h1\'s LAN link goes down: the annotation becomes "[]" and h2 drops the route; back when the link returns', { skip }, async () => {
+  await topo.ip(h1.name, 'link', 'set', 'lan0', 'down');
+  await waitUntil('annotation withdrawn', async () => (await edgeAnnotation(h1)) === '[]');
+  await waitUntil('h2 route removed', async () => (await edgeRoute(h2)) === '');
+  await topo.ip(h1.name, 'link', 'set', 'lan0', 'up');
+  await waitUntil('annotation back', async () => (await edgeAnnotation(h1)) === `["${LAN}"]`);
+  await waitUntil('h2 route back', async () => (await edgeRoute(h2)) === `${LAN} via 10.244.1.0 dev flannel.1 proto 222 onlink`);
+  assert.ok((await topo.ping(h2.pods[0]!.name, LAN1, { count: 1 })).ok);
 });
 
 test('kube mode: h1 restarted without --edge-network withdraws the segments ("[]"); h2 drops its route', { skip }, async () => {
