@@ -50,6 +50,12 @@ export interface BackendContext {
    * changed something as a self-heal under `why`.
    */
   readonly kick?: (why: string) => void;
+  /**
+   * What the backend publishes changed at runtime (vxlan: an edge segment's
+   * interface went down or came back): the daemon writes our lease again with
+   * these attributes (after PublicIP/PublicIPv6), so peers follow.
+   */
+  readonly republish?: (attrs: PublishedAttrs) => void;
 }
 
 /** What goes into our lease besides PublicIP(v6). */
@@ -57,6 +63,8 @@ export interface PublishedAttrs {
   readonly backendType: string;
   readonly backendData?: unknown;
   readonly backendV6Data?: unknown;
+  /** vxlan with --edge-network: the segments this node is a gateway to (lease "EdgeNetworks") */
+  readonly edgeNetworks?: readonly string[];
 }
 
 /** What a backend counts, read when /metrics is scraped (self-heals are the daemon's). */

@@ -12,9 +12,9 @@
 // status that src/cmd/flanneld turns into one.
 
 import { formatIPv4 } from '../lease/ip.js';
-import { leaseId, subnetKey, withoutConflicts, type Lease } from '../lease/lease.js';
+import { leaseId, sameAttrs, subnetKey, withoutConflicts, type Lease, type LeaseAttrs } from '../lease/lease.js';
 import { RateLimitedLog, type Logger } from '../log/log.js';
-import type { Backend, BackendRegistry, ChangeFeed } from '../backend/backend.js';
+import type { Backend, BackendRegistry, ChangeFeed, PublishedAttrs } from '../backend/backend.js';
 import { realClock, type Clock, type ClockTimer } from '../clock.js';
 import type { NetlinkEvent } from '../netlink/subscriber.js';
 import { ConfigError, describeConfig, parseNetworkConfig, type NetworkConfig } from '../subnet/config.js';
@@ -208,6 +208,7 @@ export class Daemon {
       ...(stored.vtepMac ? { storedVtepMac: stored.vtepMac } : {}),
       ...(stored.vtepMac6 ? { storedVtepMac6: stored.vtepMac6 } : {}),
       kick: (why) => this.queue.kick(why),
+      republish: (attrs) => this.republish(attrs),
     });
     const published = await this.backend.prepare();
     if (signal.aborted) return { code: 0, reason: 'signal' };
@@ -495,6 +496,20 @@ export class Daemon {
     } finally {
       this.reregistering = false;
     }
+  }
+
+  private republishing: Promise<void> = Promise.resolve();
+
+  /** The backend's published attributes changed: write our lease again with them (one at a time). */
+  private republish(published: PublishedAttrs): void {
+    this.republishing = this.republishing.then(async () => {
+      const lease = this.lease;
+      if (!lease || this.state === 'stopping' || this.state === 'stopped') return;
+      const attrs: LeaseAttrs = { publicIP: lease.attrs.publicIP, publicIPv6: lease.attrs.publicIPv6, ...published };
+      if (sameAttrs(attrs, lease.attrs)) return;
+      this.log.info(`publishing changed attributes in our lease ${leaseId(lease)}`);
+      await this.reacquire({ ...lease, attrs });
+    });
   }
 
   /** Take our subnet again; anything else (a different subnet, an error that won't pass) ends the daemon. */

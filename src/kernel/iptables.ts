@@ -28,6 +28,8 @@ export interface RuleSet {
   rules: string[][];
   /** ip6tables for the IPv6 rules (EnableIPv6); default iptables */
   bin?: 'iptables' | 'ip6tables';
+  /** insert the jump at the top of the parent (before FLANNEL-FWD's accepts) instead of appending it */
+  first?: boolean;
 }
 
 export function masqRules(network: IPv4Net, subnet: IPv4Net, randomFully: boolean): RuleSet {
@@ -56,6 +58,46 @@ function masqRuleSet(N: string, S: string, multicast: string, randomFully: boole
       ['!', '-s', N, '-d', N, ...c, '-j', 'MASQUERADE', ...rf],
     ],
   };
+}
+
+export const EDGE_MASQ_COMMENT = 'flanneld edge masq';
+
+/**
+ * --edge-masq (issue 12, src/backend/vxlan/edge.ts): pod traffic leaving
+ * through an edge segment's interface to that segment takes the interface's
+ * address, so hosts on the segment need no route back to the pod Network.
+ */
+export function edgeMasqRules(network: IPv4Net, segments: ReadonlyArray<{ net: IPv4Net; iface: string }>): RuleSet {
+  const c = ['-m', 'comment', '--comment', EDGE_MASQ_COMMENT];
+  return {
+    table: 'nat',
+    parent: 'POSTROUTING',
+    chain: 'FLANNEL-EDGE-MASQ',
+    jump: [...c, '-j', 'FLANNEL-EDGE-MASQ'],
+    rules: segments.map((s) => ['-s', formatIPv4Net(network), '-d', formatIPv4Net(s.net), '-o', s.iface, ...c, '-j', 'MASQUERADE']),
+  };
+}
+
+export const EDGE_FWD_COMMENT = 'flanneld edge';
+
+/**
+ * --edge-allow (issue 12): only the allowed pod CIDRs may reach an edge
+ * segment through its interface, or be reached from it; the rest of the pod
+ * Network is dropped there. Its jump goes first in FORWARD, ahead of
+ * FLANNEL-FWD's accepts. Rules are in `iptables -S` order (-s -d -i/-o).
+ */
+export function edgeForwardRules(network: IPv4Net, segments: ReadonlyArray<{ net: IPv4Net; iface: string }>, allow: readonly IPv4Net[]): RuleSet {
+  const c = ['-m', 'comment', '--comment', EDGE_FWD_COMMENT];
+  const N = formatIPv4Net(network);
+  const rules: string[][] = [];
+  for (const s of segments) {
+    const E = formatIPv4Net(s.net);
+    for (const a of allow) rules.push(['-s', formatIPv4Net(a), '-d', E, '-o', s.iface, ...c, '-j', 'ACCEPT']);
+    rules.push(['-s', N, '-d', E, '-o', s.iface, ...c, '-j', 'DROP']);
+    for (const a of allow) rules.push(['-s', E, '-d', formatIPv4Net(a), '-i', s.iface, ...c, '-j', 'ACCEPT']);
+    rules.push(['-s', E, '-d', N, '-i', s.iface, ...c, '-j', 'DROP']);
+  }
+  return { table: 'filter', parent: 'FORWARD', chain: 'FLANNEL-EDGE', jump: [...c, '-j', 'FLANNEL-EDGE'], rules, first: true };
 }
 
 export function forwardRules(network: IPv4Net): RuleSet {
@@ -163,8 +205,9 @@ export class IptablesManager {
     if (restore.code !== 0) throw new Error(`${bin}-restore (${s.table} ${s.chain}) failed: ${restore.stderr.trim()}`);
     const has = await this.exec(bin, ['-w', '-t', s.table, '-C', s.parent, ...s.jump]);
     if (has.code !== 0) {
-      const add = await this.exec(bin, ['-w', '-t', s.table, '-A', s.parent, ...s.jump]);
-      if (add.code !== 0) throw new Error(`${bin} -t ${s.table} -A ${s.parent} failed: ${add.stderr.trim()}`);
+      const where = s.first ? ['-I', s.parent, '1'] : ['-A', s.parent];
+      const add = await this.exec(bin, ['-w', '-t', s.table, ...where, ...s.jump]);
+      if (add.code !== 0) throw new Error(`${bin} -t ${s.table} ${where.join(' ')} failed: ${add.stderr.trim()}`);
     }
   }
 
@@ -191,6 +234,9 @@ export class IptablesManager {
 export const FLANNEL_IPTABLES_CHAINS: ReadonlyArray<{ table: 'nat' | 'filter'; chain: string }> = [
   { table: 'nat', chain: 'FLANNEL-POSTRTG' },
   { table: 'filter', chain: 'FLANNEL-FWD' },
+  // flannel-ts's own (issue 12), removed the same way when a run does not want it
+  { table: 'nat', chain: 'FLANNEL-EDGE-MASQ' },
+  { table: 'filter', chain: 'FLANNEL-EDGE' },
 ];
 
 /**

@@ -19,6 +19,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseEnvText } from '../subnet/subnet-env.js';
+import { buildEdgeLan, EDGE_LAN, edgeFlanneldArgs, edgeHostCount, edgeReport, type LabEdge } from './edge.js';
 import { LocalStore } from '../store/local/local-store.js';
 import { mapLimit, run, sh } from './sh.js';
 import { kubeApiserverBinary, nodeAnnotations, startLabKube } from './kube.js';
@@ -55,6 +56,8 @@ export type LabStore = 'local' | 'etcd' | 'kube';
 export interface LabOptions {
   hosts: number;
   pods: number;
+  /** --edge: an office LAN behind h1 (and h2) as edge gateways (src/lab/edge.ts) */
+  edge?: boolean;
   backend: string;
   store: LabStore;
   dir: string;
@@ -101,6 +104,8 @@ export interface LabState {
   /** the topology page `lab up` started */
   ui?: { url: string; pid: number };
   hosts: LabHost[];
+  /** --edge: the office LAN (src/lab/edge.ts) */
+  edge?: LabEdge;
   /** processes the lab started, with a word their command line must contain (guards against PID reuse) */
   procs: Array<{ pid: number; what: string; mark: string }>;
 }
@@ -159,6 +164,7 @@ function netConf(backend: string, ipv6 = false): string {
 export async function labUp(o: LabOptions): Promise<LabState> {
   if (!Number.isInteger(o.hosts) || o.hosts < 1 || o.hosts > 50) throw new LabRefused(`--hosts: ${o.hosts} is out of range (1..50)`);
   if (!Number.isInteger(o.pods) || o.pods < 0 || o.pods > 50) throw new LabRefused(`--pods: ${o.pods} is out of range (0..50)`);
+  if (o.edge && o.backend !== 'vxlan') throw new LabRefused(`--edge: the edge gateway is a vxlan feature; use --backend vxlan (not ${o.backend})`);
   const existing = await labNamespaces(o.prefix);
   if (loadState(o.dir) || existing.length > 0) {
     const self = o.self ?? 'flannelctl';
@@ -238,6 +244,16 @@ export async function labUp(o: LabOptions): Promise<LabState> {
     if (h.ip6) await hostIPv6(x, name, h.ip6);
   }
 
+  if (o.edge) {
+    const edgeHosts = s.hosts.slice(0, edgeHostCount(o.hosts)).map((h) => h.name);
+    o.progress(`    office LAN ${EDGE_LAN} behind ${edgeHosts.map((n) => n.slice(o.prefix.length)).join(' and ')}`);
+    s.edge = await buildEdgeLan(o.prefix, edgeHosts, async (ns) => {
+      await x(['ip', 'netns', 'add', ns]);
+      await ipn(ns, 'link', 'set', 'lo', 'up');
+    }, ipn, NETWORK);
+    saveState(s);
+  }
+
   step(2, 5, o.store === 'kube' ? 'starting etcd and kube-apiserver in the underlay, creating the Node objects' : `starting the ${o.store} lease store`);
   let storeArgs: string[];
   const hostEnv = new Map<string, Record<string, string>>();
@@ -296,7 +312,7 @@ export async function labUp(o: LabOptions): Promise<LabState> {
   step(3, 5, `starting ${o.hosts} flanneld`);
   for (const h of s.hosts) {
     const pid = spawnDetached(
-      ['ip', 'netns', 'exec', h.name, process.execPath, FLANNELD, ...storeArgs, `--subnet-file=${path.join(h.dir, 'subnet.env')}`, '--iface=eth0', '--log-format=text'],
+      ['ip', 'netns', 'exec', h.name, process.execPath, FLANNELD, ...storeArgs, `--subnet-file=${path.join(h.dir, 'subnet.env')}`, '--iface=eth0', '--log-format=text', ...(s.edge?.edgeHosts.some((e) => e.name === h.name) ? edgeFlanneldArgs() : [])],
       path.join(h.dir, 'flanneld.log'),
       hostEnv.get(h.name) ?? {},
     );
@@ -614,7 +630,14 @@ export async function labStatus(s: LabState): Promise<{ text: string; reach: Rea
   const reach6 = s.ipv6 ? await reachability6(s.hosts.flatMap((h) => h.pods)) : undefined;
   const nodes = s.store === 'kube' && s.kube ? await nodeAnnotations(s.kube.dir) : undefined;
   const stopped = reports.filter((r) => r.flanneld.state !== 'running').map((r) => r.host.name);
-  return { text: renderReport(s, reports, reach, nodes, reach6), reach, stopped, ...(reach6 ? { reach6 } : {}) };
+  let text = renderReport(s, reports, reach, nodes, reach6);
+  if (s.edge) {
+    // the office LAN (--edge): its unanswered pings count like the pods' (exit 1)
+    const e = await edgeReport(s.prefix, s.edge, s.hosts);
+    text += e.text;
+    reach.push(...e.failed.map((f) => ({ from: f.from, to: f.to, ok: false, rttMs: null })));
+  }
+  return { text, reach, stopped, ...(reach6 ? { reach6 } : {}) };
 }
 
 /** ` --dir X --prefix Y` for the lab's own flags that differ from the defaults. */
@@ -723,6 +746,6 @@ export async function labDown(dir: string, prefix: string, progress: (l: string)
 
 /** The namespace of a pod or host, by short (h1p1, h2) or full name. */
 export function labNamespace(s: LabState, name: string): string | null {
-  const names = s.hosts.flatMap((h) => [h.name, ...h.pods.map((p) => p.name)]);
+  const names = [...s.hosts.flatMap((h) => [h.name, ...h.pods.map((p) => p.name)]), ...(s.edge?.lanHosts.map((l) => l.name) ?? [])];
   return names.find((n) => n === name || n === s.prefix + name) ?? null;
 }

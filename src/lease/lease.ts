@@ -40,6 +40,15 @@ export interface LeaseAttrs {
   /** parsed raw JSON; undefined = omitted */
   readonly backendData?: unknown;
   readonly backendV6Data?: unknown;
+  /**
+   * flannel-ts extension (issue 12, the edge gateway): the L2 segments this
+   * node routes to, e.g. ["192.168.50.0/24"], as parsed raw JSON (undefined =
+   * omitted). Written after flannel's fields; Go's encoding/json ignores the
+   * unknown key, so real flannel reads such a lease as usual. Checked by the
+   * vxlan backend (edge.ts) before use, never here: a bad value costs only
+   * the edge routes, not the peer.
+   */
+  readonly edgeNetworks?: unknown;
 }
 
 export interface Lease {
@@ -95,17 +104,18 @@ export function parseSubnetKey(key: string): { subnet: IPv4Net; subnet6: IPv6Net
 /**
  * Encode exactly as Go's json.Marshal(LeaseAttrs): compact, fields in order
  * PublicIP, PublicIPv6 (null when absent), then BackendType, BackendData,
- * BackendV6Data only when non-empty.
+ * BackendV6Data only when non-empty; then flannel-ts's EdgeNetworks when set.
  */
 export function encodeLeaseAttrs(a: LeaseAttrs): string {
   let s = `{"PublicIP":${JSON.stringify(formatIPv4(a.publicIP))},"PublicIPv6":${a.publicIPv6 === null ? 'null' : JSON.stringify(formatIPv6(a.publicIPv6))}`;
   if (a.backendType !== '') s += `,"BackendType":${JSON.stringify(a.backendType)}`;
   if (a.backendData !== undefined) s += `,"BackendData":${JSON.stringify(a.backendData)}`;
   if (a.backendV6Data !== undefined) s += `,"BackendV6Data":${JSON.stringify(a.backendV6Data)}`;
+  if (a.edgeNetworks !== undefined) s += `,"EdgeNetworks":${JSON.stringify(a.edgeNetworks)}`;
   return s + '}';
 }
 
-const ATTR_FIELDS = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data'] as const;
+const ATTR_FIELDS = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data', 'EdgeNetworks'] as const;
 
 /** Decode lease JSON written by anyone (Go decodes keys case-insensitively). */
 export function decodeLeaseAttrs(text: string): LeaseAttrs {
@@ -145,6 +155,7 @@ export function decodeLeaseAttrs(text: string): LeaseAttrs {
   const out: { -readonly [K in keyof LeaseAttrs]: LeaseAttrs[K] } = { publicIP, publicIPv6, backendType };
   if (f.BackendData !== undefined) out.backendData = f.BackendData;
   if (f.BackendV6Data !== undefined) out.backendV6Data = f.BackendV6Data;
+  if (f.EdgeNetworks !== undefined) out.edgeNetworks = f.EdgeNetworks;
   return out;
 }
 

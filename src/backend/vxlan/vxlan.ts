@@ -29,7 +29,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { formatIPv4, formatIPv6, ipv4NetContains, parseIPv4, parseIPv4Net, parseIPv6Net, type IPv4Net, type IPv6Net } from '../../lease/ip.js';
+import { formatIPv4, formatIPv4Net, formatIPv6, ipv4NetContains, parseIPv4, parseIPv4Net, parseIPv6Net, type IPv4Net, type IPv6Net } from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
 import type { LeaseEvent } from '../../lease/tracker.js';
 import type { KernelNet, Link } from '../../kernel/types.js';
@@ -41,6 +41,8 @@ import { removeOtherBackends } from '../cleanup.js';
 import { desiredEntries, desiredEntries6 } from './desired.js';
 import { normaliseMac, parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
 import { patchVxlan, reconcileVxlan, type ReconcileResult } from './reconciler.js';
+import { reconcileEdgeRoutes, selectEdgeRoutes, validateEdge, type EdgeOptions } from './edge.js';
+import type { PeerEntries } from './desired.js';
 
 /** Up to this many lease events are applied as a targeted patch; more take a full reconcile. */
 const PATCH_MAX_EVENTS = 64;
@@ -53,6 +55,8 @@ type Family = 4 | 6;
 
 export interface VxlanBackendOptions {
   kernel: KernelNet;
+  /** --edge-network/--edge-iface (edge.ts): this node is a gateway to these L2 segments */
+  edge?: EdgeOptions | null;
 }
 
 export class VxlanBackend implements Backend {
@@ -79,6 +83,16 @@ export class VxlanBackend implements Backend {
   patches = 0;
   /** kernel changes the last reconcile (full or patch) made */
   lastChanges = 0;
+  /** edge segments routed through a peer, dst -> the chosen peer's lease id (edge.ts) */
+  edgeVia = new Map<string, string>();
+  /** the edge routes the last edge reconcile put in place without errors (null: unknown) */
+  private edgeKey: string | null = null;
+  /** what prepare() published (the base for a republish) */
+  private published: PublishedAttrs | null = null;
+  /** our segments currently published (their interface up, with carrier and an address in the segment) */
+  edgeLive: string[] = [];
+  /** our segments' interfaces by index, and whether each was usable when last looked at */
+  private readonly edgeIfaces = new Map<number, { name: string; usable: boolean }>();
 
   constructor(
     private readonly ctx: BackendContext,
@@ -90,6 +104,7 @@ export class VxlanBackend implements Backend {
     this.k = o.kernel;
     if (!ctx.config.network) throw new BackendError('vxlan: IPv4 Network is required');
     if (this.devName6 && ctx.extIface.publicIPv6 === undefined) throw new BackendError(`vxlan: EnableIPv6 needs a public IPv6 address (none on ${ctx.extIface.name}; give --public-ipv6)`);
+    if (o.edge) validateEdge(o.edge, ctx.config.network, ctx.extIface.publicIP);
   }
 
   /** FLANNEL_MTU: what fits both families' tunnels (see the MTU note at the top). */
@@ -147,12 +162,97 @@ export class VxlanBackend implements Backend {
     this.dev = await this.ensureDevice(null);
     this.mac = this.dev.mac ?? '';
     this.ctx.log.info(`using ${this.devName} (index ${this.dev.index}, VTEP MAC ${this.mac}, MTU ${this.devMtu(4)})`);
-    const attrs = { backendType: 'vxlan', backendData: { VNI: this.opts.vni, VtepMAC: this.mac } };
+    const attrs = { backendType: 'vxlan', backendData: { VNI: this.opts.vni, VtepMAC: this.mac }, ...(await this.edgeAttrs()) };
+    this.published = attrs;
     if (!this.devName6) return attrs;
     this.dev6 = await this.ensureDevice(null, 6);
     this.mac6 = this.dev6.mac ?? '';
     this.ctx.log.info(`using ${this.devName6} (index ${this.dev6.index}, VTEP MAC ${this.mac6}, MTU ${this.devMtu(6)}); subnet.env MTU ${this.mtu} so that both families fit`);
-    return { ...attrs, backendV6Data: { VNI: this.opts.vni, VtepMAC: this.mac6 } };
+    this.published = { ...attrs, backendV6Data: { VNI: this.opts.vni, VtepMAC: this.mac6 } };
+    return this.published;
+  }
+
+  /**
+   * --edge-network: each segment's interface must exist and hold an address
+   * in the segment (the article's "address on the bridge"), so that the
+   * kernel's connected route takes the segment's traffic out of it. Then the
+   * segments go into our lease as EdgeNetworks.
+   */
+  private async edgeAttrs(): Promise<{ edgeNetworks?: string[] }> {
+    const e = this.o.edge;
+    if (!e) return {};
+    for (const s of e.segments) {
+      const c = formatIPv4Net(s.net);
+      const link = await this.k.getLinkByName(s.iface);
+      if (!link) throw new BackendError(`--edge-iface: no interface "${s.iface}" (for --edge-network ${c})`);
+      const addrs = await this.k.listAddrs(link.index);
+      if (!addrs.some((a) => a.family === AF_INET && ipv4NetContains(s.net, parseIPv4(a.cidr.split('/')[0]!)))) {
+        throw new BackendError(`--edge-iface: ${s.iface} has no IPv4 address in --edge-network ${c}; give it one (e.g. the segment's gateway address)`);
+      }
+      this.ctx.log.info(`edge gateway: ${c} via ${s.iface} (published in our lease as EdgeNetworks)${e.masq ? '; pod traffic to it is masqueraded' : '; hosts there need a route to the pod Network via this node'}`);
+    }
+    this.edgeLive = await this.liveEdgeNetworks();
+    for (const s of e.segments) {
+      const c = formatIPv4Net(s.net);
+      if (!this.edgeLive.includes(c)) this.ctx.log.warn(`edge network ${c}: ${s.iface} is down or has no carrier; not published until it is up`);
+    }
+    return { edgeNetworks: this.edgeLive };
+  }
+
+  /**
+   * Our segments whose interface is up, has carrier and holds an address in
+   * the segment: only those are published, so that a broken link to the LAN
+   * moves peers to another edge node (they follow our lease).
+   */
+  private async liveEdgeNetworks(): Promise<string[]> {
+    const live: string[] = [];
+    for (const s of this.o.edge?.segments ?? []) {
+      const link = await this.k.getLinkByName(s.iface);
+      let usable = !!link && link.up && link.lowerUp;
+      if (usable) {
+        const addrs = await this.k.listAddrs(link!.index);
+        usable = addrs.some((a) => a.family === AF_INET && ipv4NetContains(s.net, parseIPv4(a.cidr.split('/')[0]!)));
+      }
+      if (link) this.edgeIfaces.set(link.index, { name: s.iface, usable: link.up && link.lowerUp });
+      if (usable) live.push(formatIPv4Net(s.net));
+    }
+    return live;
+  }
+
+  /** On a full run: a segment whose interface failed or came back is withdrawn from / put back into our lease. */
+  private async checkEdgeLive(): Promise<void> {
+    if (!this.o.edge || !this.published) return;
+    const live = await this.liveEdgeNetworks();
+    if (live.join(',') === this.edgeLive.join(',')) return;
+    for (const c of this.edgeLive) if (!live.includes(c)) this.ctx.log.warn(`edge network ${c}: its interface is down, has no carrier or lost its address; withdrawing it from our lease`);
+    for (const c of live) if (!this.edgeLive.includes(c)) this.ctx.log.info(`edge network ${c}: its interface is usable again; publishing it in our lease`);
+    this.edgeLive = live;
+    this.published = { ...this.published, edgeNetworks: live };
+    this.ctx.republish?.(this.published);
+  }
+
+  /** Edge segments published by peers: one route each, through the chosen edge node (edge.ts). */
+  private async reconcileEdge(peers: readonly PeerEntries[], patch = false): Promise<ReconcileResult> {
+    const { routes, skipped } = selectEdgeRoutes(this.remote, peers, {
+      network: this.ctx.config.network!,
+      own: this.o.edge?.segments.map((s) => s.net) ?? [],
+      publicIPs: [this.ctx.extIface.publicIP, this.ctx.extIface.ifaceAddr],
+    });
+    this.warnSkipped(skipped);
+    // A patch for a peer that changes no segment's choice reads nothing (the
+    // periodic full run checks the routes anyway).
+    const key = routes.map((x) => `${x.dst}>${x.via.gw}>${x.via.direct ? x.via.publicIP : ''}`).join(',');
+    if (patch && key === this.edgeKey) return { changes: 0, errors: [] };
+    const r = await reconcileEdgeRoutes(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, routes);
+    const via = new Map(routes.map((x) => [x.dst, x.via.id]));
+    for (const [dst, id] of via) {
+      const was = this.edgeVia.get(dst);
+      if (was !== id) this.ctx.log.info(`edge network ${dst}: via ${id}${was ? ` (was ${was})` : ''}`);
+    }
+    for (const [dst, was] of this.edgeVia) if (!via.has(dst)) this.ctx.log.info(`edge network ${dst}: no edge node left (was ${was}); route removed`);
+    this.edgeVia = via;
+    this.edgeKey = r.errors.length === 0 ? key : null;
+    return r;
   }
 
   /**
@@ -248,10 +348,15 @@ export class VxlanBackend implements Backend {
         this.ctx.log.warn(`ignoring lease ${s.id}: ${s.reason}`);
       }
     }
-    const keep = desiredEntries(this.remote, direct).peers.filter((p) => !added.peers.some((a) => a.id === p.id));
+    const all = desiredEntries(this.remote, direct).peers;
+    const keep = all.filter((p) => !added.peers.some((a) => a.id === p.id));
     const r = await patchVxlan(this.k, { dev: this.dev.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, added.peers, removed.peers, keep);
     const errors = [...r.errors];
     let changes = r.changes;
+    // a departed edge node's segments switch to the standby in this same run
+    const re = await this.reconcileEdge(all, true);
+    errors.push(...re.errors);
+    changes += re.changes;
     if (this.dev6) {
       const direct6 = await this.directNets6();
       const added6 = desiredEntries6(events.filter((e) => e.type === 'added').map((e) => e.lease), direct6);
@@ -277,6 +382,16 @@ export class VxlanBackend implements Backend {
       this.ctx.log.warn(`${e.link.name || this.devName} was deleted; recreating it`);
       return 'device deleted';
     }
+    // one of our edge segments' interfaces changed state: a full run re-checks what we publish
+    if (e.kind === 'link' && this.edgeIfaces.has(e.link.index)) {
+      const was = this.edgeIfaces.get(e.link.index)!;
+      const usable = e.action !== 'del' && e.link.up && e.link.lowerUp;
+      if (usable !== was.usable) {
+        this.edgeIfaces.set(e.link.index, { ...was, usable });
+        return `edge interface ${was.name} ${usable ? 'up' : 'down'}`;
+      }
+      return null;
+    }
     if (e.action !== 'del') return null;
     // Only the loss of an entry a peer needs is damage. Neighbour deletions
     // reach us with pid 0 even when our own patch removed a departed peer, so
@@ -285,7 +400,7 @@ export class VxlanBackend implements Backend {
     if (
       (e.kind === 'neigh' && (e.neigh.ifindex === dev || e.neigh.ifindex === dev6) && w.gws.has(e.neigh.ip)) ||
       (e.kind === 'fdb' && (e.fdb.ifindex === dev || e.fdb.ifindex === dev6) && w.fdb.has(`${e.fdb.mac}|${e.fdb.dst ?? ''}`)) ||
-      (e.kind === 'route' && (e.route.oif === dev || e.route.oif === dev6 || e.route.oif === this.ctx.extIface.index) && w.dsts.has(e.route.dst))
+      (e.kind === 'route' && (e.route.oif === dev || e.route.oif === dev6 || e.route.oif === this.ctx.extIface.index) && (w.dsts.has(e.route.dst) || this.edgeVia.has(e.route.dst)))
     ) {
       return `${e.kind} deleted`;
     }
@@ -376,6 +491,9 @@ export class VxlanBackend implements Backend {
       }
     }
     this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, peers);
+    const re = await this.reconcileEdge(peers);
+    this.last = { changes: this.last.changes + re.changes, errors: [...this.last.errors, ...re.errors] };
+    await this.checkEdgeLive();
     if (this.devName6) {
       const r6 = await this.runOnce6();
       this.last = { changes: this.last.changes + r6.changes, errors: [...this.last.errors, ...r6.errors] };

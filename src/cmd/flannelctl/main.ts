@@ -315,7 +315,8 @@ labOpts(lab.command('up'))
   .addOption(new Option('--ui <addr>', 'serve the topology page here (host:port; port 0 picks a free one)').default('127.0.0.1:0'))
   .option('--no-ui', 'do not serve the topology page')
   .option('--ipv6', 'dual-stack: an IPv6 underlay (2001:db8::/64), EnableIPv6 with IPv6Network fd00:10:244::/56, pods with both addresses, and a ping -6 matrix')
-  .action(async (o: { hosts: number; pods: number; backend: string; store: LabStore; dir: string; prefix: string; ui: string | false; ipv6?: boolean }) => {
+  .option('--edge', 'add an office LAN (192.168.50.0/24, two plain hosts) behind h1, and h2 with 3+ hosts, as edge gateways (vxlan)')
+  .action(async (o: { hosts: number; pods: number; backend: string; store: LabStore; dir: string; prefix: string; ui: string | false; ipv6?: boolean; edge?: boolean }) => {
     const progress = (l: string) => process.stderr.write(l + '\n');
     const self = selfCommand();
     if (o.ui !== false) parseListen(o.ui);

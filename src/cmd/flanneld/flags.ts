@@ -46,6 +46,14 @@ export interface FlanneldFlags {
   store: string;
   /** flannel-ts extension: "json", "text", or "" (text when stderr is a terminal, else json) */
   logFormat: string;
+  /** flannel-ts (issue 12): L2 segments this node is the edge gateway to (repeatable, comma lists) */
+  edgeNetwork: string[];
+  /** flannel-ts: the interface each --edge-network is on (one for all, or one per network) */
+  edgeIface: string[];
+  /** flannel-ts: masquerade pod traffic leaving to the edge segments */
+  edgeMasq: boolean;
+  /** flannel-ts: pod subnets allowed to reach the edge segments (comma list); "" = all */
+  edgeAllow: string;
   /** $FLANNEL_ETCD_CLIENT: "" or "gateway" (default), or "etcd3" for the gRPC client (kept for one release) */
   etcdClient: string;
 }
@@ -93,6 +101,10 @@ const SPECS: Spec[] = [
   { name: 'set-node-network-unavailable', kind: 'bool', dflt: true, help: 'set NetworkUnavailable=False on the node (kube mode)' },
   { name: 'v', kind: 'int', dflt: 0, help: 'log verbosity (0 info, 1+ debug)' },
   { name: 'store', kind: 'string', dflt: 'etcd', help: 'flannel-ts: lease store, "etcd" or "local:/path/leases.db"' },
+  { name: 'edge-network', kind: 'list', dflt: [], help: 'flannel-ts (vxlan): CIDR of an L2 segment this node is the gateway to; published in the lease (EdgeNetworks), routed by every node; may be repeated or a comma list' },
+  { name: 'edge-iface', kind: 'list', dflt: [], help: 'flannel-ts (vxlan): the interface (e.g. a bridge holding the NIC) each --edge-network is on, holding an address in it; one for all or one per network' },
+  { name: 'edge-masq', kind: 'bool', dflt: false, help: 'flannel-ts (vxlan): masquerade pod traffic leaving to the edge segments, so their hosts need no route back' },
+  { name: 'edge-allow', kind: 'string', dflt: '', help: 'flannel-ts (vxlan): comma list of pod CIDRs allowed to reach the edge segments (default: the whole Network)' },
   { name: 'log-format', kind: 'string', dflt: '', help: 'flannel-ts: "text" (one readable line per event) or "json" (for log shippers); empty: text on a terminal, else json' },
 ];
 

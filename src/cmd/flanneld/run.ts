@@ -3,7 +3,9 @@
 // Like main.ts, this is src/cmd: it reads env, handles signals, decides exit codes.
 
 import { readFileSync } from 'node:fs';
-import { BackendRegistry, type Backend } from '../../backend/backend.js';
+import { BackendError, BackendRegistry, type Backend } from '../../backend/backend.js';
+import { parseEdgeFlags, type EdgeOptions } from '../../backend/vxlan/edge.js';
+import { edgeForwardRules, edgeMasqRules } from '../../kernel/iptables.js';
 import { AllocBackend } from '../../backend/alloc/alloc.js';
 import { VxlanBackend } from '../../backend/vxlan/vxlan.js';
 import { HostGwBackend } from '../../backend/hostgw/hostgw.js';
@@ -27,7 +29,7 @@ import type { FlanneldFlags } from './flags.js';
  * Backends by type; the netlink socket is opened only by a backend that needs
  * one, in a worker thread, so the kernel never blocks the daemon's event loop.
  */
-function defaultBackends(observer: () => KernelObserver | null): { registry: BackendRegistry; current(): Backend | null; close(): void } {
+function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOptions | null): { registry: BackendRegistry; current(): Backend | null; close(): void } {
   let kernel: RtNetlink | null = null;
   let current: Backend | null = null;
   const k = () => {
@@ -38,11 +40,15 @@ function defaultBackends(observer: () => KernelObserver | null): { registry: Bac
     return kernel;
   };
   const made = <B extends Backend>(b: B): B => ((current = b), b);
+  // the edge gateway routes through VTEPs: vxlan only
+  const noEdge = (type: string) => {
+    if (edge) throw new BackendError(`--edge-network: only the vxlan backend can be an edge gateway (Backend.Type is "${type}")`);
+  };
   const registry = new BackendRegistry()
-    .register('alloc', (ctx) => made(new AllocBackend(ctx)))
-    .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k() })))
-    .register('host-gw', (ctx) => made(new HostGwBackend(ctx, { kernel: k() })))
-    .register('udp', (ctx) => made(new UdpBackend(ctx, { kernel: k() })));
+    .register('alloc', (ctx) => (noEdge('alloc'), made(new AllocBackend(ctx))))
+    .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k(), edge })))
+    .register('host-gw', (ctx) => (noEdge('host-gw'), made(new HostGwBackend(ctx, { kernel: k() }))))
+    .register('udp', (ctx) => (noEdge('udp'), made(new UdpBackend(ctx, { kernel: k() }))));
   return { registry, current: () => current, close: () => kernel?.close() };
 }
 
@@ -104,6 +110,15 @@ export async function run(f: FlanneldFlags): Promise<number> {
   if (f.ipBlackholeRoute) return fatal('--ip-blackhole-route: not implemented yet in flannel-ts; start without it');
   if (f.ifaceCanReach) {
     return fatal('--iface-can-reach: not implemented yet in flannel-ts; use --iface or --iface-regex');
+  }
+
+  // The edge gateway (issue 12, src/backend/vxlan/edge.ts).
+  let edge: EdgeOptions | null;
+  try {
+    edge = parseEdgeFlags(f.edgeNetwork, f.edgeIface, f.edgeMasq, f.edgeAllow);
+  } catch (e) {
+    if (!(e instanceof BackendError)) throw e;
+    return fatal(e.message);
   }
 
   let configText: string | undefined;
@@ -175,7 +190,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
   }
 
   let kernelObserver: KernelObserver | null = null;
-  const backends = defaultBackends(() => kernelObserver);
+  const backends = defaultBackends(() => kernelObserver, edge);
   // Masquerade/forward rules (spec §9): iptables, or nftables with EnableNFTables.
   // Like flannel, each mode first removes what the other mode left behind
   // (spec §9.4). Unlike flannel, rules this run does not want (e.g. after a
@@ -190,6 +205,8 @@ export async function run(f: FlanneldFlags): Promise<number> {
       const fwd = f.iptablesForwardRules && cfg.network !== null;
       const v6 = cfg.ipv6Network !== null && own.subnet6 !== null;
       if (cfg.enableNFTables) {
+        if (edge?.masq) throw new Error('--edge-masq: not supported with EnableNFTables yet in flannel-ts; use iptables mode (EnableNFTables false)');
+        if (edge?.allow) throw new Error('--edge-allow: not supported with EnableNFTables yet in flannel-ts; use iptables mode (EnableNFTables false)');
         await cleanupIptables(log.child('iptables'));
         const chains = [];
         if (masq) chains.push(nftMasqChain(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
@@ -210,6 +227,8 @@ export async function run(f: FlanneldFlags): Promise<number> {
       const sets = [];
       if (masq) sets.push(masqRules(cfg.network!, own.subnet, !f.ipMasqFullyRandomDisable));
       if (fwd) sets.push(forwardRules(cfg.network!));
+      if (edge?.masq && cfg.network) sets.push(edgeMasqRules(cfg.network, edge.segments));
+      if (edge?.allow && cfg.network) sets.push(edgeForwardRules(cfg.network, edge.segments, edge.allow));
       await cleanupIptables(log.child('iptables'), { families: ['iptables'], keep: sets.map((s) => s.chain) });
       // IPv6 (EnableIPv6): the same chains with ip6tables for IPv6Network and our v6 subnet (spec §9).
       // Without EnableIPv6, ip6tables chains of an earlier dual-stack run are removed.

@@ -29,6 +29,8 @@ export interface Annotations {
   readonly backendPublicIPv6Overwrite: string;
   readonly nodePublicIP: string;
   readonly nodePublicIPv6: string;
+  /** flannel-ts (issue 12): the edge gateway's segments, JSON like the lease's "EdgeNetworks"; real flannel ignores it */
+  readonly edgeNetworks: string;
 }
 
 export function annotationNames(prefix: string): Annotations {
@@ -53,5 +55,6 @@ export function annotationNames(prefix: string): Annotations {
     backendPublicIPv6Overwrite: `${p}public-ipv6-overwrite`,
     nodePublicIP: `${p}node-public-ip`,
     nodePublicIPv6: `${p}node-public-ipv6`,
+    edgeNetworks: `${p}edge-networks`,
   };
 }

@@ -111,6 +111,15 @@ export function nodeToLease(node: NodeView, names: Annotations, net: KubeLeaseNe
     if (typeof d === 'string') return { kind: 'invalid', reason: d };
     attrs.backendData = d.value;
   }
+  // The edge gateway's segments (flannel-ts): checked by the vxlan backend
+  // where they are used (src/backend/vxlan/edge.ts), so a bad value costs only
+  // the edge routes, never the peer; text that is not JSON is passed on as
+  // the string it is, and reported there.
+  const edgeText = a[names.edgeNetworks];
+  if (edgeText !== undefined && edgeText !== '') {
+    const d = parseJsonAnnotation(names.edgeNetworks, edgeText);
+    attrs.edgeNetworks = typeof d === 'string' ? clip(edgeText) : d.value;
+  }
 
   let subnet6: IPv6Net | null = null;
   if (net.enableIPv6 && cidrs.v6) {
@@ -164,6 +173,9 @@ export function desiredAnnotations(names: Annotations, attrs: LeaseAttrs, curren
     const overwrite6 = current[names.backendPublicIPv6Overwrite];
     want[names.backendPublicIPv6] = overwrite6 ? overwrite6 : formatIPv6(attrs.publicIPv6);
   }
+  // flannel-ts's edge gateway; "[]" withdraws segments a previous run published
+  if (attrs.edgeNetworks !== undefined) want[names.edgeNetworks] = JSON.stringify(attrs.edgeNetworks);
+  else if (current[names.edgeNetworks] !== undefined && current[names.edgeNetworks] !== '[]') want[names.edgeNetworks] = '[]';
   want[names.subnetKubeManaged] = 'true';
   return want;
 }
