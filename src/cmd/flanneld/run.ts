@@ -14,6 +14,7 @@ import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
 import { cleanupIptables, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
 import { cleanupNftables, NFT_TABLE_V4, nftForwardChain, nftMasqChain, NftablesManager, nftTableV4 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
+import { DaemonMetrics } from '../../daemon/metrics.js';
 import { kernelHostView, type HostView } from '../../daemon/iface.js';
 import { stderrLogger } from '../../log/log.js';
 import { openStore } from '../../store/open.js';
@@ -241,6 +242,8 @@ export async function run(f: FlanneldFlags): Promise<number> {
     traffic,
     // kernel notifications for self-healing; subscribed only when the backend takes them (vxlan, host-gw)
     feed: new NetlinkChangeFeed(),
+    // Metrics are only readable on the healthz server (/metrics): without it, prom-client is not even loaded.
+    metrics: new DaemonMetrics(f.healthzPort > 0 ? await import('prom-client') : null),
     ...(configText !== undefined ? { configText } : {}),
   });
 
