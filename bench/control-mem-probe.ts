@@ -1,25 +1,21 @@
 // Preloaded into flannel-ts's flanneld by bench/control.ts (node --import) to
 // read its heap without changing the daemon: on SIGUSR2 it writes
-// process.memoryUsage() as JSON to $FTS_BENCH_MEM_FILE, plus the used and total
-// heap of each worker thread's isolate (from the diagnostic report) as
-// `workers`. A few hundred bytes of code; it does nothing until signalled.
+// process.memoryUsage() as JSON to $FTS_BENCH_MEM_FILE, plus `heapLive`: the
+// heap used right after a full garbage collection (what is really retained;
+// bench/control.ts reads RSS before it signals). A few hundred bytes of code;
+// it does nothing until signalled.
 import { writeFileSync, renameSync } from 'node:fs';
-
-interface HeapReport {
-  javascriptHeap?: { totalMemory?: number; usedMemory?: number };
-}
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 const file = process.env.FTS_BENCH_MEM_FILE;
 if (file) {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
   process.on('SIGUSR2', () => {
-    const mem: Record<string, unknown> = { ...process.memoryUsage() };
-    try {
-      const report = process.report.getReport() as unknown as { workers?: HeapReport[] };
-      mem.workers = (report.workers ?? []).map((w) => ({ heapTotal: w.javascriptHeap?.totalMemory ?? NaN, heapUsed: w.javascriptHeap?.usedMemory ?? NaN }));
-    } catch {
-      /* no report: main isolate only */
-    }
-    writeFileSync(`${file}.tmp`, JSON.stringify(mem));
+    const mem = process.memoryUsage();
+    gc();
+    writeFileSync(`${file}.tmp`, JSON.stringify({ ...mem, heapLive: process.memoryUsage().heapUsed }));
     renameSync(`${file}.tmp`, file);
   });
 }

@@ -42,8 +42,10 @@ import { buildDelegateConf, parseFlannelSubnetEnv, parseNetConf } from '../src/c
 import { stableStringify } from '../src/cni/json.js';
 import { peer, wallNow } from './control-peers.js';
 
-const FLANNELD = process.env.BENCH_TS_ENTRY ? path.resolve(process.env.BENCH_TS_ENTRY) : path.join(ROOT, 'dist/src/cmd/flanneld/main.js');
-const BEFORE = process.env.BENCH_TS_BEFORE ? path.resolve(process.env.BENCH_TS_BEFORE) : undefined;
+/** node flags (if any) and the entry script, e.g. "--max-semi-space-size=1 dist/bundle/flanneld.mjs" */
+const entryArgv = (spec: string) => spec.split(' ').filter(Boolean).map((a) => (a.startsWith('-') ? a : path.resolve(a)));
+const FLANNELD = process.env.BENCH_TS_ENTRY ? entryArgv(process.env.BENCH_TS_ENTRY) : [path.join(ROOT, 'dist/src/cmd/flanneld/main.js')];
+const BEFORE = process.env.BENCH_TS_BEFORE ? entryArgv(process.env.BENCH_TS_BEFORE) : undefined;
 const CNI_MAIN = path.join(ROOT, 'dist/src/cmd/cni/main.js');
 const CNI_SEA = path.join(ROOT, 'dist/cni-plugin/flannel');
 const CNI_BIN = '/usr/lib/cni';
@@ -273,8 +275,8 @@ interface MemUsage {
   heapUsed: number;
   external: number;
   arrayBuffers: number;
-  /** each worker thread's isolate (bench/control-mem-probe.ts) */
-  workers?: Array<{ heapTotal: number; heapUsed: number }>;
+  /** heap used right after a full GC (the probe's own measurement) */
+  heapLive?: number;
 }
 
 /** Asks flannel-ts's flanneld (through the preloaded probe) for process.memoryUsage(). */
@@ -429,10 +431,10 @@ async function versions(realBin: string): Promise<{ ours: number[]; real: number
   };
   for (let i = 0; i < 11; i++) {
     const order: Array<[string[], number[]]> = [
-      [[process.execPath, FLANNELD, '--version'], res.ours],
+      [[process.execPath, ...FLANNELD, '--version'], res.ours],
       [[realBin, '--version'], res.real],
       [[process.execPath, '-e', '0'], res.node],
-      ...(BEFORE ? [[[process.execPath, BEFORE, '--version'], res.before] as [string[], number[]]] : []),
+      ...(BEFORE ? [[[process.execPath, ...BEFORE, '--version'], res.before] as [string[], number[]]] : []),
     ];
     if (i % 2) order.reverse();
     for (const [argv, into] of order) await one(argv, into);
@@ -715,7 +717,7 @@ async function main(): Promise<void> {
         const entry = name === 'before' ? BEFORE! : FLANNELD;
         return {
           name, host, watch, subnetFile, memFile,
-          start: () => topo.spawn(host.name, [process.execPath, '--import', PROBE, entry, ...flags(subnetFile), ...TS_FLAGS], { env: { FTS_BENCH_MEM_FILE: memFile }, label: `${name} flanneld` }),
+          start: () => topo.spawn(host.name, [process.execPath, '--import', PROBE, ...entry, ...flags(subnetFile), ...TS_FLAGS], { env: { FTS_BENCH_MEM_FILE: memFile }, label: `${name} flanneld` }),
         };
       }
       return { name, host, watch, subnetFile, start: () => topo.spawn(host.name, [realBin, ...flags(subnetFile)], { label: 'real flanneld' }) };
@@ -835,25 +837,30 @@ async function main(): Promise<void> {
       row(`one lease deleted → route removed, p50 / p99`, `${ms(median(a.del))} / ${ms(pct(a.del, 99))}`, `${ms(median(b.del))} / ${ms(pct(b.del, 99))}`, ratio(median(a.del), median(b.del)), '');
     }
     if (life.some((x) => x.heapAfter)) {
-      const heapCell = (side: LifeSide, main: boolean) => {
+      const heapCell = (side: LifeSide) => {
         const h = (size: number, f: (m: MemUsage) => number) => median(of(side, size).map((x) => (x.heapAfter ? f(x.heapAfter) : NaN)));
-        const wsum = (m: MemUsage, f: (w: { heapTotal: number; heapUsed: number }) => number) => (m.workers ? m.workers.reduce((t, w) => t + f(w), 0) : NaN);
-        if (main) {
-          const idleHeap = median(of(side).map((x) => (x.heapIdle ? x.heapIdle.heapUsed : NaN)));
-          return [mb(idleHeap / 1024), ...SIZES.map((s) => `${mb(h(s, (m) => m.heapUsed) / 1024)} (${mb(h(s, (m) => m.heapTotal) / 1024)}; ${mb(h(s, (m) => m.external) / 1024)})`)].join(' / ');
-        }
-        const idle = median(of(side).map((x) => (x.heapIdle ? wsum(x.heapIdle, (w) => w.heapUsed) : NaN)));
-        return [mb(idle / 1024), ...SIZES.map((s) => `${mb(h(s, (m) => wsum(m, (w) => w.heapUsed)) / 1024)} (${mb(h(s, (m) => wsum(m, (w) => w.heapTotal)) / 1024)})`)].join(' / ');
+        const idle = (f: (m: MemUsage) => number) => median(of(side).map((x) => (x.heapIdle ? f(x.heapIdle) : NaN)));
+        const live = (m: MemUsage) => m.heapLive ?? NaN;
+        return [
+          `${mb(idle((m) => m.heapUsed) / 1024)} [${mb(idle(live) / 1024)}]`,
+          ...SIZES.map((s) => `${mb(h(s, (m) => m.heapUsed) / 1024)} [${mb(h(s, live) / 1024)}] (${mb(h(s, (m) => m.heapTotal) / 1024)}; ${mb(h(s, (m) => m.external) / 1024)})`),
+        ].join(' / ');
       };
-      rowB(`flannel-ts heap used, main isolate: idle / ${SIZES.map((s) => `${s}`).join(' / ')} peers (heap total; external)`, heapCell('before', true), heapCell('flannel-ts', true), '—', '', '');
-      rowB(`flannel-ts heap used, worker threads together: idle / ${SIZES.map((s) => `${s}`).join(' / ')} peers (heap total)`, heapCell('before', false), heapCell('flannel-ts', false), '—', '', '');
+      rowB(
+        `flannel-ts heap used [live after a full GC], main isolate only: idle / ${SIZES.map((s) => `${s}`).join(' / ')} peers (heap total; external)`,
+        heapCell('before'),
+        heapCell('flannel-ts'),
+        '—',
+        '',
+        '',
+      );
     }
 
     // details
     out.push('');
     out.push('Details (every run; all times are wall clock between two processes on this machine):');
     if (ver) out.push(`- --version: flannel-ts ${list(ver.ours)} ms; flanneld ${list(ver.real)} ms; node -e 0 ${list(ver.node)} ms${BEFORE ? `; before ${list(ver.before)} ms` : ''}`);
-    if (BEFORE) out.push(`- "before" is ${BEFORE}; flannel-ts is ${FLANNELD}`);
+    if (BEFORE) out.push(`- "before" is \`node ${BEFORE.join(' ')}\`; flannel-ts is \`node ${FLANNELD.join(' ')}\``);
     for (const size of SIZES) {
       for (const side of ['flannel-ts', 'flanneld', 'before'] as const) {
         const runs = of(side, size);
