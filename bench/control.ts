@@ -21,8 +21,9 @@
 // Env: BENCH_ROUNDS (default 3; rounds per size), BENCH_SIZES ("1000,5000"),
 // BENCH_PUTS (200), BENCH_ONLY (comma list of version,bulk,latency,cni,churn),
 // BENCH_TS_FLAGS (extra flags for flannel-ts's flanneld only, e.g. "-v=1"),
-// BENCH_LOG_DIR (save every daemon's stderr there), BENCH_TS_ENTRY (flannel-ts's
-// flanneld entry, default dist/src/cmd/flanneld/main.js; e.g. dist/bundle/flanneld.mjs),
+// BENCH_LOG_DIR (save every daemon's stderr there), BENCH_TS_ENTRY (node flags and
+// flannel-ts's flanneld entry, default "--max-semi-space-size=1
+// dist/src/cmd/flanneld/main.js" as deployed; e.g. dist/bundle/flanneld.mjs),
 // BENCH_TS_BEFORE (another flannel-ts entry, e.g. an older build's main.js: it
 // runs in the start-up/--version/bulk phases as a third side, "before", on
 // flannel-ts's host, interleaved with the others, and gets its own column).
@@ -44,7 +45,8 @@ import { peer, wallNow } from './control-peers.js';
 
 /** node flags (if any) and the entry script, e.g. "--max-semi-space-size=1 dist/bundle/flanneld.mjs" */
 const entryArgv = (spec: string) => spec.split(' ').filter(Boolean).map((a) => (a.startsWith('-') ? a : path.resolve(a)));
-const FLANNELD = process.env.BENCH_TS_ENTRY ? entryArgv(process.env.BENCH_TS_ENTRY) : [path.join(ROOT, 'dist/src/cmd/flanneld/main.js')];
+// Default: as the image's /opt/bin/flanneld and the systemd unit run it.
+const FLANNELD = process.env.BENCH_TS_ENTRY ? entryArgv(process.env.BENCH_TS_ENTRY) : ['--max-semi-space-size=1', path.join(ROOT, 'dist/src/cmd/flanneld/main.js')];
 const BEFORE = process.env.BENCH_TS_BEFORE ? entryArgv(process.env.BENCH_TS_BEFORE) : undefined;
 const CNI_MAIN = path.join(ROOT, 'dist/src/cmd/cni/main.js');
 const CNI_SEA = path.join(ROOT, 'dist/cni-plugin/flannel');
@@ -599,10 +601,12 @@ async function churn(topo: Topology, driver: Driver, sides: [Side, Side], second
     const sample = async (atS: number) => {
       const now = wallNow();
       const cpu = procs.map((p) => cpuMs(p.pid));
+      // RSS first: the probe runs a full GC when it reports the heap
+      const rss = { 'flannel-ts': rssKb(procs[0]!.pid), flanneld: rssKb(procs[1]!.pid) };
       samples.push({
         atS,
         heapUsed: (await heapOf(sides[0], procs[0]!))?.heapUsed,
-        rssKb: { 'flannel-ts': rssKb(procs[0]!.pid), flanneld: rssKb(procs[1]!.pid) },
+        rssKb: rss,
         cpuPct: { 'flannel-ts': ((cpu[0]! - lastCpu[0]!) / (now - lastT)) * 100, flanneld: ((cpu[1]! - lastCpu[1]!) / (now - lastT)) * 100 },
       });
       lastCpu = cpu;
@@ -893,7 +897,7 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`Method: flannel-ts runs in ${h1.name}, flanneld in ${h2.name} (identical namespaces); flannel.1 is deleted and every lease wiped before each cold start, sides alternate ABBA. ` +
       `"start" is the spawn of \`ip netns exec … flanneld\` to subnet.env holding FLANNEL_SUBNET (inotify). Routes are timestamped from rtnetlink notifications in the host namespace; ` +
-      `etcd times start right before the request leaves the driver. flannel-ts runs with a ~20-line --import probe that answers SIGUSR2 with process.memoryUsage(). ` +
+      `etcd times start right before the request leaves the driver. flannel-ts runs with a ~20-line --import probe that answers SIGUSR2 with process.memoryUsage() and the heap live after a full GC (RSS is always read before it is signalled). ` +
       `In the latency phase the daemon is restarted per chunk of ${CHUNK} and keeps its flannel.1.`);
     out.push(`Load average at start: ${loadStart}; at end: ${load()}; wall time ${((Date.now() - tStart) / 1000).toFixed(0)} s.`);
   } finally {
