@@ -1,13 +1,21 @@
 // Preloaded into flannel-ts's flanneld by bench/control.ts (node --import) to
 // read its heap without changing the daemon: on SIGUSR2 it writes
-// process.memoryUsage() as JSON to $FTS_BENCH_MEM_FILE. A few hundred bytes
-// of code; it does nothing until signalled.
+// process.memoryUsage() as JSON to $FTS_BENCH_MEM_FILE, plus `heapLive`: the
+// heap used right after a full garbage collection (what is really retained;
+// bench/control.ts reads RSS before it signals). A few hundred bytes of code;
+// it does nothing until signalled.
 import { writeFileSync, renameSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 const file = process.env.FTS_BENCH_MEM_FILE;
 if (file) {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
   process.on('SIGUSR2', () => {
-    writeFileSync(`${file}.tmp`, JSON.stringify(process.memoryUsage()));
+    const mem = process.memoryUsage();
+    gc();
+    writeFileSync(`${file}.tmp`, JSON.stringify({ ...mem, heapLive: process.memoryUsage().heapUsed }));
     renameSync(`${file}.tmp`, file);
   });
 }

@@ -21,7 +21,12 @@
 // Env: BENCH_ROUNDS (default 3; rounds per size), BENCH_SIZES ("1000,5000"),
 // BENCH_PUTS (200), BENCH_ONLY (comma list of version,bulk,latency,cni,churn),
 // BENCH_TS_FLAGS (extra flags for flannel-ts's flanneld only, e.g. "-v=1"),
-// BENCH_LOG_DIR (save every daemon's stderr there).
+// BENCH_LOG_DIR (save every daemon's stderr there), BENCH_TS_ENTRY (node flags and
+// flannel-ts's flanneld entry, default "--max-semi-space-size=1
+// dist/src/cmd/flanneld/main.js" as deployed; e.g. dist/bundle/flanneld.mjs),
+// BENCH_TS_BEFORE (another flannel-ts entry, e.g. an older build's main.js: it
+// runs in the start-up/--version/bulk phases as a third side, "before", on
+// flannel-ts's host, interleaved with the others, and gets its own column).
 // Args: --churn[=SECONDS] adds the churn run (default 600 s; it is not part of
 // the ~3 minute default run).
 
@@ -38,7 +43,11 @@ import { buildDelegateConf, parseFlannelSubnetEnv, parseNetConf } from '../src/c
 import { stableStringify } from '../src/cni/json.js';
 import { peer, wallNow } from './control-peers.js';
 
-const FLANNELD = path.join(ROOT, 'dist/src/cmd/flanneld/main.js');
+/** node flags (if any) and the entry script, e.g. "--max-semi-space-size=1 dist/bundle/flanneld.mjs" */
+const entryArgv = (spec: string) => spec.split(' ').filter(Boolean).map((a) => (a.startsWith('-') ? a : path.resolve(a)));
+// Default: as the image's /opt/bin/flanneld and the systemd unit run it.
+const FLANNELD = process.env.BENCH_TS_ENTRY ? entryArgv(process.env.BENCH_TS_ENTRY) : ['--max-semi-space-size=1', path.join(ROOT, 'dist/src/cmd/flanneld/main.js')];
+const BEFORE = process.env.BENCH_TS_BEFORE ? entryArgv(process.env.BENCH_TS_BEFORE) : undefined;
 const CNI_MAIN = path.join(ROOT, 'dist/src/cmd/cni/main.js');
 const CNI_SEA = path.join(ROOT, 'dist/cni-plugin/flannel');
 const CNI_BIN = '/usr/lib/cni';
@@ -250,8 +259,10 @@ class RouteWatch {
 // the two daemons
 
 type SideName = 'flannel-ts' | 'flanneld';
+/** "before": BENCH_TS_BEFORE, start-up and bulk phases only */
+type LifeSide = SideName | 'before';
 interface Side {
-  name: SideName;
+  name: LifeSide;
   host: Host;
   watch: RouteWatch;
   subnetFile: string;
@@ -266,6 +277,8 @@ interface MemUsage {
   heapUsed: number;
   external: number;
   arrayBuffers: number;
+  /** heap used right after a full GC (the probe's own measurement) */
+  heapLive?: number;
 }
 
 /** Asks flannel-ts's flanneld (through the preloaded probe) for process.memoryUsage(). */
@@ -332,7 +345,7 @@ async function kernelCounts(topo: Topology, host: Host): Promise<{ routes: numbe
 // measurements
 
 interface LifeRun {
-  side: SideName;
+  side: LifeSide;
   size: number;
   startupMs: number;
   rssIdleKb: number;
@@ -411,8 +424,8 @@ async function rawBatch(topo: Topology, side: Side, size: number): Promise<RawRu
   return { size, batchMs: r.batchMs, watchedMs: seen.last - r.t0, failures: r.failures };
 }
 
-async function versions(realBin: string): Promise<{ ours: number[]; real: number[]; node: number[] }> {
-  const res = { ours: [] as number[], real: [] as number[], node: [] as number[] };
+async function versions(realBin: string): Promise<{ ours: number[]; real: number[]; node: number[]; before: number[] }> {
+  const res = { ours: [] as number[], real: [] as number[], node: [] as number[], before: [] as number[] };
   const one = async (argv: string[], into: number[]) => {
     const r = await timed(argv);
     if (r.code !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`);
@@ -420,9 +433,10 @@ async function versions(realBin: string): Promise<{ ours: number[]; real: number
   };
   for (let i = 0; i < 11; i++) {
     const order: Array<[string[], number[]]> = [
-      [[process.execPath, FLANNELD, '--version'], res.ours],
+      [[process.execPath, ...FLANNELD, '--version'], res.ours],
       [[realBin, '--version'], res.real],
       [[process.execPath, '-e', '0'], res.node],
+      ...(BEFORE ? [[[process.execPath, ...BEFORE, '--version'], res.before] as [string[], number[]]] : []),
     ];
     if (i % 2) order.reverse();
     for (const [argv, into] of order) await one(argv, into);
@@ -453,7 +467,7 @@ async function latency(topo: Topology, driver: Driver, sides: [Side, Side]): Pro
   let next = 20_000;
   for (let c = 0; c < chunks * 2; c++) {
     const side = sides[pattern[c % 4]!]!;
-    const r = res[side.name];
+    const r = res[side.name as SideName];
     const proc = side.start();
     try {
       const t0 = wallNow();
@@ -587,10 +601,12 @@ async function churn(topo: Topology, driver: Driver, sides: [Side, Side], second
     const sample = async (atS: number) => {
       const now = wallNow();
       const cpu = procs.map((p) => cpuMs(p.pid));
+      // RSS first: the probe runs a full GC when it reports the heap
+      const rss = { 'flannel-ts': rssKb(procs[0]!.pid), flanneld: rssKb(procs[1]!.pid) };
       samples.push({
         atS,
         heapUsed: (await heapOf(sides[0], procs[0]!))?.heapUsed,
-        rssKb: { 'flannel-ts': rssKb(procs[0]!.pid), flanneld: rssKb(procs[1]!.pid) },
+        rssKb: rss,
         cpuPct: { 'flannel-ts': ((cpu[0]! - lastCpu[0]!) / (now - lastT)) * 100, flanneld: ((cpu[1]! - lastCpu[1]!) / (now - lastT)) * 100 },
       });
       lastCpu = cpu;
@@ -696,15 +712,16 @@ async function main(): Promise<void> {
 
     const [h1, h2] = topo.hosts as [Host, Host];
     const flags = (file: string) => [`--etcd-endpoints=${ETCD_CLIENT_URL}`, '--iface=eth0', `--subnet-file=${file}`];
-    const mk = async (name: SideName, host: Host): Promise<Side> => {
+    const mk = async (name: LifeSide, host: Host, watch?: RouteWatch): Promise<Side> => {
       const subnetFile = path.join(topo.tmpDir, host.name, 'subnet.env');
       mkdirSync(path.dirname(subnetFile), { recursive: true });
-      const watch = await RouteWatch.start(topo, host);
-      if (name === 'flannel-ts') {
+      watch ??= await RouteWatch.start(topo, host);
+      if (name !== 'flanneld') {
         const memFile = path.join(topo.tmpDir, host.name, 'mem.json');
+        const entry = name === 'before' ? BEFORE! : FLANNELD;
         return {
           name, host, watch, subnetFile, memFile,
-          start: () => topo.spawn(host.name, [process.execPath, '--import', PROBE, FLANNELD, ...flags(subnetFile), ...TS_FLAGS], { env: { FTS_BENCH_MEM_FILE: memFile }, label: 'flannel-ts flanneld' }),
+          start: () => topo.spawn(host.name, [process.execPath, '--import', PROBE, ...entry, ...flags(subnetFile), ...TS_FLAGS], { env: { FTS_BENCH_MEM_FILE: memFile }, label: `${name} flanneld` }),
         };
       }
       return { name, host, watch, subnetFile, start: () => topo.spawn(host.name, [realBin, ...flags(subnetFile)], { label: 'real flanneld' }) };
@@ -712,6 +729,8 @@ async function main(): Promise<void> {
     const ours = await mk('flannel-ts', h1);
     const real = await mk('flanneld', h2);
     const sides: [Side, Side] = [ours, real];
+    const before = BEFORE ? await mk('before', h1, ours.watch) : undefined;
+    const lifeSides = before ? [ours, real, before] : [ours, real];
 
     // ---- --version
     let ver: Awaited<ReturnType<typeof versions>> | undefined;
@@ -727,7 +746,9 @@ async function main(): Promise<void> {
       for (const size of SIZES) {
         for (let r = 0; r < ROUNDS; r++) {
           raw.push(await rawBatch(topo, ours, size));
-          for (const s of r % 2 ? [real, ours] : [ours, real]) {
+          // ABBA for two sides; with "before", the order rotates each round
+          const order = lifeSides.length === 2 ? (r % 2 ? [real, ours] : [ours, real]) : lifeSides.map((_, i) => lifeSides[(i + r) % lifeSides.length]!);
+          for (const s of order) {
             const run = await lifecycle(topo, driver, s, size);
             life.push(run);
             log(`${size} peers, round ${r + 1}/${ROUNDS}, ${s.name}: start ${ms(run.startupMs)}, all routes ${ms(run.allRoutesMs)}, RSS ${mb(run.rssIdleKb)} -> ${mb(run.rssAfterKb)}`);
@@ -758,39 +779,42 @@ async function main(): Promise<void> {
     }
 
     // ---- report
-    const of = (side: SideName, size?: number) => life.filter((x) => x.side === side && (size === undefined || x.size === size));
-    const med = (side: SideName, f: (x: LifeRun) => number, size?: number) => median(of(side, size).map(f));
-    const row = (...cells: string[]) => out.push(`| ${cells.join(' | ')} |`);
+    const of = (side: LifeSide, size?: number) => life.filter((x) => x.side === side && (size === undefined || x.size === size));
+    const med = (side: LifeSide, f: (x: LifeRun) => number, size?: number) => median(of(side, size).map(f));
+    // with BENCH_TS_BEFORE, a "before" column right after the label (empty unless rowB fills it)
+    const rowB = (label: string, beforeCell: string, ...cells: string[]) => out.push(`| ${[label, ...(BEFORE ? [beforeCell] : []), ...cells].join(' | ')} |`);
+    const row = (label: string, ...cells: string[]) => rowB(label, '', ...cells);
     const ratio = (a: number, b: number) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : 'n/a');
     const verdict = (ok: boolean | undefined) => (ok === undefined ? '' : ok ? ' ✅' : ' ❌');
     out.push('');
-    out.push(`| What | flannel-ts | real flanneld | ratio (ts / flanneld) | goal |`);
-    out.push(`|---|---|---|---|---|`);
+    out.push(`| What |${BEFORE ? ' flannel-ts before |' : ''} flannel-ts | real flanneld | ratio (ts / flanneld) | goal |`);
+    out.push(`|---|---|---|---|---|${BEFORE ? '---|' : ''}`);
     if (life.length) {
       const a = med('flannel-ts', (x) => x.startupMs);
       const b = med('flanneld', (x) => x.startupMs);
-      row(`process start → subnet.env written (etcd, VXLAN; median of ${of('flannel-ts').length})`, ms(a), ms(b), ratio(a, b), `≤ 1.5× flanneld's${verdict(a <= 1.5 * b)}`);
+      rowB(`process start → subnet.env written (etcd, VXLAN; median of ${of('flannel-ts').length})`, ms(med('before', (x) => x.startupMs)), ms(a), ms(b), ratio(a, b), `≤ 1.5× flanneld's${verdict(a <= 1.5 * b)}`);
     }
     if (ver) {
       const a = median(ver.ours);
-      row(`\`flanneld --version\` (median of ${ver.ours.length}; \`node -e 0\`: ${ms(median(ver.node))})`, ms(a), ms(median(ver.real)), ratio(a, median(ver.real)), `≤ 100 ms${verdict(a <= 100)}`);
+      rowB(`\`flanneld --version\` (median of ${ver.ours.length}; \`node -e 0\`: ${ms(median(ver.node))})`, ms(median(ver.before)), ms(a), ms(median(ver.real)), ratio(a, median(ver.real)), `≤ 100 ms${verdict(a <= 100)}`);
     }
     if (life.length) {
       const a = med('flannel-ts', (x) => x.rssIdleKb);
       const b = med('flanneld', (x) => x.rssIdleKb);
-      row(`RSS, idle with ${IDLE_PEERS} peers (${IDLE_SETTLE_MS / 1000} s after start)`, mb(a), mb(b), ratio(a, b), `≤ 1.5×${verdict(a <= 1.5 * b)}`);
+      rowB(`RSS, idle with ${IDLE_PEERS} peers (${IDLE_SETTLE_MS / 1000} s after start)`, mb(med('before', (x) => x.rssIdleKb)), mb(a), mb(b), ratio(a, b), `≤ 1.5×${verdict(a <= 1.5 * b)}`);
       for (const size of SIZES) {
         const a = med('flannel-ts', (x) => x.rssAfterKb, size);
         const b = med('flanneld', (x) => x.rssAfterKb, size);
-        row(`RSS after ${size} peers`, mb(a), mb(b), ratio(a, b), `≤ 1.5×${verdict(a <= 1.5 * b)}`);
+        rowB(`RSS after ${size} peers`, mb(med('before', (x) => x.rssAfterKb, size)), mb(a), mb(b), ratio(a, b), `≤ 1.5×${verdict(a <= 1.5 * b)}`);
       }
       for (const size of [...SIZES].sort((x, y) => y - x)) {
         const a = med('flannel-ts', (x) => x.allRoutesMs, size);
         const b = med('flanneld', (x) => x.allRoutesMs, size);
         const floor = median(raw.filter((x) => x.size === size).map((x) => x.batchMs));
         const goal = size === Math.max(...SIZES);
-        row(
+        rowB(
           `${size} leases in one etcd txn → all routes on flannel.1 (median of ${of('flannel-ts', size).length})`,
+          ms(med('before', (x) => x.allRoutesMs, size)),
           ms(a),
           ms(b),
           `${ratio(a, b)} (flanneld/ts = ${(b / a).toFixed(1)}×; ts/raw = ${(a / floor).toFixed(1)}×)`,
@@ -817,11 +841,19 @@ async function main(): Promise<void> {
       row(`one lease deleted → route removed, p50 / p99`, `${ms(median(a.del))} / ${ms(pct(a.del, 99))}`, `${ms(median(b.del))} / ${ms(pct(b.del, 99))}`, ratio(median(a.del), median(b.del)), '');
     }
     if (life.some((x) => x.heapAfter)) {
-      const h = (size: number, f: (m: MemUsage) => number) => median(of('flannel-ts', size).map((x) => (x.heapAfter ? f(x.heapAfter) : NaN)));
-      const idleHeap = median(of('flannel-ts').map((x) => (x.heapIdle ? x.heapIdle.heapUsed : NaN)));
-      row(
-        `flannel-ts heap used, main isolate only: idle / ${SIZES.map((s) => `${s}`).join(' / ')} peers (heap total; external)`,
-        [mb(idleHeap / 1024), ...SIZES.map((s) => `${mb(h(s, (m) => m.heapUsed) / 1024)} (${mb(h(s, (m) => m.heapTotal) / 1024)}; ${mb(h(s, (m) => m.external) / 1024)})`)].join(' / '),
+      const heapCell = (side: LifeSide) => {
+        const h = (size: number, f: (m: MemUsage) => number) => median(of(side, size).map((x) => (x.heapAfter ? f(x.heapAfter) : NaN)));
+        const idle = (f: (m: MemUsage) => number) => median(of(side).map((x) => (x.heapIdle ? f(x.heapIdle) : NaN)));
+        const live = (m: MemUsage) => m.heapLive ?? NaN;
+        return [
+          `${mb(idle((m) => m.heapUsed) / 1024)} [${mb(idle(live) / 1024)}]`,
+          ...SIZES.map((s) => `${mb(h(s, (m) => m.heapUsed) / 1024)} [${mb(h(s, live) / 1024)}] (${mb(h(s, (m) => m.heapTotal) / 1024)}; ${mb(h(s, (m) => m.external) / 1024)})`),
+        ].join(' / ');
+      };
+      rowB(
+        `flannel-ts heap used [live after a full GC], main isolate only: idle / ${SIZES.map((s) => `${s}`).join(' / ')} peers (heap total; external)`,
+        heapCell('before'),
+        heapCell('flannel-ts'),
         '—',
         '',
         '',
@@ -831,9 +863,10 @@ async function main(): Promise<void> {
     // details
     out.push('');
     out.push('Details (every run; all times are wall clock between two processes on this machine):');
-    if (ver) out.push(`- --version: flannel-ts ${list(ver.ours)} ms; flanneld ${list(ver.real)} ms; node -e 0 ${list(ver.node)} ms`);
+    if (ver) out.push(`- --version: flannel-ts ${list(ver.ours)} ms; flanneld ${list(ver.real)} ms; node -e 0 ${list(ver.node)} ms${BEFORE ? `; before ${list(ver.before)} ms` : ''}`);
+    if (BEFORE) out.push(`- "before" is \`node ${BEFORE.join(' ')}\`; flannel-ts is \`node ${FLANNELD.join(' ')}\``);
     for (const size of SIZES) {
-      for (const side of ['flannel-ts', 'flanneld'] as const) {
+      for (const side of ['flannel-ts', 'flanneld', 'before'] as const) {
         const runs = of(side, size);
         if (!runs.length) continue;
         out.push(
@@ -864,7 +897,7 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`Method: flannel-ts runs in ${h1.name}, flanneld in ${h2.name} (identical namespaces); flannel.1 is deleted and every lease wiped before each cold start, sides alternate ABBA. ` +
       `"start" is the spawn of \`ip netns exec … flanneld\` to subnet.env holding FLANNEL_SUBNET (inotify). Routes are timestamped from rtnetlink notifications in the host namespace; ` +
-      `etcd times start right before the request leaves the driver. flannel-ts runs with a ~20-line --import probe that answers SIGUSR2 with process.memoryUsage(). ` +
+      `etcd times start right before the request leaves the driver. flannel-ts runs with a ~20-line --import probe that answers SIGUSR2 with process.memoryUsage() and the heap live after a full GC (RSS is always read before it is signalled). ` +
       `In the latency phase the daemon is restarted per chunk of ${CHUNK} and keeps its flannel.1.`);
     out.push(`Load average at start: ${loadStart}; at end: ${load()}; wall time ${((Date.now() - tStart) / 1000).toFixed(0)} s.`);
   } finally {

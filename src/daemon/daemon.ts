@@ -69,6 +69,8 @@ export interface DaemonOptions {
   onReady?: () => void;
   /** how long to wait before retrying a failed complete() (kube: the node condition) */
   completeRetryMs?: number;
+  /** the daemon's metrics (default: a DaemonMetrics that loads prom-client) */
+  metrics?: DaemonMetrics;
 }
 
 export interface DaemonExit {
@@ -119,9 +121,10 @@ export class Daemon {
   private readonly conds = new Map<string, string>();
   /** remote leases last handed to the backend */
   remote: Lease[] = [];
-  readonly metrics = new DaemonMetrics();
+  readonly metrics: DaemonMetrics;
 
   constructor(private readonly o: DaemonOptions) {
+    this.metrics = o.metrics ?? new DaemonMetrics();
     this.log = o.log;
     this.clock = o.clock ?? realClock;
     this.errLog = new RateLimitedLog(10_000, () => this.clock.now());

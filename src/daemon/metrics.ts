@@ -1,8 +1,16 @@
 // Prometheus metrics for flanneld (flannel has none). Served on /metrics next
 // to /healthz when --healthz-port is set. One registry per daemon so tests and
 // several daemons in one process don't collide.
+//
+// prom-client (with @opentelemetry/api, ~45 modules, ~25 ms and ~4 MB at
+// start-up) is loaded only when the metrics can be read: flanneld hands in the
+// module when --healthz-port is set (run.ts) and `null` otherwise, which makes
+// every metric a no-op. Without an argument (tests, other embedders) it is
+// loaded here, synchronously.
+import { createRequire } from 'node:module';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type * as Prom from 'prom-client';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BackendMetrics } from '../backend/backend.js';
 import type { KernelObserver } from '../kernel/rtnetlink.js';
 
@@ -21,20 +29,51 @@ function setCounter(c: Counter<string>, values: Array<[Record<string, string>, n
 
 const camelToSnake = (s: string) => s.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`);
 
-export class DaemonMetrics {
-  readonly registry = new Registry();
-  readonly ready = new Gauge({ name: 'flannel_ready', help: '1 once the lease is held and subnet.env written', registers: [this.registry] });
-  readonly remoteLeases = new Gauge({ name: 'flannel_remote_leases', help: 'valid remote leases handed to the backend', registers: [this.registry] });
-  readonly leaseEvents = new Counter({ name: 'flannel_lease_events_total', help: 'lease events seen by the watch', labelNames: ['type'], registers: [this.registry] });
-  readonly relists = new Counter({ name: 'flannel_watch_relists_total', help: 'full re-lists of the lease store (start, compaction, watch errors)', registers: [this.registry] });
-  readonly renewals = new Counter({ name: 'flannel_lease_renewals_total', help: 'lease renewals', labelNames: ['result'], registers: [this.registry] });
-  readonly reconciles = new Histogram({
+/** prom-client, or null for metrics that record nothing */
+export type PromClient = Pick<typeof Prom, 'Counter' | 'Gauge' | 'Histogram' | 'Registry'>;
+
+const loadPromClient = (): PromClient => createRequire(import.meta.url)('prom-client') as PromClient;
+
+/** Stands in for every metric and the registry when metrics are off: accepts every call, records nothing. */
+const noop: unknown = new Proxy(function noop() {}, { get: (_t, k) => (k === 'then' ? undefined : noop), apply: () => noop, construct: () => noop as object });
+
+/** The metric classes to build with: prom-client's, or ones that make no-ops. */
+function metricClasses(prom: PromClient | null): PromClient {
+  return prom ?? ({ Counter: noop, Gauge: noop, Histogram: noop, Registry: noop } as PromClient);
+}
+
+/** Set by MetricsBase's constructor: the classes DaemonMetrics' field initialisers (which run right after it) use. */
+let P: PromClient = metricClasses(null);
+
+class MetricsBase {
+  /** false when built with `null`: nothing is recorded and the registry is a no-op */
+  readonly enabled: boolean;
+  readonly registry: Registry;
+
+  constructor(prom: PromClient | null) {
+    P = metricClasses(prom);
+    this.enabled = prom !== null;
+    this.registry = new P.Registry();
+  }
+}
+
+export class DaemonMetrics extends MetricsBase {
+  constructor(prom: PromClient | null = loadPromClient()) {
+    super(prom);
+  }
+
+  readonly ready = new P.Gauge({ name: 'flannel_ready', help: '1 once the lease is held and subnet.env written', registers: [this.registry] });
+  readonly remoteLeases = new P.Gauge({ name: 'flannel_remote_leases', help: 'valid remote leases handed to the backend', registers: [this.registry] });
+  readonly leaseEvents = new P.Counter({ name: 'flannel_lease_events_total', help: 'lease events seen by the watch', labelNames: ['type'], registers: [this.registry] });
+  readonly relists = new P.Counter({ name: 'flannel_watch_relists_total', help: 'full re-lists of the lease store (start, compaction, watch errors)', registers: [this.registry] });
+  readonly renewals = new P.Counter({ name: 'flannel_lease_renewals_total', help: 'lease renewals', labelNames: ['result'], registers: [this.registry] });
+  readonly reconciles = new P.Histogram({
     name: 'flannel_reconcile_seconds',
     help: 'time to converge the data path on the desired remote leases',
     buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2],
     registers: [this.registry],
   });
-  readonly reconcileErrors = new Counter({ name: 'flannel_reconcile_errors_total', help: 'per-peer errors returned by the backend', registers: [this.registry] });
+  readonly reconcileErrors = new P.Counter({ name: 'flannel_reconcile_errors_total', help: 'per-peer errors returned by the backend', registers: [this.registry] });
   private sources: MetricSources | null = null;
 
   /** Scrape-time metrics read from the backend and the lease. */
@@ -42,19 +81,19 @@ export class DaemonMetrics {
     this.sources = sources;
   }
 
-  readonly selfHeals = new Counter({
+  readonly selfHeals = new P.Counter({
     name: 'flannel_self_heals_total',
     help: 'reconciles that restored kernel state someone removed or changed, by what triggered them',
     labelNames: ['trigger'],
     registers: [this.registry],
   });
   /** registered on first use: absent for backends that take no kernel notifications */
-  private readonly kernelSubscriberUp = new Gauge({
+  private readonly kernelSubscriberUp = new P.Gauge({
     name: 'flannel_kernel_subscriber_up',
     help: '1 while kernel change notifications are subscribed (self-healing within ms), 0 when the subscriber died or could not start (periodic check only)',
     registers: [],
   });
-  readonly conditions = new Gauge({
+  readonly conditions = new P.Gauge({
     name: 'flannel_condition',
     help: 'conditions flanneld works around (also listed on /healthz): 1 while it holds, 0 once it cleared',
     labelNames: ['name'],
@@ -65,7 +104,7 @@ export class DaemonMetrics {
     if (!this.registry.getSingleMetric('flannel_kernel_subscriber_up')) this.registry.registerMetric(this.kernelSubscriberUp);
     this.kernelSubscriberUp.set(up ? 1 : 0);
   }
-  readonly leaseExpiry = new Gauge({
+  readonly leaseExpiry = new P.Gauge({
     name: 'flannel_lease_expiry_timestamp_seconds',
     help: 'when our lease expires unless renewed (Unix time); absent for leases without expiry',
     registers: [this.registry],
@@ -75,7 +114,7 @@ export class DaemonMetrics {
       if (e) this.leaseExpiry.set(e.getTime() / 1000);
     },
   });
-  readonly kernelRequests = new Histogram({
+  readonly kernelRequests = new P.Histogram({
     name: 'flannel_kernel_request_seconds',
     help: 'netlink round trips to the kernel (a batch counts once)',
     labelNames: ['kind', 'result'],
@@ -86,7 +125,7 @@ export class DaemonMetrics {
   readonly kernelObserver: KernelObserver = (kind, seconds, ok) => this.kernelRequests.observe({ kind, result: ok ? 'ok' : 'error' }, seconds);
 
   // The udp backend's userspace data path.
-  readonly udpPackets: Counter<string> = new Counter({
+  readonly udpPackets: Counter<string> = new P.Counter({
     name: 'flannel_udp_packets_total',
     help: 'inner packets carried by the udp data path (tun_to_udp: encapsulated; udp_to_tun: decapsulated)',
     labelNames: ['direction'],
@@ -96,7 +135,7 @@ export class DaemonMetrics {
       setCounter(this.udpPackets, u ? [[{ direction: 'tun_to_udp' }, u.tunToUdp.packets], [{ direction: 'udp_to_tun' }, u.udpToTun.packets]] : []);
     },
   });
-  readonly udpBytes: Counter<string> = new Counter({
+  readonly udpBytes: Counter<string> = new P.Counter({
     name: 'flannel_udp_bytes_total',
     help: 'inner bytes carried by the udp data path',
     labelNames: ['direction'],
@@ -106,7 +145,7 @@ export class DaemonMetrics {
       setCounter(this.udpBytes, u ? [[{ direction: 'tun_to_udp' }, u.tunToUdp.bytes], [{ direction: 'udp_to_tun' }, u.udpToTun.bytes]] : []);
     },
   });
-  readonly udpDrops: Counter<string> = new Counter({
+  readonly udpDrops: Counter<string> = new P.Counter({
     name: 'flannel_udp_drops_total',
     help: 'packets the udp data path dropped, by direction and reason',
     labelNames: ['direction', 'reason'],
@@ -120,7 +159,7 @@ export class DaemonMetrics {
       setCounter(this.udpDrops, rows);
     },
   });
-  readonly udpIcmpUnreachable: Counter<string> = new Counter({
+  readonly udpIcmpUnreachable: Counter<string> = new P.Counter({
     name: 'flannel_udp_icmp_unreachable_sent_total',
     help: 'ICMP net-unreachable replies the udp data path sent for packets to subnets with no lease',
     registers: [this.registry],
@@ -136,7 +175,7 @@ export class DaemonMetrics {
    * every 10 ms; started by start(), stopped by stop().
    */
   private loop: IntervalHistogram | null = null;
-  readonly eventLoopMaxDelay = new Gauge({
+  readonly eventLoopMaxDelay = new P.Gauge({
     name: 'flannel_event_loop_max_delay_seconds',
     help: 'longest the event loop was blocked since flanneld started',
     registers: [this.registry],

@@ -99,7 +99,11 @@ export class NetlinkSubscriber {
       pollMs: opts.pollIntervalMs ?? 200,
       stop: stopBuf,
     };
-    const worker = new Worker(new URL('./subscriber-worker.js', import.meta.url), { workerData: init });
+    const worker = new Worker(new URL('./subscriber-worker.js', import.meta.url), {
+      workerData: init,
+      // a small young generation, as the request worker's (WORKER_LIMITS in transport.ts)
+      resourceLimits: { maxYoungGenerationSizeMb: 4 },
+    });
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
 
     return new Promise<NetlinkSubscriber>((resolve, reject) => {

@@ -138,6 +138,19 @@ function reviveMessages(ms: NlMessage[]): NlMessage[] {
 
 // ------------------------------------------------------------ worker side
 
+/**
+ * The netlink workers' young generation: V8's default (up to 3 x 16 MB on
+ * 64-bit) grows to its maximum during a batch of thousands of requests and its
+ * pages stay committed afterwards, so each worker would hold tens of MB of RSS
+ * after one 5000-peer burst. Objects outlive the young generation only for a
+ * request's lifetime, so a small one costs a few more scavenges and no pauses
+ * worth measuring (bench:control, issue 11).
+ */
+export const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4 } as const;
+
+/** Requests per message to the worker in WorkerTransport.batch. */
+const BATCH_SLICE = 1024;
+
 export class WorkerTransport implements NetlinkTransport {
   private readonly worker: Worker;
   private nextId = 1;
@@ -148,7 +161,7 @@ export class WorkerTransport implements NetlinkTransport {
 
   private constructor(opts: NetlinkSocketOptions) {
     const { libc: _ignored, ...init } = opts;
-    this.worker = new Worker(new URL('./transport-worker.js', import.meta.url), { workerData: init });
+    this.worker = new Worker(new URL('./transport-worker.js', import.meta.url), { workerData: init, resourceLimits: WORKER_LIMITS });
     this.worker.unref(); // only pending requests keep the process alive (see ref/unref below)
     this.worker.on('message', (m: WorkerReply) => this.onReply(m));
     this.worker.on('error', (e) => this.fail(new Error(`netlink worker failed: ${e.message}`)));
@@ -210,8 +223,24 @@ export class WorkerTransport implements NetlinkTransport {
   dump(req: NetlinkRequest, opts?: DumpOptions): Promise<NlMessage[]> {
     return this.call({ kind: 'dump', req: compactReq(req), ...(opts ? { opts } : {}) } as Omit<WorkerCall, 'id'>);
   }
-  batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]> {
-    return this.call({ kind: 'batch', reqs: reqs.map(compactReq), ...(opts ? { opts } : {}) } as Omit<WorkerCall, 'id'>);
+  /**
+   * A large batch goes to the worker in slices of BATCH_SLICE requests, one
+   * after the other, with the whole batch's deadline: a 15000-request batch
+   * (5000 new peers) as one message would be cloned whole into both isolates
+   * and its replies whole back, a peak of tens of MB that each heap then keeps.
+   * The socket sends at most 256 requests per datagram anyway.
+   */
+  async batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]> {
+    const one = (part: readonly NetlinkRequest[], o?: BatchOptions) =>
+      this.call<BatchReply[]>({ kind: 'batch', reqs: part.map(compactReq), ...(o ? { opts: o } : {}) } as Omit<WorkerCall, 'id'>);
+    if (reqs.length <= BATCH_SLICE) return one(reqs, opts);
+    const deadline = Date.now() + (opts?.timeoutMs ?? 5000 + 2 * reqs.length);
+    const out: BatchReply[] = [];
+    for (let i = 0; i < reqs.length; i += BATCH_SLICE) {
+      const replies = await one(reqs.slice(i, i + BATCH_SLICE), { ...opts, timeoutMs: Math.max(1, deadline - Date.now()) });
+      for (const r of replies) out.push(r);
+    }
+    return out;
   }
 
   close(): void {

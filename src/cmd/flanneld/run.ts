@@ -16,6 +16,7 @@ import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
 import { cleanupIptables, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
 import { cleanupNftables, NFT_TABLE_V4, NFT_TABLE_V6, nftForwardChain, nftForwardChain6, nftMasqChain, nftMasqChain6, NftablesManager, nftTableV4, nftTableV6 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
+import { DaemonMetrics } from '../../daemon/metrics.js';
 import { kernelHostView, type HostView } from '../../daemon/iface.js';
 import { stderrLogger } from '../../log/log.js';
 import { openStore } from '../../store/open.js';
@@ -26,17 +27,19 @@ import { sdNotify } from '../../daemon/sdnotify.js';
 import type { FlanneldFlags } from './flags.js';
 
 /**
- * Backends by type; the netlink socket is opened only by a backend that needs
- * one, in a worker thread, so the kernel never blocks the daemon's event loop.
+ * Backends by type; the netlink socket is in a worker thread, so the kernel
+ * never blocks the daemon's event loop. The worker is started by prestart()
+ * as soon as the flags are checked: its start (a new isolate, koffi) then
+ * overlaps the store's first requests instead of delaying the backend (~70 ms
+ * of start → subnet.env, issue 11). A backend that needs no netlink (alloc)
+ * closes it again.
  */
-function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOptions | null): { registry: BackendRegistry; current(): Backend | null; close(): void } {
+function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOptions | null): { registry: BackendRegistry; current(): Backend | null; prestart(): void; close(): void } {
   let kernel: RtNetlink | null = null;
   let current: Backend | null = null;
   const k = () => {
-    if (!kernel) {
-      kernel = RtNetlink.openInWorker();
-      kernel.observer = observer();
-    }
+    kernel ??= RtNetlink.openInWorker();
+    kernel.observer = observer();
     return kernel;
   };
   const made = <B extends Backend>(b: B): B => ((current = b), b);
@@ -45,11 +48,16 @@ function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOption
     if (edge) throw new BackendError(`--edge-network: only the vxlan backend can be an edge gateway (Backend.Type is "${type}")`);
   };
   const registry = new BackendRegistry()
-    .register('alloc', (ctx) => (noEdge('alloc'), made(new AllocBackend(ctx))))
+    .register('alloc', (ctx) => {
+      noEdge('alloc');
+      kernel?.close();
+      kernel = null;
+      return made(new AllocBackend(ctx));
+    })
     .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k(), edge })))
     .register('host-gw', (ctx) => (noEdge('host-gw'), made(new HostGwBackend(ctx, { kernel: k() }))))
     .register('udp', (ctx) => (noEdge('udp'), made(new UdpBackend(ctx, { kernel: k() }))));
-  return { registry, current: () => current, close: () => kernel?.close() };
+  return { registry, current: () => current, prestart: () => void (kernel ??= RtNetlink.openInWorker()), close: () => kernel?.close() };
 }
 
 /**
@@ -143,6 +151,10 @@ export async function run(f: FlanneldFlags): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  let kernelObserver: KernelObserver | null = null;
+  const backends = defaultBackends(() => kernelObserver, edge);
+  backends.prestart();
+
   let store: LeaseStore | undefined;
   let leases: LeaseSource | undefined;
   try {
@@ -185,12 +197,10 @@ export async function run(f: FlanneldFlags): Promise<number> {
       store = await openStore(f, log);
     }
   } catch (e) {
+    backends.close();
     if (ac.signal.aborted) return 0;
     return fatal((e as Error).message);
   }
-
-  let kernelObserver: KernelObserver | null = null;
-  const backends = defaultBackends(() => kernelObserver, edge);
   // Masquerade/forward rules (spec §9): iptables, or nftables with EnableNFTables.
   // Like flannel, each mode first removes what the other mode left behind
   // (spec §9.4). Unlike flannel, rules this run does not want (e.g. after a
@@ -264,6 +274,8 @@ export async function run(f: FlanneldFlags): Promise<number> {
     traffic,
     // kernel notifications for self-healing; subscribed only when the backend takes them (vxlan, host-gw)
     feed: new NetlinkChangeFeed(),
+    // Metrics are only readable on the healthz server (/metrics): without it, prom-client is not even loaded.
+    metrics: new DaemonMetrics(f.healthzPort > 0 ? await import('prom-client') : null),
     ...(configText !== undefined ? { configText } : {}),
   });
 
@@ -275,6 +287,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
     } catch (e) {
       await store?.close();
       await leases?.close();
+      backends.close();
       return fatal(`--healthz-port: cannot listen on ${f.healthzIp}:${f.healthzPort}: ${(e as Error).message}`);
     }
   }
