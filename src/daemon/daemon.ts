@@ -512,7 +512,7 @@ export class Daemon {
       if (sameAttrs(attrs, lease.attrs)) return;
       this.log.info(`publishing changed attributes in our lease ${leaseId(lease)}`);
       await this.reacquire({ ...lease, attrs });
-    });
+    }).catch((e: unknown) => this.log.error(`publishing changed attributes failed: ${e instanceof Error ? e.message : String(e)}`));
   }
 
   /** Take our subnet again; anything else (a different subnet, an error that won't pass) ends the daemon. */
