@@ -16,6 +16,7 @@ import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parseEnvText } from '../subnet/subnet-env.js';
 import { mapLimit, run } from './sh.js';
+import { renderReachMatrix } from './matrix.js';
 
 export const UNDERLAY_IP6 = '2001:db8::1';
 export const IPV6_NETWORK = 'fd00:10:244::/56';
@@ -134,18 +135,7 @@ export async function reachability6(pods: readonly Pod6[]): Promise<Reach6[]> {
 /** The IPv6 ping matrix, shaped like the IPv4 one. */
 export function renderMatrix6(prefix: string, pods: readonly Pod6[], reach: readonly Reach6[]): string[] {
   if (pods.length < 2) return [];
-  const short = (n: string) => n.slice(prefix.length);
-  const w = Math.max(...pods.map((p) => short(p.name).length), 9);
-  const out: string[] = ['', 'IPv6 reachability (ping -6, RTT in ms)'];
-  out.push(`${'from \\ to'.padEnd(w)}  ${pods.map((p) => short(p.name).padStart(9)).join('')}`);
-  for (const a of pods) {
-    const cells = pods.map((b) => {
-      if (a === b) return '-'.padStart(9);
-      const r = reach.find((x) => x.from === a.name && x.to === b.name);
-      return (r?.ok ? `✓ ${r.rttMs?.toFixed(2) ?? ''}` : '✗').padStart(9);
-    });
-    out.push(`${short(a.name).padEnd(w)}  ${cells.join('')}`);
-  }
+  const out: string[] = ['', ...renderReachMatrix(prefix, pods, reach, 'IPv6 reachability (ping -6, RTT in ms)')];
   const missing = pods.filter((p) => !p.ip6).length;
   out.push(`${reach.filter((r) => r.ok).length}/${reach.length} pairs reachable over IPv6${missing ? ` (${missing} pods have no IPv6 address)` : ''}`);
   return out;

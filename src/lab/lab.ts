@@ -24,6 +24,7 @@ import { LocalStore } from '../store/local/local-store.js';
 import { mapLimit, run, sh } from './sh.js';
 import { kubeApiserverBinary, nodeAnnotations, startLabKube } from './kube.js';
 import { FlannelError } from '../errors.js';
+import { renderReachMatrix } from './matrix.js';
 import { cniResultIPv6, hostIp6, hostIPv6, hostReport6, IPV6_NETWORK, netConfIPv6, podCidr6, reachability6, renderHost6, renderMatrix6, underlayIPv6, waitIPv6Settled, type HostReport6, type Reach6 } from './ipv6.js';
 
 export const DEFAULT_LAB_PREFIX = 'ftslab-';
@@ -604,19 +605,7 @@ export function renderReport(s: LabState, reports: HostReport[], reach: Reach[],
   }
   const pods = s.hosts.flatMap((h) => h.pods);
   if (pods.length > 1) {
-    const short = (n: string) => n.slice(s.prefix.length);
-    const w = Math.max(...pods.map((p) => short(p.name).length), 9);
-    out.push('');
-    out.push('reachability (ping, RTT in ms)');
-    out.push(`${'from \\ to'.padEnd(w)}  ${pods.map((p) => short(p.name).padStart(9)).join('')}`);
-    for (const a of pods) {
-      const cells = pods.map((b) => {
-        if (a === b) return '-'.padStart(9);
-        const r = reach.find((x) => x.from === a.name && x.to === b.name);
-        return (r?.ok ? `✓ ${r.rttMs?.toFixed(2) ?? ''}` : '✗').padStart(9);
-      });
-      out.push(`${short(a.name).padEnd(w)}  ${cells.join('')}`);
-    }
+    out.push('', ...renderReachMatrix(s.prefix, pods, reach, 'reachability (ping, RTT in ms)'));
     const ok = reach.filter((r) => r.ok).length;
     out.push(`${ok}/${reach.length} pairs reachable`);
   }
