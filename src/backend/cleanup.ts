@@ -6,6 +6,7 @@
 import { ipv4NetContains, parseIPv4, type IPv4Net } from '../lease/ip.js';
 import type { KernelNet } from '../kernel/types.js';
 import type { Logger } from '../log/log.js';
+import { RTPROT_BOOT, RTPROT_FLANNEL } from '../netlink/constants.js';
 
 export type BackendKind = 'vxlan' | 'host-gw' | 'udp';
 
@@ -19,11 +20,14 @@ export async function removeOtherBackends(k: KernelNet, keep: BackendKind, netwo
     }
   }
   // Gateway routes into the Network on the external interface are host-gw's
-  // (or vxlan DirectRouting's, which the vxlan reconciler manages itself).
+  // (or vxlan DirectRouting's, which the vxlan reconciler manages itself):
+  // ours carry RTPROT_FLANNEL, real flannel's RTPROT_BOOT. A route an
+  // operator added with another protocol (e.g. `proto static`) is theirs.
   if (keep === 'udp') {
     for (const r of await k.listRoutes({ oif: extIndex })) {
       const dst = r.dst.split('/');
-      if (r.oif === extIndex && r.gateway && ipv4NetContains(network, parseIPv4(dst[0]!)) && Number(dst[1]) >= network.prefix) {
+      const flannels = r.protocol === RTPROT_FLANNEL || r.protocol === RTPROT_BOOT;
+      if (r.oif === extIndex && r.gateway && flannels && ipv4NetContains(network, parseIPv4(dst[0]!)) && Number(dst[1]) >= network.prefix) {
         log.info(`removing route ${r.dst} via ${r.gateway}, left by a previous host-gw backend`);
         await k.delRoute({ dst: r.dst, gw: r.gateway, oif: extIndex });
       }
