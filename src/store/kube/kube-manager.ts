@@ -53,7 +53,7 @@ export interface KubeSubnetManagerOptions {
   setNodeNetworkUnavailable: boolean;
   /** how often to look again for a missing node / podCIDR (flannel: 3 s) */
   retryMs?: number;
-  /** injectable clock for the condition timestamps */
+  /** injectable clock: condition timestamps and the annotate/repair deadlines */
   now?: () => Date;
 }
 
@@ -171,7 +171,7 @@ export class KubeSubnetManager implements LeaseSource {
 
   /** Patch our annotations if any differs (flannel: retried every 3 s for 30 s). */
   private async publish(attrs: LeaseAttrs): Promise<boolean> {
-    const deadline = Date.now() + 30_000;
+    const deadline = this.now().getTime() + 30_000;
     for (;;) {
       try {
         const node = await this.api.getNode(this.nodeName);
@@ -182,7 +182,7 @@ export class KubeSubnetManager implements LeaseSource {
         return true;
       } catch (e) {
         if (e instanceof KubeApiError && e.forbidden) throw new SubnetError(`${e.message} (the ClusterRole must allow "patch" on nodes/status)`);
-        if (Date.now() > deadline || this.ac.signal.aborted) throw new SubnetError(`could not annotate node ${this.nodeName}: ${(e as Error).message}`);
+        if (this.now().getTime() > deadline || this.ac.signal.aborted) throw new SubnetError(`could not annotate node ${this.nodeName}: ${(e as Error).message}`);
         if (this.rl.allow('publish')) this.log.warn(`annotating node ${this.nodeName} failed: ${(e as Error).message}; retrying`);
         await sleep(this.retryMs, this.ac.signal);
       }
@@ -216,8 +216,8 @@ export class KubeSubnetManager implements LeaseSource {
     const attrs = this.published;
     if (!attrs) return;
     if (!annotationPatch(desiredAnnotations(this.names, attrs, node.annotations), node.annotations)) return;
-    if (Date.now() - this.lastRepair < 2000) return;
-    this.lastRepair = Date.now();
+    if (this.now().getTime() - this.lastRepair < 2000) return;
+    this.lastRepair = this.now().getTime();
     this.log.warn(`node ${this.nodeName}: our flannel annotations were changed or removed; restoring them`);
     this.publish(attrs).catch((e: unknown) => this.log.warn((e as Error).message));
   }
