@@ -4,7 +4,9 @@
 // etcd's JSON gateway is a gRPC client of its own server, and it presents the
 // server's certificate as its client certificate. Under --client-cert-auth a
 // server certificate made for serverAuth only is refused, so every gateway
-// call answers {"code":14,"message":"connection closed"} while gRPC clients
+// call answers {"code":14,"message":"connection closed"} (or, depending on
+// when the server drops the handshake, "… write: broken pipe" / "connection
+// reset") while gRPC clients
 // (real flanneld, etcdctl) work. etcd's docs and kubeadm issue server
 // certificates good for both, but not every cluster has them; flannel-ts must
 // stay a drop-in, so on that answer it switches to the etcd3 adapter, once,
@@ -19,7 +21,7 @@ import type { GatewayEtcdStore } from './gateway-store.js';
 export function isGatewaySelfDialFailure(e: unknown): boolean {
   let c: unknown = e;
   while (c instanceof StoreError) c = c.cause;
-  return c instanceof GatewayError && c.kind === 'server' && c.code === GrpcCode.Unavailable && /connection closed|bad certificate|handshake|transport/i.test(c.message);
+  return c instanceof GatewayError && c.kind === 'server' && c.code === GrpcCode.Unavailable && /connection closed|bad certificate|handshake|transport|broken pipe|connection reset/i.test(c.message);
 }
 
 export class TlsFallbackStore implements LeaseStore {
