@@ -106,14 +106,8 @@ export function tunnelState(probes: readonly ProbeResult[]): TunnelState {
   return 'partial';
 }
 
-export interface BuildInput {
-  readonly mode: 'lab' | 'store';
-  readonly title: string;
-  readonly store: string;
-  readonly backend: string | null;
-  readonly network: string | null;
-  readonly storeError: string | null;
-  readonly probeNote: string;
+/** What the page shows as it is given, plus what the hosts and tunnels are built from. */
+export interface BuildInput extends Pick<UiState, 'mode' | 'title' | 'store' | 'backend' | 'network' | 'storeError' | 'probeNote'> {
   /** the current leases */
   readonly leases: readonly LeaseSummary[];
   /** the last lease seen per public IP, for hosts whose lease went away */

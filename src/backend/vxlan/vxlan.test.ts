@@ -5,6 +5,7 @@ import type { Lease } from '../../lease/lease.js';
 import { MemoryLogger } from '../../testing/memory-logger.js';
 import { parseNetworkConfig } from '../../subnet/config.js';
 import { FakeKernel } from '../../testing/fake-kernel.js';
+import type { Link } from '../../kernel/types.js';
 import { ConfigError } from '../../subnet/config.js';
 import { parseVxlanOptions, normaliseMac } from './options.js';
 import { VxlanBackend } from './vxlan.js';
@@ -21,10 +22,12 @@ const peer = (n: number, mac = `0a:00:00:00:00:0${n}`, type = 'vxlan'): Lease =>
   expiration: null,
 });
 
-async function setup(backend = '{"Type":"vxlan"}') {
+/** A backend on a fake host (eth0 192.0.2.11), prepared and active; `before` sets up what an earlier run left. */
+async function setup(backend = '{"Type":"vxlan"}', before?: (k: FakeKernel, eth0: Link) => Promise<void>) {
   const k = new FakeKernel();
   const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
   k.addrs.push({ family: 2, index: eth0.index, prefixLen: 24, flags: 0, scope: 0, local: '192.0.2.11', address: '192.0.2.11', cidr: '192.0.2.11/24' });
+  await before?.(k, eth0);
   const log = new MemoryLogger();
   const b = new VxlanBackend(
     { config: parseNetworkConfig(`{"Network":"10.244.0.0/16","Backend":${backend}}`), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
@@ -171,15 +174,7 @@ test('a lease key with host bits set (10.244.42.128-24) gets no neighbour, FDB e
 });
 
 test('an entry the kernel keeps refusing is not "restored" on every periodic check, and is warned about once', async () => {
-  const k = new FakeKernel();
-  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
-  const log = new MemoryLogger();
-  const b = new VxlanBackend(
-    { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
-    { kernel: k },
-  );
-  const attrs = await b.prepare();
-  await b.activate({ ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } });
+  const { k, b, log } = await setup();
   // the daemon's queue, driven as its periodic check would
   const clock = new ManualClock();
   const q = new ReconcileQueue({ clock, log, run: async (events) => ({ errors: await b.reconcile([peer(2), peer(3)], events), changes: b.lastChanges }) });
@@ -213,18 +208,12 @@ test('an entry the kernel keeps refusing is not "restored" on every periodic che
 });
 
 test('flannel.1 keeps exactly one IPv4 address: a stale /32 from an old subnet (inside or outside Network) goes; link-local stays', async () => {
-  const k = new FakeKernel();
-  const eth0 = k.addLink({ name: 'eth0', mtu: 1500 });
-  const dev = await k.createVxlan({ name: 'flannel.1', vni: 1, local: '192.0.2.11', linkIndex: eth0.index, mac: '0e:11:22:33:44:55' });
-  // left by earlier runs: a subnet of the current Network, one of a Network since changed, a link-local one
-  for (const a of ['10.244.9.0/32', '10.50.3.0/32', '169.254.1.1/16']) await k.addAddr(dev.index, a);
-  const log = new MemoryLogger();
-  const b = new VxlanBackend(
-    { config: parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'), extIface: { name: 'eth0', index: eth0.index, mtu: 1500, ifaceAddr: parseIPv4('192.0.2.11'), publicIP: parseIPv4('192.0.2.11') }, log },
-    { kernel: k },
-  );
-  const attrs = await b.prepare();
-  await b.activate({ ...peer(1), attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, ...attrs } });
+  let dev!: Link;
+  const { k, b, log } = await setup(undefined, async (k, eth0) => {
+    dev = await k.createVxlan({ name: 'flannel.1', vni: 1, local: '192.0.2.11', linkIndex: eth0.index, mac: '0e:11:22:33:44:55' });
+    // left by earlier runs: a subnet of the current Network, one of a Network since changed, a link-local one
+    for (const a of ['10.244.9.0/32', '10.50.3.0/32', '169.254.1.1/16']) await k.addAddr(dev.index, a);
+  });
   assert.deepEqual((await k.listAddrs(dev.index)).map((a) => a.cidr).sort(), ['10.244.1.0/32', '169.254.1.1/16']);
   assert.ok(log.lines.some((l) => l.msg === 'removing stale address 10.50.3.0/32 from flannel.1'));
   await b.close();
