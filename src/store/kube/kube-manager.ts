@@ -90,9 +90,16 @@ export class KubeSubnetManager implements LeaseSource {
   private readonly now: () => Date;
   private readonly ac = new AbortController();
   private readonly rl = new RateLimitedLog(30_000);
-  /** the attributes we publish, once acquired; used to repair our annotations */
+  /**
+   * The attributes we want on our Node, set before each patch is sent: the
+   * watch event of our own patch can arrive before the patch's response, and
+   * must then match (else the repair below would put the old value back).
+   */
   private published: LeaseAttrs | null = null;
+  /** patches run one at a time, each towards the latest `published` */
+  private publishing: Promise<unknown> = Promise.resolve();
   private lastRepair = 0;
+  private repairTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly nodeName: string,
@@ -163,10 +170,17 @@ export class KubeSubnetManager implements LeaseSource {
     if (subnet6 && cfg.ipv6Network && (!ipv6NetContains(cfg.ipv6Network, subnet6.ip) || subnet6.prefix < cfg.ipv6Network.prefix)) {
       throw new SubnetError(`IPv6Network ${formatIPv6Net(cfg.ipv6Network)} doesn't contain node ${node.name}'s IPv6 PodCIDR ${formatIPv6Net(subnet6)}`);
     }
-    await this.publish(req.attrs);
     this.published = req.attrs;
+    await this.serially(() => this.publish(req.attrs));
     this.log.info(`node ${node.name}: podCIDR ${formatIPv4Net(v4)}${subnet6 ? ` and ${formatIPv6Net(subnet6)}` : ''} ${subnet6 ? 'are our subnets' : 'is our subnet'}; annotations published`);
     return { subnet: v4, subnet6, attrs: req.attrs, expiration: null, how: 'node-pod-cidr' };
+  }
+
+  /** Run a patch after the ones already under way (a repair and a republish must not interleave). */
+  private serially<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.publishing.then(f);
+    this.publishing = p.catch(() => undefined);
+    return p;
   }
 
   /** Patch our annotations if any differs (flannel: retried every 3 s for 30 s). */
@@ -214,12 +228,31 @@ export class KubeSubnetManager implements LeaseSource {
   /** Our node changed under us: put our annotations back if someone removed or altered them. */
   private onOwnNode(node: KubeNode): void {
     const attrs = this.published;
-    if (!attrs) return;
+    if (!attrs || this.repairTimer || this.ac.signal.aborted) return;
     if (!annotationPatch(desiredAnnotations(this.names, attrs, node.annotations), node.annotations)) return;
-    if (this.now().getTime() - this.lastRepair < 2000) return;
+    // At most one repair per 2 s (two writers fighting over the annotations
+    // must not become a patch storm); a change inside that hold-off is looked
+    // at again when it ends, not dropped.
+    const wait = this.lastRepair + 2000 - this.now().getTime();
+    if (wait > 0) {
+      this.repairTimer = setTimeout(() => {
+        this.repairTimer = null;
+        this.repair();
+      }, wait);
+      this.repairTimer.unref();
+      return;
+    }
+    this.repair();
+  }
+
+  private repair(): void {
+    if (this.ac.signal.aborted) return;
     this.lastRepair = this.now().getTime();
-    this.log.warn(`node ${this.nodeName}: our flannel annotations were changed or removed; restoring them`);
-    this.publish(attrs).catch((e: unknown) => this.log.warn((e as Error).message));
+    this.serially(async () => {
+      // read again at the time of the patch: a republish may have come first
+      const attrs = this.published;
+      if (attrs && (await this.publish(attrs))) this.log.warn(`node ${this.nodeName}: our flannel annotations were changed or removed; restored them`);
+    }).catch((e: unknown) => this.log.warn((e as Error).message));
   }
 
   watch(cfg: NetworkConfig, log: Logger, onUpdate: (u: LeaseUpdate) => void, opts: LeaseWatchOptions = {}): LeaseFeed {
@@ -228,6 +261,8 @@ export class KubeSubnetManager implements LeaseSource {
 
   async close(): Promise<void> {
     this.ac.abort();
+    if (this.repairTimer) clearTimeout(this.repairTimer);
+    this.repairTimer = null;
     this.api.close();
   }
 }
