@@ -7,6 +7,7 @@ import { FlannelError } from '../errors.js';
 import { formatIPv4, formatIPv4Net, ipv4NetContains, parseIPv4, parseIPv4Net, type IPv4Net } from '../lease/ip.js';
 import { validateLease, type Lease } from '../lease/lease.js';
 import { vtepMacOf } from '../backend/vxlan/desired.js';
+import { publishedEdgeNetworks } from '../backend/vxlan/edge.js';
 import { parseVxlanOptions, type VxlanOptions } from '../backend/vxlan/options.js';
 import { ConfigError, parseNetworkConfig, type NetworkConfig } from '../subnet/config.js';
 import { entryToLease } from '../subnet/manager.js';
@@ -31,6 +32,8 @@ export interface LeaseInfo {
   readonly backend: string;
   /** normalised VtepMAC, null when absent or malformed */
   readonly vtepMac: string | null;
+  /** the L2 segments the node routes to as an edge gateway (EdgeNetworks), canonical CIDRs; [] for none */
+  readonly edgeNetworks: string[];
   readonly permanent: boolean;
   /** seconds left; null for a reservation or when unknown */
   readonly ttlSeconds: number | null;
@@ -117,6 +120,7 @@ export async function readCluster(store: LeaseStore, timeoutMs: number): Promise
       publicIP: formatIPv4(l.attrs.publicIP),
       backend: l.attrs.backendType,
       vtepMac: vtepMacOf(l),
+      edgeNetworks: publishedEdgeNetworks(l).nets.map(formatIPv4Net),
       permanent: e.permanent,
       ttlSeconds: e.ttlSeconds,
       lease: l,

@@ -389,3 +389,26 @@ test('probe: ICMP echo to loopback through a raw socket', { skip: privilegedSkip
   assert.equal([...all.values()].filter((x) => x.ok).length, 100, JSON.stringify([...all.values()].filter((x) => !x.ok)));
   assert.ok(performance.now() - t0 < 1500, `${performance.now() - t0} ms`);
 });
+
+test('leases and status: an EDGE column appears only when some node is an edge gateway; bad entries are left out', async () => {
+  const { leaseRows, renderLeases } = await import('./leases.js');
+  const { renderStatus } = await import('./status.js');
+  const plain = new MemoryStore(CONFIG);
+  for (const n of NODES) await plain.putSubnet(`${n.subnet}-24`, lease(n), 3600);
+  assert.equal(renderLeases(await leaseRows(plain)).split('\n')[0], 'SUBNET         PUBLIC IP   BACKEND  VTEP MAC           EXPIRES');
+  const edgeLease = lease(NODES[0]!).replace(/}$/, ',"EdgeNetworks":["192.168.50.0/24","not-a-cidr","192.168.60.0/24"]}');
+  await plain.putSubnet('10.244.1.0-24', edgeLease, 3600);
+  const text = renderLeases(await leaseRows(plain)).split('\n');
+  assert.equal(text[0], 'SUBNET         PUBLIC IP   BACKEND  VTEP MAC           EDGE                             EXPIRES');
+  assert.match(text[1]!, /^10\.244\.1\.0\/24  192\.0\.2\.11  vxlan    02:00:00:00:00:01  192\.168\.50\.0\/24,192\.168\.60\.0\/24  in /);
+  assert.match(text[2]!, /^10\.244\.2\.0\/24  192\.0\.2\.12  vxlan    02:00:00:00:00:02  -  /);
+  const c = await readCluster(plain, 1000);
+  assert.deepEqual(c.leases.map((l) => l.edgeNetworks), [['192.168.50.0/24', '192.168.60.0/24'], [], []]);
+  const status = renderStatus({
+    apiVersion: 'flannel-ts/v1', kind: 'StatusReport',
+    store: { description: 'memory', ok: true, elapsedMs: 1 }, config: null, node: null, invalid: [],
+    leases: c.leases.map((l) => ({ subnet: l.subnet, publicIP: l.publicIP, backend: l.backend, vtepMac: l.vtepMac, edgeNetworks: l.edgeNetworks, permanent: false, ttlSeconds: 60, expires: 'in 1m00s', thisNode: false })),
+  });
+  assert.match(status, /^SUBNET +PUBLIC IP +BACKEND +VTEP MAC +EXPIRES +NODE +EDGE$/m);
+  assert.match(status, /^10\.244\.1\.0\/24 .* 192\.168\.50\.0\/24,192\.168\.60\.0\/24$/m);
+});

@@ -1,5 +1,6 @@
 // `flannelctl leases`: the operator's first view of the store.
-import { formatIPv4 } from '../lease/ip.js';
+import { publishedEdgeNetworks } from '../backend/vxlan/edge.js';
+import { formatIPv4, formatIPv4Net } from '../lease/ip.js';
 import { vtepMac } from '../lease/lease.js';
 import type { LeaseStore } from '../store/store.js';
 import { entryToLease } from '../subnet/manager.js';
@@ -9,6 +10,8 @@ export interface LeaseRow {
   publicIP: string;
   backend: string;
   vtepMac: string;
+  /** segments served as an edge gateway, comma-separated; "" for none */
+  edge: string;
   expires: string;
   problem?: string;
 }
@@ -24,12 +27,13 @@ export async function leaseRows(store: LeaseStore): Promise<LeaseRow[]> {
   const rows = entries.map((e): LeaseRow => {
     const expires = e.permanent ? 'never (reservation)' : e.ttlSeconds === null ? '?' : `in ${humanTTL(e.ttlSeconds)}`;
     const l = entryToLease(e);
-    if (typeof l === 'string') return { subnet: e.name, publicIP: '-', backend: '-', vtepMac: '-', expires, problem: l };
+    if (typeof l === 'string') return { subnet: e.name, publicIP: '-', backend: '-', vtepMac: '-', edge: '', expires, problem: l };
     return {
       subnet: e.name.replace('-', '/').replace(/&(.*)-(\d+)$/, ' $1/$2'),
       publicIP: formatIPv4(l.attrs.publicIP),
       backend: l.attrs.backendType || '(none: udp/alloc)',
       vtepMac: vtepMac(l.attrs) ?? '-',
+      edge: publishedEdgeNetworks(l).nets.map(formatIPv4Net).join(','),
       expires,
     };
   });
@@ -43,9 +47,11 @@ export function renderTable(header: string[], rows: string[][]): string {
 }
 
 export function renderLeases(rows: LeaseRow[]): string {
+  // the EDGE column only when some node is an edge gateway (issue 12)
+  const withEdge = rows.some((r) => r.edge !== '');
   const table = renderTable(
-    ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
-    rows.map((r) => [r.subnet, r.publicIP, r.backend, r.vtepMac, r.problem ? `${r.expires}  !! ${r.problem}` : r.expires]),
+    ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', ...(withEdge ? ['EDGE'] : []), 'EXPIRES'],
+    rows.map((r) => [r.subnet, r.publicIP, r.backend, r.vtepMac, ...(withEdge ? [r.edge || '-'] : []), r.problem ? `${r.expires}  !! ${r.problem}` : r.expires]),
   );
   return rows.length === 0 ? table + '(no leases)\n' : table;
 }

@@ -18,6 +18,8 @@ export interface StatusLease {
   readonly publicIP: string;
   readonly backend: string;
   readonly vtepMac: string | null;
+  /** segments this node serves as an edge gateway; [] for none */
+  readonly edgeNetworks: string[];
   readonly permanent: boolean;
   readonly ttlSeconds: number | null;
   readonly expires: string;
@@ -197,7 +199,7 @@ export async function status(o: StatusOptions): Promise<StatusReport> {
   const leases = c.leases.map((l): StatusLease => {
     const thisNode = l === self?.lease;
     const expires = l.permanent ? 'never (reservation)' : l.ttlSeconds === null ? '?' : `in ${humanTTL(l.ttlSeconds)}`;
-    const row: StatusLease = { subnet: l.subnet, publicIP: l.publicIP, backend: l.backend, vtepMac: l.vtepMac, permanent: l.permanent, ttlSeconds: l.ttlSeconds, expires, thisNode };
+    const row: StatusLease = { subnet: l.subnet, publicIP: l.publicIP, backend: l.backend, vtepMac: l.vtepMac, edgeNetworks: l.edgeNetworks, permanent: l.permanent, ttlSeconds: l.ttlSeconds, expires, thisNode };
     if (!checkKernel || thisNode) return row;
     const bad = perPeer.get(l.publicIP);
     return { ...row, kernel: bad ? bad.join(', ') : 'ok' };
@@ -236,8 +238,14 @@ export function renderStatus(r: StatusReport): string {
   if (r.store.ok) {
     out.push('');
     const withKernel = r.leases.some((l) => l.kernel !== undefined);
-    const header = ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES', 'NODE', ...(withKernel ? ['KERNEL ENTRIES'] : [])];
-    const rows = r.leases.map((l) => [l.subnet, l.publicIP, l.backend || '(none: udp/alloc)', l.vtepMac ?? '-', l.expires, l.thisNode ? 'this' : '', ...(withKernel ? [l.kernel ?? '-'] : [])]);
+    // the EDGE column only in a cluster with an edge gateway (issue 12), so other tables stay as they were
+    const withEdge = r.leases.some((l) => l.edgeNetworks.length > 0);
+    const header = ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES', 'NODE', ...(withEdge ? ['EDGE'] : []), ...(withKernel ? ['KERNEL ENTRIES'] : [])];
+    const rows = r.leases.map((l) => [
+      l.subnet, l.publicIP, l.backend || '(none: udp/alloc)', l.vtepMac ?? '-', l.expires, l.thisNode ? 'this' : '',
+      ...(withEdge ? [l.edgeNetworks.join(',') || '-'] : []),
+      ...(withKernel ? [l.kernel ?? '-'] : []),
+    ]);
     out.push(renderTable(header, rows).trimEnd());
     if (r.leases.length === 0) out.push('(no leases)');
     for (const bad of r.invalid) out.push(`!! ${bad.key}: ${bad.reason}`);

@@ -4,10 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as C from '../netlink/constants.js';
 import type { KernelSnapshot } from '../ctl/kernel-view.js';
-import { buildState, kernelTables, tunnelState, type BuildInput, type LeaseSummary, type ProbeResult } from './model.js';
+import { buildState, kernelTables, summariseLease, tunnelState, type BuildInput, type LeaseSummary, type ProbeResult } from './model.js';
+import { decodeLeaseAttrs } from '../lease/lease.js';
 import { parseListen } from './server.js';
 
-const lease = (n: number): LeaseSummary => ({ key: `10.244.${n}.0-24`, subnet: `10.244.${n}.0/24`, publicIP: `192.0.2.1${n}`, backend: 'vxlan', vtepMac: `0a:00:00:00:00:0${n}` });
+const lease = (n: number): LeaseSummary => ({ key: `10.244.${n}.0-24`, subnet: `10.244.${n}.0/24`, publicIP: `192.0.2.1${n}`, backend: 'vxlan', vtepMac: `0a:00:00:00:00:0${n}`, edgeNetworks: [] });
 const probe = (from: string, to: string, ok: boolean): ProbeResult => ({ from, to, what: `${from}→${to}`, ok, rttMs: ok ? 0.1 : null, at: '2026-01-01T00:00:00Z' });
 
 const base: BuildInput = {
@@ -102,4 +103,12 @@ test('--listen: host:port, [v6]:port, a bare port is loopback, :port is every ad
   assert.deepEqual(parseListen(':9000'), { host: '0.0.0.0', port: 9000 });
   assert.throws(() => parseListen('localhost'), /not host:port/);
   assert.throws(() => parseListen('1.2.3.4:70000'), /out of range/);
+});
+
+test('ui: a lease\'s edge segments reach the host card (valid CIDRs only)', () => {
+  const attrs = decodeLeaseAttrs('{"PublicIP":"192.0.2.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"},"EdgeNetworks":["192.168.50.0/24",7]}');
+  const l = summariseLease({ subnet: { ip: 0x0af40100, prefix: 24 }, subnet6: null, attrs, expiration: null });
+  assert.deepEqual(l.edgeNetworks, ['192.168.50.0/24']);
+  const s = buildState({ ...base, leases: [l, lease(2)] });
+  assert.deepEqual(s.hosts.map((h) => h.edgeNetworks), [['192.168.50.0/24'], []]);
 });

@@ -7,6 +7,7 @@ import * as C from '../netlink/constants.js';
 import { formatIPv4, formatIPv4Net } from '../lease/ip.js';
 import type { Lease } from '../lease/lease.js';
 import { vtepMacOf } from '../backend/vxlan/desired.js';
+import { publishedEdgeNetworks } from '../backend/vxlan/edge.js';
 import { addrsOf, describeRoute, neighState, type KernelSnapshot } from '../ctl/kernel-view.js';
 
 /** present: the store has a lease; gone: it had one while we watched; none: never seen */
@@ -22,6 +23,8 @@ export interface UiHost {
   readonly subnet: string | null;
   readonly vtepMac: string | null;
   readonly backend: string | null;
+  /** segments this host serves as an edge gateway (EdgeNetworks); [] for none */
+  readonly edgeNetworks: readonly string[];
   readonly lease: LeaseState;
   /** lab only: is this host's flanneld running, and where is its log */
   readonly flanneld?: { readonly state: 'running' | 'stopped'; readonly pid: number | null; readonly log: string };
@@ -82,6 +85,7 @@ export interface LeaseSummary {
   readonly publicIP: string;
   readonly backend: string;
   readonly vtepMac: string | null;
+  readonly edgeNetworks: readonly string[];
 }
 
 export function summariseLease(l: Lease): LeaseSummary {
@@ -92,6 +96,7 @@ export function summariseLease(l: Lease): LeaseSummary {
     publicIP: formatIPv4(l.attrs.publicIP),
     backend: l.attrs.backendType,
     vtepMac: vtepMacOf(l),
+    edgeNetworks: publishedEdgeNetworks(l).nets.map(formatIPv4Net),
   };
 }
 
@@ -135,6 +140,7 @@ export function buildState(i: BuildInput): Omit<UiState, 'version' | 'updatedAt'
         subnet: last?.subnet ?? null,
         vtepMac: last?.vtepMac ?? null,
         backend: last?.backend ?? null,
+        edgeNetworks: last?.edgeNetworks ?? [],
         lease: l ? 'present' : i.lastSeen.has(k.publicIP) ? 'gone' : 'none',
         ...(k.flanneld ? { flanneld: k.flanneld } : {}),
         pods: k.pods,
@@ -184,6 +190,7 @@ function leaseHost(l: LeaseSummary, lease: LeaseState, localIPs: ReadonlySet<str
     subnet: l.subnet,
     vtepMac: l.vtepMac,
     backend: l.backend,
+    edgeNetworks: l.edgeNetworks,
     lease,
     pods: [],
     kernel: localIPs?.has(l.publicIP) ?? false,

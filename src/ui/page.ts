@@ -173,7 +173,8 @@ export const PAGE_HTML = `<!doctype html>
       var y = 20;
       g.appendChild(sv("text", { "class": "name", x: 10, y: y }, h.name));
       var badge = h.lease === "gone" ? ["badge-gone", "lease gone"] : h.lease === "none" ? ["badge-gone", "no lease"] :
-        h.flanneld && h.flanneld.state === "stopped" ? ["badge-stopped", "flanneld stopped"] : null;
+        h.flanneld && h.flanneld.state === "stopped" ? ["badge-stopped", "flanneld stopped"] :
+        h.edgeNetworks && h.edgeNetworks.length ? ["badge-edge", "edge gateway"] : null;
       if (badge) g.appendChild(sv("text", { "class": badge[0], x: CARD_W - 10, y: y, "text-anchor": "end" }, badge[1]));
       y += 18;
       g.appendChild(sv("text", { "class": "mono", x: 10, y: y }, "subnet " + (h.subnet || "—")));
@@ -187,6 +188,7 @@ export const PAGE_HTML = `<!doctype html>
       if (pods) g.appendChild(sv("text", { "class": "mono dim", x: 10, y: y }, "pods " + pods));
       var tip = h.name + (h.flanneld ? "\\nflanneld: " + h.flanneld.state + (h.flanneld.pid ? " (pid " + h.flanneld.pid + ")" : "") + "\\nlog: " + h.flanneld.log : "");
       h.pods.forEach(function (pod) { tip += "\\npod " + pod.name + " " + (pod.ip || "?"); });
+      if (h.edgeNetworks && h.edgeNetworks.length) tip += "\\nedge gateway for " + h.edgeNetworks.join(", ");
       g.appendChild(sv("title", null, tip));
       g.addEventListener("click", function () { select(h.id); });
       g.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(h.id); } });
