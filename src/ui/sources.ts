@@ -48,7 +48,7 @@ export async function labSource(s: LabState, log: Logger): Promise<UiSource> {
     title: `lab ${s.prefix}*`,
     store,
     storeLabel: label,
-    probeNote: `Tunnel colours: the last ping between each pair of hosts (first pod to first pod; host to the peer's flannel address when a host has no pods), every few seconds, both ways.`,
+    probeNote: `Tunnel colours: the last ping between each pair of hosts (first pod to first pod, over IPv4 and, in a dual-stack lab, IPv6; host to the peer's flannel address when a host has no pods), every few seconds, both ways.`,
     known(): KnownHost[] {
       return s.hosts.map((h) => ({
         id: short(h.name),
@@ -80,9 +80,21 @@ export async function labSource(s: LabState, log: Logger): Promise<UiSource> {
           target = b.subnet.split('/')[0]!;
           what = `${a.id} → ${target} (${b.id}'s flannel address)`;
         } else return null;
-        const r = await run(['ip', 'netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', '-q', target], { timeoutMs: 5000 });
+        const ping = (t: string) => run(['ip', 'netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', '-q', t], { timeoutMs: 5000 });
+        const r = await ping(target);
         const rtt = /= [\d.]+\/([\d.]+)\//.exec(r.stdout)?.[1];
-        return { from: a.id, to: b.id, what, ok: r.code === 0, rttMs: rtt ? Number(rtt) : null, at: new Date().toISOString() } satisfies ProbeResult;
+        let ok = r.code === 0;
+        // A dual-stack lab (--ipv6): the pods' IPv6 addresses are probed too; a
+        // direction is green only when both families get through.
+        const src6 = src?.ip6;
+        const dst6 = dst?.ip6;
+        if (src && dst && src6 && dst6) {
+          const ok6 = (await ping(dst6)).code === 0;
+          what += ` and → ${dst6}`;
+          if (ok !== ok6) what += ` (IPv${ok ? 6 : 4} fails)`;
+          ok &&= ok6;
+        }
+        return { from: a.id, to: b.id, what, ok, rttMs: rtt ? Number(rtt) : null, at: new Date().toISOString() } satisfies ProbeResult;
       });
       return out.filter((x): x is ProbeResult => x !== null);
     },

@@ -87,13 +87,45 @@ async function assertTables(stdout: string, st: State): Promise<void> {
   assert.ok(!/✗/.test(stdout), stdout);
 }
 
+type PageState = { tunnels: Array<{ state: string; probes: Array<{ from: string; ok: boolean; what: string }> }> };
+
+/** The page's tunnel probes cover IPv6 too: a dropped ICMPv6 echo turns the tunnel from green to one-way, and back. */
+async function pageProbesBothFamilies(stderr: string, st: State): Promise<void> {
+  const url = /^Page: +(\S+)$/m.exec(stderr)?.[1];
+  assert.ok(url, stderr);
+  const until = async (what: string, cond: (s: PageState) => boolean): Promise<PageState> => {
+    let s: PageState | null = null;
+    for (let i = 0; i < 150; i++) {
+      s = (await (await fetch(`${url}api/state`)).json()) as PageState;
+      if (s.tunnels.length === 1 && cond(s)) return s;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.fail(`${what}: ${JSON.stringify(s?.tunnels)}`);
+  };
+  const pod2 = st.hosts[1]!.pods[0]!;
+  let s = await until('tunnel ok over both families', (x) => x.tunnels[0]!.state === 'ok');
+  assert.ok(s.tunnels[0]!.probes.some((p) => p.from === 'h1' && p.what.includes(`→ ${pod2.ip6}`)), JSON.stringify(s.tunnels));
+  const rule = ['INPUT', '-p', 'icmpv6', '--icmpv6-type', 'echo-request', '-j', 'DROP'];
+  await sh(['ip', 'netns', 'exec', pod2.name, 'ip6tables', '-A', ...rule]);
+  try {
+    s = await until('IPv6 drop seen', (x) => x.tunnels[0]!.state === 'partial');
+    const toH2 = s.tunnels[0]!.probes.find((p) => p.from === 'h1')!;
+    assert.equal(toH2.ok, false);
+    assert.match(toH2.what, /\(IPv6 fails\)$/);
+  } finally {
+    await sh(['ip', 'netns', 'exec', pod2.name, 'ip6tables', '-D', ...rule]);
+  }
+  await until('tunnel ok again', (x) => x.tunnels[0]!.state === 'ok');
+}
+
 async function labCycle(store: 'local' | 'kube'): Promise<void> {
   const prefix = `ftsl6${randomBytes(2).toString('hex')}-`;
   const dir = mkdtempSync(path.join(tmpdir(), 'fts-lab6-'));
   const common = ['--dir', dir, '--prefix', prefix];
   const rootLinks = await sh(['ip', '-br', 'link']);
   try {
-    const up = await ctl(['lab', 'up', '--ipv6', '--hosts', '2', '--pods', '1', '--no-ui', '--store', store, ...common]);
+    // the topology page only exists for the local (and etcd) store
+    const up = await ctl(['lab', 'up', '--ipv6', '--hosts', '2', '--pods', '1', ...(store === 'kube' ? ['--no-ui'] : []), '--store', store, ...common]);
     assert.equal(up.code, 0, up.stderr + up.stdout);
     assert.match(up.stdout, /^lab \S+ {2}backend vxlan {2}store \w+ {2}network 10\.244\.0\.0\/16 {2}ipv6 network fd00:10:244::\/56 /);
     const st = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as State;
@@ -114,6 +146,8 @@ async function labCycle(store: 'local' | 'kube'): Promise<void> {
         assert.match(sec, new RegExp(`FLANNEL_SUBNET=10\\.244\\.${i + 1}\\.1/24 {2}FLANNEL_IPV6_SUBNET=fd00:10:244:${i + 1}::1/64 `));
       }
     }
+
+    if (store === 'local') await pageProbesBothFamilies(up.stderr, st);
 
     const status = await ctl(['lab', 'status', ...common]);
     assert.equal(status.code, 0, status.stderr + status.stdout);
