@@ -55,9 +55,10 @@ export async function openStore(f: StoreFlags, log: Logger): Promise<LeaseStore>
       store = await etcd3();
     } else {
       const gateway = new (await import('./etcd/gateway-store.js')).GatewayEtcdStore(opts);
-      // With TLS, a cluster whose gateway cannot dial its own server (see
-      // tls-fallback-store.ts) gets the etcd3 client, unless the gateway was asked for by name.
-      store = !gateway.insecure && !f.etcdClient ? new (await import('./etcd/tls-fallback-store.js')).TlsFallbackStore(gateway, etcd3, log) : gateway;
+      // An etcd without the /v3/ gateway (before 3.4), or one whose gateway
+      // cannot dial its own server over TLS (see fallback-store.ts), gets the
+      // etcd3 client, unless the gateway was asked for by name.
+      store = !f.etcdClient ? new (await import('./etcd/fallback-store.js')).GatewayFallbackStore(gateway, etcd3, log) : gateway;
     }
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
