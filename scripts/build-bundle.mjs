@@ -3,9 +3,9 @@
 //                       flags and --version/--help)
 //   chunk-*.mjs         code loaded by the entry's dynamic imports (the
 //                       daemon, each store client), still loaded only when used
-//   transport-worker.js, subscriber-worker.js, worker.js
+//   netlink-worker.js, worker.js
 //                       the worker threads, at the names the code asks for
-//                       (new URL('./transport-worker.js', import.meta.url))
+//                       (new URL('./netlink-worker.js', import.meta.url))
 //   package.json        {"type":"module"}, so the .js workers are ESM wherever
 //                       the directory is copied
 // Native addons and heavy clients that read files next to their code stay
@@ -49,8 +49,7 @@ await build({
 await build({
   ...common,
   entryPoints: {
-    'transport-worker': 'src/netlink/transport-worker.ts',
-    'subscriber-worker': 'src/netlink/subscriber-worker.ts',
+    'netlink-worker': 'src/netlink/netlink-worker.ts',
     worker: 'src/backend/udp/worker.ts',
   },
   outdir: out,

@@ -1,5 +1,5 @@
 // The project's one libc binding, with koffi: every libc function flannel-ts
-// calls is declared here, once (netlink transport, TUN device, UDP data path,
+// calls is declared here, once (netlink worker, TUN device, UDP data path,
 // sd_notify, ICMP probes, ethtool ioctls). Nothing else calls koffi.load.
 //
 // Calls are synchronous on purpose: each costs well under a microsecond,
@@ -16,12 +16,16 @@
 //    address never moves, and an integer is the cheapest argument koffi has.
 //
 // Module state is per thread: a worker_thread that imports this file binds
-// libc in its own koffi instance on its first libc() call.
+// libc in its own koffi instance on its first libc() call. koffi itself is
+// loaded then too, not on import: a thread that only imports this file (the
+// daemon's main thread, whose netlink sockets are in the netlink worker) pays
+// neither its ~15 ms nor its ~1 MB.
 //
 // The codec modules never import this file, so they load and test without
 // the addon. Layouts are those of LP64 Linux (x86-64 and arm64 agree).
 
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type Koffi from 'koffi';
 import { FlannelError } from '../errors.js';
 import { errnoName } from './errors.js';
 
@@ -59,8 +63,18 @@ export interface SysLibc extends Libc {
   ioctlPtr(fd: number, req: number, arg: Buffer): number;
   ioctlInt(fd: number, req: number, arg: number): number;
   fcntl(fd: number, cmd: number, arg: number): number;
+  /** eventfd(2): the netlink worker's wake-up counter (see thread.ts). */
+  eventfd(initval: number, flags: number): number;
   getsockopt(fd: number, level: number, name: number, value: Buffer, len: Buffer): number;
   strerror(errno: number): string;
+}
+
+let koffiCached: typeof Koffi | undefined;
+
+/** The koffi module, loaded on first use (see the header). */
+export function koffi(): typeof Koffi {
+  // not named `require`: the bundle's banner declares that name (scripts/build-bundle.mjs)
+  return (koffiCached ??= createRequire(import.meta.url)('koffi') as typeof Koffi);
 }
 
 let cached: SysLibc | undefined;
@@ -68,7 +82,8 @@ let cached: SysLibc | undefined;
 /** Binds libc once per thread. */
 export function libc(): SysLibc {
   if (cached) return cached;
-  const lib = koffi.load('libc.so.6');
+  const k = koffi();
+  const lib = k.load('libc.so.6');
   const socket = lib.func('int socket(int domain, int type, int protocol)');
   const bind = lib.func('int bind(int fd, void *addr, uint32_t addrlen)');
   const getsockname = lib.func('int getsockname(int fd, void *addr, void *addrlen)');
@@ -93,6 +108,7 @@ export function libc(): SysLibc {
   const ioctl = lib.func('int ioctl(int fd, unsigned long req, ...)');
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
   const strerror = lib.func('const char *strerror(int errnum)');
+  const eventfd = lib.func('int eventfd(unsigned int initval, int flags)');
   cached = {
     socket: (d, t, p) => socket(d, t, p) as number,
     bind: (fd, a, l) => bind(fd, a, l) as number,
@@ -119,14 +135,15 @@ export function libc(): SysLibc {
     ioctlInt: (fd, req, arg) => ioctl(fd, req, 'unsigned long', arg) as number,
     fcntl: (fd, cmd, arg) => fcntl(fd, cmd, 'int', arg) as number,
     strerror: (e) => String(strerror(e)),
-    errno: () => koffi.errno(),
+    eventfd: (v, f) => eventfd(v, f) as number,
+    errno: () => k.errno(),
   };
   return cached;
 }
 
 /** The address of a Buffer's bytes, for structures that hold pointers (e.g. ifreq.ifr_data). */
 export function addressOf(b: Buffer): bigint {
-  return BigInt(koffi.address(b) as unknown as number | bigint);
+  return BigInt(koffi().address(b) as unknown as number | bigint);
 }
 
 /** A malloc'd block that JS reads and writes in place; `addr` never moves. */
@@ -140,7 +157,7 @@ export interface NativeBlock {
 export function nativeBlock(lib: SysLibc, size: number): NativeBlock {
   const addr = lib.malloc(size);
   if (!addr) throw new Error(`malloc(${size}) failed`);
-  const ab = koffi.view(addr, size);
+  const ab = koffi().view(addr, size);
   const u8 = new Uint8Array(ab);
   u8.fill(0);
   return { addr, size, u8, dv: new DataView(ab) };

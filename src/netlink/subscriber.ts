@@ -12,14 +12,18 @@
 //    listener's view is stale and must be rebuilt by re-dumping and
 //    reconciling. The subscription itself continues.
 //  - `onError` means the subscription has ended for good (socket failure).
-//  - `stop()` always completes within about one poll interval: the socket is
-//    read in a worker thread that polls with a timeout and checks a shared
-//    stop flag between polls.
+//  - `stop()` always completes within about one poll interval: delivery
+//    stops at once, and the worker closes the socket as soon as it is not
+//    inside a request (see stop()).
+//
+// The socket is read in the shared netlink worker (thread.ts), the one
+// WorkerTransport uses too: it waits in poll() on its notification sockets
+// and a wake-up eventfd, with a timeout.
 
-import { Worker } from 'node:worker_threads';
 import * as C from './constants.js';
 import { NetlinkError } from './errors.js';
 import type { RtnlObject } from './rtnl.js';
+import { NetlinkThread, type SubscribeInit } from './thread.js';
 
 export type NetlinkEvent = RtnlObject & {
   /** nlmsg_pid of the notification: port id of the requester, 0 for the kernel. */
@@ -49,119 +53,136 @@ export interface SubscriberOptions {
   onError?: (err: NetlinkError) => void;
   /** Kernel receive buffer; default 8 MiB (SO_RCVBUFFORCE, falling back to SO_RCVBUF). */
   rcvbuf?: number;
-  /** Longest time the worker stays in poll() before re-checking the stop flag. Default 200 ms. */
+  /** Longest time the worker stays in poll() without looking for calls (it is woken for each), and the longest stop() waits. Default 200 ms. */
   pollIntervalMs?: number;
 }
-
-/** @internal Worker protocol. */
-export interface WorkerInit {
-  groups: number;
-  memberships: number[];
-  rcvbuf: number;
-  pollMs: number;
-  stop: SharedArrayBuffer;
-}
-
-/** @internal Worker protocol. */
-export type WorkerMessage =
-  | { type: 'ready'; portId: number }
-  | { type: 'events'; events: NetlinkEvent[] }
-  | { type: 'overrun' }
-  | { type: 'decode-error'; message: string }
-  | { type: 'fatal'; errno: number; op: string; message: string };
 
 const EPROTO = 71;
 
 export class NetlinkSubscriber {
   /** Port id of the notification socket. */
   readonly portId: number;
-  private readonly worker: Worker;
-  private readonly stopFlag: Int32Array;
-  private readonly exited: Promise<void>;
+  private readonly thread: NetlinkThread;
+  private readonly ch: number;
   private readonly pollMs: number;
-  private stopping = false;
+  private readonly life: Life;
+  private stopped: Promise<void> | null = null;
 
-  private constructor(worker: Worker, stopFlag: Int32Array, portId: number, exited: Promise<void>, pollMs: number) {
-    this.worker = worker;
-    this.stopFlag = stopFlag;
+  private constructor(thread: NetlinkThread, ch: number, portId: number, pollMs: number, life: Life) {
+    this.thread = thread;
+    this.ch = ch;
     this.portId = portId;
-    this.exited = exited;
     this.pollMs = pollMs;
+    this.life = life;
   }
 
   static start(opts: SubscriberOptions): Promise<NetlinkSubscriber> {
     const groups = opts.groups ?? ['link', 'neigh', 'route'];
-    const stopBuf = new SharedArrayBuffer(4);
-    const init: WorkerInit = {
+    const init: SubscribeInit = {
       groups: groups.reduce((acc, g) => acc | GROUP_BITS[g], 0),
       memberships: [],
       rcvbuf: opts.rcvbuf ?? 8 << 20,
       pollMs: opts.pollIntervalMs ?? 200,
-      stop: stopBuf,
     };
-    const worker = new Worker(new URL('./subscriber-worker.js', import.meta.url), {
-      workerData: init,
-      // a small young generation, as the request worker's (WORKER_LIMITS in transport.ts)
-      resourceLimits: { maxYoungGenerationSizeMb: 4 },
-    });
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-
     return new Promise<NetlinkSubscriber>((resolve, reject) => {
+      const life: Life = { stopping: false, ended: false, held: true, onEnded: null };
       let sub: NetlinkSubscriber | undefined;
-      const fail = (err: NetlinkError): void => {
-        if (!sub) reject(err);
-        else if (!sub.stopping) opts.onError?.(err);
+      // The subscription is over for good: no more events, and the worker
+      // need not stay up for it.
+      const end = (): void => {
+        if (life.ended) return;
+        life.ended = true;
+        if (life.held) thread.unhold();
+        thread.close(ch);
+        life.onEnded?.();
       };
-      worker.on('message', (m: WorkerMessage) => {
-        switch (m.type) {
-          case 'ready':
-            sub = new NetlinkSubscriber(worker, new Int32Array(stopBuf), m.portId, exited, init.pollMs);
-            resolve(sub);
-            break;
-          case 'events':
-            for (const e of m.events) opts.onEvent(e);
-            break;
-          case 'overrun':
-            opts.onOverrun?.();
-            break;
-          case 'decode-error':
-            opts.onDecodeError?.(m.message);
-            break;
-          case 'fatal':
-            fail(new NetlinkError({ errno: m.errno || EPROTO, op: m.op, detail: m.errno ? undefined : m.message }));
-            break;
-        }
+      const fail = (err: NetlinkError): void => {
+        const quiet = life.stopping;
+        end();
+        if (!sub) reject(err);
+        else if (!quiet) opts.onError?.(err);
+      };
+      const { thread, ch } = NetlinkThread.attach({
+        onMessage: (m) => {
+          if (life.stopping || life.ended) {
+            if (m.type === 'closed' || m.type === 'fatal') end();
+            return;
+          }
+          switch (m.type) {
+            case 'ready':
+              sub = new NetlinkSubscriber(thread, ch, m.portId, init.pollMs, life);
+              resolve(sub);
+              break;
+            case 'events':
+              for (const e of m.events) opts.onEvent(e);
+              break;
+            case 'overrun':
+              opts.onOverrun?.();
+              break;
+            case 'decode-error':
+              opts.onDecodeError?.(m.message);
+              break;
+            case 'fatal':
+              fail(new NetlinkError({ errno: m.errno || EPROTO, op: m.op, detail: m.errno ? undefined : m.message }));
+              break;
+            case 'closed': // not asked for: cannot happen
+              fail(new NetlinkError({ errno: EPROTO, op: 'netlink worker', detail: 'subscription closed unexpectedly' }));
+              break;
+          }
+        },
+        onDead: (err) => fail(new NetlinkError({ errno: EPROTO, op: 'netlink worker', detail: err.message })),
       });
-      worker.on('error', (err) => fail(new NetlinkError({ errno: EPROTO, op: 'subscriber worker', detail: err.message })));
-      worker.on('exit', (code) => {
-        if (!sub) reject(new NetlinkError({ errno: EPROTO, op: 'subscriber worker', detail: `exited (${code}) before ready` }));
-        else if (!sub.stopping) fail(new NetlinkError({ errno: EPROTO, op: 'subscriber worker', detail: `exited unexpectedly (${code})` }));
-      });
+      // a subscription keeps the process alive until unref() (as it did with a worker of its own)
+      thread.hold();
+      thread.post({ type: 'subscribe', ch, init });
     });
   }
 
-  /** Stops delivery and closes the socket. Safe to call more than once. */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    Atomics.store(this.stopFlag, 0, 1);
-    this.worker.removeAllListeners('message');
-    // The worker sees the flag within one poll interval; terminate() is only a
-    // backstop for a worker that is somehow not looping (it cannot interrupt
-    // a native call, but then neither could anything else).
-    const backstop = setTimeout(() => void this.worker.terminate(), this.pollMs * 5 + 2000);
-    try {
-      await this.exited;
-    } finally {
-      clearTimeout(backstop);
-    }
+  /**
+   * Stops delivery at once and closes the socket. Resolves when the worker
+   * has closed it, which is at once unless the worker is in the middle of a
+   * long request for a WorkerTransport; then after one poll interval at most
+   * (the socket is closed as soon as that request ends). Safe to call more
+   * than once.
+   */
+  stop(): Promise<void> {
+    if (this.stopped) return this.stopped;
+    this.life.stopping = true;
+    if (this.life.ended) return (this.stopped = Promise.resolve());
+    this.stopped = new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.pollMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.life.onEnded = done;
+    });
+    // 'closed' (or the worker's death) comes back through the channel and ends the subscription
+    this.thread.close(this.ch);
+    return this.stopped;
   }
 
   /** Lets the process exit while subscribed (default: the subscription keeps it alive). */
   unref(): void {
-    this.worker.unref();
+    if (!this.life.held || this.life.ended) return;
+    this.life.held = false;
+    this.thread.unhold();
   }
 
   ref(): void {
-    this.worker.ref();
+    if (this.life.held || this.life.ended) return;
+    this.life.held = true;
+    this.thread.hold();
   }
+}
+
+/** A subscription's state, shared by the instance and the channel's handlers. */
+interface Life {
+  /** stop() was called: nothing more is delivered */
+  stopping: boolean;
+  /** the socket is closed or the worker is gone */
+  ended: boolean;
+  /** counted in the worker's keep-alive (see unref()) */
+  held: boolean;
+  onEnded: (() => void) | null;
 }

@@ -8,12 +8,15 @@
 //   event loop: health endpoints, the store watch and timers keep running.
 //   Requests are handled one at a time, in the order they were made, exactly
 //   as on the inline socket; every wait inside the worker keeps its deadline.
+//   The worker is the one NetlinkSubscriber uses too (thread.ts).
 
-import { Worker } from 'node:worker_threads';
 import { parseMessages, type NlMessage } from './codec.js';
 import { NetlinkError } from './errors.js';
 import type { NetlinkRequest } from './requests.js';
 import { NetlinkSocket, type BatchOptions, type BatchReply, type DumpOptions, type NetlinkSocketOptions, type RequestOptions } from './socket.js';
+import { NetlinkThread, type ErrorWire, type WorkerCall, type WorkerReply } from './thread.js';
+
+export type { ErrorWire } from './thread.js';
 
 export interface NetlinkTransport {
   /** port id of the request socket (0 until the worker reported it) */
@@ -44,29 +47,6 @@ export class InlineTransport implements NetlinkTransport {
 }
 
 // ------------------------------------------------------------ wire format
-
-/** A NetlinkError as it crosses the thread boundary. */
-export interface ErrorWire {
-  netlink: boolean;
-  errno: number;
-  op: string;
-  extAck?: string;
-  extAckOffset?: number;
-  message: string;
-}
-
-export type WorkerCall =
-  | { id: number; kind: 'request' | 'dump'; req: NetlinkRequest; opts?: RequestOptions | DumpOptions }
-  | { id: number; kind: 'batch'; reqs: NetlinkRequest[]; opts?: BatchOptions }
-  | { id: number; kind: 'close' };
-
-export type WorkerReply =
-  | { id: 0; ready: true; portId: number }
-  | { id: number; ok: true; messages: NlMessage[] }
-  /** a dump's or request's messages packed back to back in wire format, in one transferred buffer (see packMessages) */
-  | { id: number; ok: true; packed: ArrayBuffer }
-  | { id: number; ok: true; replies: Array<{ ok: true; messages: NlMessage[] } | { ok: false; error: ErrorWire }> }
-  | { id: number; ok: false; error: ErrorWire };
 
 export function errorToWire(err: unknown): ErrorWire {
   if (err instanceof NetlinkError) {
@@ -138,37 +118,37 @@ function reviveMessages(ms: NlMessage[]): NlMessage[] {
 
 // ------------------------------------------------------------ worker side
 
-/**
- * The netlink workers' young generation: V8's default (up to 3 x 16 MB on
- * 64-bit) grows to its maximum during a batch of thousands of requests and its
- * pages stay committed afterwards, so each worker would hold tens of MB of RSS
- * after one 5000-peer burst. Objects outlive the young generation only for a
- * request's lifetime, so a small one costs a few more scavenges and no pauses
- * worth measuring (bench:control, issue 11).
- */
-export const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4 } as const;
-
 /** Requests per message to the worker in WorkerTransport.batch. */
 const BATCH_SLICE = 1024;
 
+/**
+ * A request socket in the shared netlink worker (thread.ts), which it shares
+ * with the other WorkerTransports and the NetlinkSubscribers of this thread.
+ */
 export class WorkerTransport implements NetlinkTransport {
-  private readonly worker: Worker;
+  private readonly thread: NetlinkThread;
+  private readonly ch: number;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; kind: WorkerCall['kind'] }>();
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private dead: Error | null = null;
   private closed = false;
   private port = 0;
 
   private constructor(opts: NetlinkSocketOptions) {
     const { libc: _ignored, ...init } = opts;
-    this.worker = new Worker(new URL('./transport-worker.js', import.meta.url), { workerData: init, resourceLimits: WORKER_LIMITS });
-    this.worker.unref(); // only pending requests keep the process alive (see ref/unref below)
-    this.worker.on('message', (m: WorkerReply) => this.onReply(m));
-    this.worker.on('error', (e) => this.fail(new Error(`netlink worker failed: ${e.message}`)));
-    this.worker.on('exit', (code) => this.fail(new Error(`netlink worker exited (code ${code})`)));
+    const { thread, ch } = NetlinkThread.attach({
+      onMessage: (m) => {
+        if (m.type === 'ready') this.port = m.portId;
+        else if (m.type === 'reply') this.onReply(m.reply);
+      },
+      onDead: (e) => this.fail(e),
+    });
+    this.thread = thread;
+    this.ch = ch;
+    thread.post({ type: 'open', ch, opts: init });
   }
 
-  /** Starts the worker; the socket is opened there, and an open failure is the first request's error. */
+  /** Opens the socket in the shared worker (starting it if needed); an open failure is the first request's error. */
   static open(opts: NetlinkSocketOptions = {}): WorkerTransport {
     return new WorkerTransport(opts);
   }
@@ -185,19 +165,17 @@ export class WorkerTransport implements NetlinkTransport {
   private fail(e: Error): void {
     if (this.closed && this.pending.size === 0) return;
     this.dead ??= e;
+    if (this.pending.size > 0) this.thread.unhold();
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
   }
 
   private onReply(m: WorkerReply): void {
-    if ('ready' in m) {
-      this.port = m.portId;
-      return;
-    }
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);
-    if (this.pending.size === 0) this.worker.unref();
+    // only pending requests keep the process alive
+    if (this.pending.size === 0) this.thread.unhold();
     if (!m.ok) return p.reject(errorFromWire(m.error));
     if ('packed' in m) return p.resolve(unpackMessages(m.packed));
     if ('messages' in m) return p.resolve(reviveMessages(m.messages));
@@ -206,33 +184,33 @@ export class WorkerTransport implements NetlinkTransport {
     );
   }
 
-  private call<T>(c: Omit<WorkerCall, 'id'>): Promise<T> {
+  private call<T>(c: WorkerCall): Promise<T> {
     if (this.closed) return Promise.reject(new Error('netlink transport is closed'));
     if (this.dead) return Promise.reject(this.dead);
-    const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, kind: c.kind });
-      if (this.pending.size === 1) this.worker.ref();
-      this.worker.postMessage({ ...c, id });
+      this.pending.set(c.id, { resolve: resolve as (v: unknown) => void, reject });
+      if (this.pending.size === 1) this.thread.hold();
+      this.thread.post({ type: 'call', ch: this.ch, call: c });
     });
   }
 
   request(req: NetlinkRequest, opts?: RequestOptions): Promise<NlMessage[]> {
-    return this.call({ kind: 'request', req: compactReq(req), ...(opts ? { opts } : {}) } as Omit<WorkerCall, 'id'>);
+    return this.call({ id: this.nextId++, kind: 'request', req: compactReq(req), ...(opts ? { opts } : {}) });
   }
   dump(req: NetlinkRequest, opts?: DumpOptions): Promise<NlMessage[]> {
-    return this.call({ kind: 'dump', req: compactReq(req), ...(opts ? { opts } : {}) } as Omit<WorkerCall, 'id'>);
+    return this.call({ id: this.nextId++, kind: 'dump', req: compactReq(req), ...(opts ? { opts } : {}) });
   }
   /**
    * A large batch goes to the worker in slices of BATCH_SLICE requests, one
    * after the other, with the whole batch's deadline: a 15000-request batch
    * (5000 new peers) as one message would be cloned whole into both isolates
    * and its replies whole back, a peak of tens of MB that each heap then keeps.
-   * The socket sends at most 256 requests per datagram anyway.
+   * The socket sends at most 256 requests per datagram anyway. Between slices
+   * the worker forwards the notifications that queued up meanwhile.
    */
   async batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]> {
     const one = (part: readonly NetlinkRequest[], o?: BatchOptions) =>
-      this.call<BatchReply[]>({ kind: 'batch', reqs: part.map(compactReq), ...(o ? { opts: o } : {}) } as Omit<WorkerCall, 'id'>);
+      this.call<BatchReply[]>({ id: this.nextId++, kind: 'batch', reqs: part.map(compactReq), ...(o ? { opts: o } : {}) });
     if (reqs.length <= BATCH_SLICE) return one(reqs, opts);
     const deadline = Date.now() + (opts?.timeoutMs ?? 5000 + 2 * reqs.length);
     const out: BatchReply[] = [];
@@ -246,7 +224,8 @@ export class WorkerTransport implements NetlinkTransport {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    // Let queued requests finish; the worker closes its socket and exits.
-    this.worker.postMessage({ id: 0, kind: 'close' } satisfies WorkerCall);
+    // Queued requests finish first; then the worker closes the socket (and
+    // exits if nothing else uses it).
+    this.thread.close(this.ch);
   }
 }

@@ -24,7 +24,7 @@
 //       (br 0)))
 //     (f64.convert_i64_u (i64.add (i64x2.extract_lane 0 (local.get $acc)) (i64x2.extract_lane 1 (local.get $acc)))))
 
-import koffi from 'koffi';
+import { koffi } from '../../netlink/libc.js';
 import { fold16 } from './packet.js';
 
 function leb(n: number): number[] {
@@ -108,7 +108,7 @@ export function wasmArena(size: number): WasmArena | null {
   const buffer = memory.buffer;
   const u8 = new Uint8Array(buffer);
   const dv = new DataView(buffer);
-  const addr = Number(koffi.address(u8));
+  const addr = Number(koffi().address(u8));
   return {
     addr,
     size: buffer.byteLength,

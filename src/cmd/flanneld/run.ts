@@ -62,12 +62,15 @@ function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOption
 
 /**
  * Interface discovery over rtnetlink, in this process's network namespace.
- * Each question opens a short-lived socket on this thread (a few dumps, once
- * at start-up), so backends that need no netlink (alloc) open no worker.
+ * Each question opens a short-lived socket (a few dumps, once at start-up) in
+ * the netlink worker, which prestart() has started by then for every backend:
+ * a socket on this thread would load koffi here too (~15 ms, ~1 MB of RSS)
+ * for nothing else, as no other part of the vxlan or host-gw daemon's main
+ * thread needs it (sd_notify does, under systemd only).
  */
 function netlinkHost(): HostView {
   const ask = async <T>(q: (h: HostView) => T | Promise<T>): Promise<T> => {
-    const k = RtNetlink.open();
+    const k = RtNetlink.openInWorker();
     try {
       return await q(kernelHostView(k));
     } finally {
