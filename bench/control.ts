@@ -23,7 +23,7 @@
 // BENCH_TS_FLAGS (extra flags for flannel-ts's flanneld only, e.g. "-v=1"),
 // BENCH_LOG_DIR (save every daemon's stderr there), BENCH_TS_ENTRY (node flags and
 // flannel-ts's flanneld entry, default "--max-semi-space-size=1
-// dist/bundle/flanneld.mjs" as deployed; e.g. dist/src/cmd/flanneld/main.js),
+// dist/bundle/flanneld.cjs" as deployed; e.g. dist/src/cmd/flanneld/main.js),
 // BENCH_TS_BEFORE (another flannel-ts entry, e.g. an older build's main.js: it
 // runs in the start-up/--version/bulk phases as a third side, "before", on
 // flannel-ts's host, interleaved with the others, and gets its own column).
@@ -43,10 +43,10 @@ import { buildDelegateConf, parseFlannelSubnetEnv, parseNetConf } from '../src/c
 import { stableStringify } from '../src/cni/json.js';
 import { peer, wallNow } from './control-peers.js';
 
-/** node flags (if any) and the entry script, e.g. "--max-semi-space-size=1 dist/bundle/flanneld.mjs" */
+/** node flags (if any) and the entry script, e.g. "--max-semi-space-size=1 dist/bundle/flanneld.cjs" */
 const entryArgv = (spec: string) => spec.split(' ').filter(Boolean).map((a) => (a.startsWith('-') ? a : path.resolve(a)));
 // Default: as the image's /opt/bin/flanneld and the systemd unit run it.
-const FLANNELD = process.env.BENCH_TS_ENTRY ? entryArgv(process.env.BENCH_TS_ENTRY) : ['--max-semi-space-size=1', path.join(ROOT, 'dist/bundle/flanneld.mjs')];
+const FLANNELD = process.env.BENCH_TS_ENTRY ? entryArgv(process.env.BENCH_TS_ENTRY) : ['--max-semi-space-size=1', path.join(ROOT, 'dist/bundle/flanneld.cjs')];
 const BEFORE = process.env.BENCH_TS_BEFORE ? entryArgv(process.env.BENCH_TS_BEFORE) : undefined;
 const CNI_MAIN = path.join(ROOT, 'dist/src/cmd/cni/main.js');
 const CNI_SEA = path.join(ROOT, 'dist/cni-plugin/flannel');

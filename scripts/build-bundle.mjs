@@ -1,10 +1,10 @@
 // npm run build:bundle (also part of npm run build) — flanneld as an esbuild
 // bundle in dist/bundle/. This is what the image's /opt/bin/flanneld and the
 // systemd unit (through package.json's bin) run.
-//   flanneld.mjs        the entry (what main.ts and its static imports need:
-//                       flags and --version/--help)
-//   chunk-*.mjs         code loaded by the entry's dynamic imports (the
-//                       daemon, each store client), still loaded only when used
+//   flanneld.cjs        the whole daemon in one CommonJS file. Code behind a
+//                       dynamic import (the flag parser, the daemon, each
+//                       store client) is parsed but not run until used, so
+//                       --version and --help run none of it.
 //   <name>.js           one per worker thread, at the name the code asks for:
 //                       every `new Worker(new URL('./<name>.js', import.meta.url))`
 //                       in src/ is found here and its ./<name>.ts beside it is
@@ -12,17 +12,24 @@
 //                       worker file needs no change to this script. Two workers
 //                       with the same file name in different directories would
 //                       land on one path: that fails the build.
-//   package.json        {"type":"module"}, so the .js workers are ESM wherever
-//                       the directory is copied
+//   package.json        {"type":"commonjs"}, so the .js workers are CommonJS
+//                       wherever the directory is copied
+// Why CommonJS: on Node 20 the ESM loader costs each isolate (the main thread
+// and every worker) more than the module code itself, all the more with a V8
+// flag such as --max-semi-space-size, which makes node compile its own
+// internal modules without their code cache. Measured against the ESM bundle
+// with code splitting this replaces: spawn → subnet.env -16..-19 ms (etcd or
+// local store, VXLAN), about the same --version (issue 11). And one file per
+// load instead of ~100 against the tsc output.
+// import.meta.url (worker URLs, createRequire) becomes the file URL of the
+// bundle file itself, set first thing in each file.
 // Native addons and heavy clients that read files next to their code stay
 // external and are loaded from node_modules at run time, found from
 // dist/bundle/ upwards (../../node_modules): koffi, better-sqlite3, etcd3
-// (grpc's .proto files), @kubernetes/client-node, and prom-client (only with
-// --healthz-port; see below).
-// After the build every `new URL('./x.js', import.meta.url)` left in the
-// output is checked to name a file that exists in dist/bundle/.
-// Why: one file per load instead of ~100 (resolve, stat, read, compile each);
-// see bench/startup.ts for what it buys.
+// (grpc's .proto files), @kubernetes/client-node (ESM only: it stays an
+// import()), and prom-client (only with --healthz-port).
+// The build fails on any esbuild warning, and when a `new URL('./x.js', …)`
+// left in the output names no file of dist/bundle/.
 import { build } from 'esbuild';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -30,24 +37,21 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'dist/bundle');
-// prom-client: run.ts loads it with `await import('prom-client')` and uses its
-// named exports; bundled, a dynamic import of a CommonJS package gets only
-// `default` (esbuild's splitting), so flanneld --healthz-port failed with
-// "P.Registry is not a constructor". From node_modules, Node gives it the
-// named exports, as with the tsc output.
 const external = ['koffi', 'better-sqlite3', 'etcd3', '@kubernetes/client-node', 'prom-client'];
-// CommonJS packages inside an ESM bundle call require() for Node built-ins.
-const banner = { js: "import { createRequire as __fts_cr } from 'node:module'; const require = __fts_cr(import.meta.url);" };
+const IMPORT_META_URL = '__fts_import_meta_url';
 const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
-  format: 'esm',
+  format: 'cjs',
   external,
-  banner,
+  define: { 'import.meta.url': IMPORT_META_URL },
+  // "use strict" first: the sources are ES modules, strict throughout.
+  banner: { js: `"use strict";\nconst ${IMPORT_META_URL} = require("node:url").pathToFileURL(__filename).href;` },
   legalComments: 'none',
-  logLevel: 'warning',
+  logLevel: 'silent',
   absWorkingDir: root,
+  outdir: out,
 };
 
 const die = (msg) => {
@@ -77,7 +81,7 @@ function workerEntries() {
       const name = m[2];
       const src = path.relative(root, path.join(path.dirname(file), `${name}.ts`));
       if (!existsSync(path.join(root, src))) die(`${path.relative(root, file)} starts a worker from ./${name}.js, but there is no ${src}`);
-      if (name === 'flanneld' || name.startsWith('chunk-')) die(`worker name ${name}.js collides with the bundle's own files`);
+      if (name === 'flanneld') die(`worker name ${name}.js collides with the bundle's entry`);
       if (entries[name] && entries[name] !== src) die(`two workers would both be dist/bundle/${name}.js: ${entries[name]} and ${src}; rename one`);
       entries[name] = src;
     }
@@ -86,34 +90,34 @@ function workerEntries() {
   return entries;
 }
 
+async function bundle(opts) {
+  let r;
+  try {
+    r = await build({ ...common, ...opts });
+  } catch (e) {
+    die(`esbuild failed:\n${(e.errors ?? [e]).map((x) => `  ${x.text ?? x.message}${x.location ? ` (${x.location.file}:${x.location.line})` : ''}`).join('\n')}`);
+  }
+  if (r.warnings.length) die(`esbuild warnings:\n${r.warnings.map((w) => `  ${w.text}${w.location ? ` (${w.location.file}:${w.location.line})` : ''}`).join('\n')}`);
+}
+
 const workers = workerEntries();
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
-writeFileSync(path.join(out, 'package.json'), '{"type":"module"}\n');
-await build({
-  ...common,
-  entryPoints: { flanneld: 'src/cmd/flanneld/main.ts' },
-  splitting: true,
-  outdir: out,
-  outExtension: { '.js': '.mjs' },
-  chunkNames: 'chunk-[hash]',
-});
-await build({ ...common, entryPoints: workers, outdir: out });
+writeFileSync(path.join(out, 'package.json'), '{"type":"commonjs"}\n');
+await bundle({ entryPoints: { flanneld: 'src/cmd/flanneld/main.ts' }, outExtension: { '.js': '.cjs' } });
+await bundle({ entryPoints: workers });
 
 // Every worker URL in the output must name a file of the bundle.
-const URL_RE = /new\s+URL\s*\(\s*(['"])\.\/([^'"]+)\1\s*,\s*import\.meta\.url\s*\)/g;
+const URL_RE = new RegExp(`new\\s+URL\\s*\\(\\s*(['"])\\./([^'"]+)\\1\\s*,\\s*(?:import\\.meta\\.url|${IMPORT_META_URL})\\s*\\)`, 'g');
 const missing = [];
+let urls = 0;
 for (const f of readdirSync(out)) {
-  if (!/\.m?js$/.test(f)) continue;
+  if (!/\.c?js$/.test(f)) continue;
   for (const m of readFileSync(path.join(out, f), 'utf8').matchAll(URL_RE)) {
+    urls++;
     if (!existsSync(path.join(out, m[2]))) missing.push(`${f}: ./${m[2]}`);
   }
 }
 if (missing.length) die(`the bundle refers to files it does not have:\n  ${missing.join('\n  ')}`);
-// A chunk that is nothing but a CommonJS package behind `export default` is
-// one the code loads with import(): its named exports would be undefined.
-for (const f of readdirSync(out)) {
-  const m = /^export default (require_\w+)\(\);$/m.exec(readFileSync(path.join(out, f), 'utf8'));
-  if (m) die(`${f} exports the CommonJS module ${m[1]} as default only; a dynamic import() of it loses its named exports: make that package external`);
-}
-console.log(`build-bundle: dist/bundle/flanneld.mjs, workers ${Object.keys(workers).map((n) => `${n}.js`).join(' ')}`);
+if (urls < Object.keys(workers).length) die(`found ${urls} worker URLs in the output for ${Object.keys(workers).length} workers; has esbuild rewritten them?`);
+console.log(`build-bundle: dist/bundle/flanneld.cjs, workers ${Object.keys(workers).map((n) => `${n}.js`).join(' ')}`);

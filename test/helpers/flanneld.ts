@@ -8,7 +8,7 @@ export const FLANNELD = path.join(ROOT, 'dist/src/cmd/flanneld/main.js');
 /**
  * How FlanneldProc starts flanneld: node flags, then the entry script. By
  * default the tsc output; FLANNELD_ENTRY picks another, relative to the repo,
- * e.g. FLANNELD_ENTRY="--max-semi-space-size=1 dist/bundle/flanneld.mjs" runs
+ * e.g. FLANNELD_ENTRY="--max-semi-space-size=1 dist/bundle/flanneld.cjs" runs
  * the tests against the bundle as the image and the systemd unit run it.
  */
 export const FLANNELD_ARGV: readonly string[] = process.env.FLANNELD_ENTRY
