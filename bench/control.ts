@@ -35,7 +35,6 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, watch as fsWa
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { ETCD_CLIENT_URL, ETCD_PEER_URL, Topology, isRoot, type BgProc, type Host } from '../test/helpers/netns.js';
 import { ROOT } from '../test/helpers/flanneld.js';
 import { realFlanneldBinary } from '../test/helpers/kube.js';
@@ -52,7 +51,7 @@ const CNI_MAIN = path.join(ROOT, 'dist/src/cmd/cni/main.js');
 const CNI_SEA = path.join(ROOT, 'dist/cni-plugin/flannel');
 const CNI_BIN = '/usr/lib/cni';
 const BENCH = path.join(ROOT, 'dist/bench');
-const PROBE = pathToFileURL(path.join(BENCH, 'control-mem-probe.js')).href;
+const PROBE = path.join(BENCH, 'control-mem-probe.cjs');
 /** When set, every daemon's stderr is saved there (one file per run). */
 const LOG_DIR = process.env.BENCH_LOG_DIR;
 let logSeq = 0;
@@ -721,7 +720,7 @@ async function main(): Promise<void> {
         const entry = name === 'before' ? BEFORE! : FLANNELD;
         return {
           name, host, watch, subnetFile, memFile,
-          start: () => topo.spawn(host.name, [process.execPath, '--import', PROBE, ...entry, ...flags(subnetFile), ...TS_FLAGS], { env: { FTS_BENCH_MEM_FILE: memFile }, label: `${name} flanneld` }),
+          start: () => topo.spawn(host.name, [process.execPath, '--require', PROBE, ...entry, ...flags(subnetFile), ...TS_FLAGS], { env: { FTS_BENCH_MEM_FILE: memFile }, label: `${name} flanneld` }),
         };
       }
       return { name, host, watch, subnetFile, start: () => topo.spawn(host.name, [realBin, ...flags(subnetFile)], { label: 'real flanneld' }) };
@@ -897,7 +896,7 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`Method: flannel-ts runs in ${h1.name}, flanneld in ${h2.name} (identical namespaces); flannel.1 is deleted and every lease wiped before each cold start, sides alternate ABBA. ` +
       `"start" is the spawn of \`ip netns exec … flanneld\` to subnet.env holding FLANNEL_SUBNET (inotify). Routes are timestamped from rtnetlink notifications in the host namespace; ` +
-      `etcd times start right before the request leaves the driver. flannel-ts runs with a ~20-line --import probe that answers SIGUSR2 with process.memoryUsage() and the heap live after a full GC (RSS is always read before it is signalled). ` +
+      `etcd times start right before the request leaves the driver. flannel-ts runs with a ~20-line --require probe that answers SIGUSR2 with process.memoryUsage() and the heap live after a full GC (RSS is always read before it is signalled). ` +
       `In the latency phase the daemon is restarted per chunk of ${CHUNK} and keeps its flannel.1.`);
     out.push(`Load average at start: ${loadStart}; at end: ${load()}; wall time ${((Date.now() - tStart) / 1000).toFixed(0)} s.`);
   } finally {
