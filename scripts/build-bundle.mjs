@@ -1,10 +1,15 @@
 // npm run build:bundle (also part of npm run build) — flanneld as an esbuild
 // bundle in dist/bundle/. This is what the image's /opt/bin/flanneld and the
 // systemd unit (through package.json's bin) run.
-//   flanneld.cjs        the whole daemon in one CommonJS file. Code behind a
-//                       dynamic import (the flag parser, the daemon, each
-//                       store client) is parsed but not run until used, so
-//                       --version and --help run none of it.
+//   flanneld.cjs        the entry: src/cmd/flanneld/main.ts alone, which
+//                       answers `--version` itself
+//   <name>.cjs          one per dynamic import('./<name>.js') in main.ts (the
+//                       flag parser flags.cjs, the daemon run.cjs), required
+//                       only when needed, so --version reads no more than
+//                       ~2 kB and --help no more than the flag parser. Inside
+//                       each, code behind a further dynamic import (each store
+//                       client) is parsed but not run until used. Modules
+//                       both files use are in both (a few kB).
 //   <name>.js           one per worker thread, at the name the code asks for:
 //                       every `new Worker(new URL('./<name>.js', import.meta.url))`
 //                       in src/ is found here and its ./<name>.ts beside it is
@@ -19,8 +24,8 @@
 // flag such as --max-semi-space-size, which makes node compile its own
 // internal modules without their code cache. Measured against the ESM bundle
 // with code splitting this replaces: spawn → subnet.env -16..-19 ms (etcd or
-// local store, VXLAN), about the same --version (issue 11). And one file per
-// load instead of ~100 against the tsc output.
+// local store, VXLAN), the same RSS (issue 11). And three files to load
+// instead of ~100 against the tsc output.
 // import.meta.url (worker URLs, createRequire) becomes the file URL of the
 // bundle file itself, set first thing in each file.
 // Native addons and heavy clients that read files next to their code stay
@@ -100,11 +105,36 @@ async function bundle(opts) {
   if (r.warnings.length) die(`esbuild warnings:\n${r.warnings.map((w) => `  ${w.text}${w.location ? ` (${w.location.file}:${w.location.line})` : ''}`).join('\n')}`);
 }
 
+const ENTRY = 'src/cmd/flanneld/main.ts';
 const workers = workerEntries();
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 writeFileSync(path.join(out, 'package.json'), '{"type":"commonjs"}\n');
-await bundle({ entryPoints: { flanneld: 'src/cmd/flanneld/main.ts' }, outExtension: { '.js': '.cjs' } });
+
+// The entry; each relative import() in it becomes require('./<name>.cjs') of
+// a file of its own (import() of a file is the ESM loader again).
+const lazy = {};
+await bundle({
+  entryPoints: { flanneld: ENTRY },
+  outExtension: { '.js': '.cjs' },
+  supported: { 'dynamic-import': false },
+  plugins: [
+    {
+      name: 'lazy-parts',
+      setup(b) {
+        b.onResolve({ filter: /^\.\/[\w-]+\.js$/ }, (args) => {
+          if (args.kind !== 'dynamic-import' || path.relative(root, args.importer) !== ENTRY) return undefined;
+          const name = path.basename(args.path, '.js');
+          if (name === 'flanneld' || workers[name]) die(`${ENTRY}: import('${args.path}') would clash with another file of the bundle`);
+          lazy[name] = path.relative(root, path.join(path.dirname(args.importer), `${name}.ts`));
+          return { path: `./${name}.cjs`, external: true };
+        });
+      },
+    },
+  ],
+});
+if (!lazy.run) die(`${ENTRY} no longer imports ./run.js dynamically; check the bundle layout`);
+await bundle({ entryPoints: lazy, outExtension: { '.js': '.cjs' } });
 await bundle({ entryPoints: workers });
 
 // Every worker URL in the output must name a file of the bundle.
@@ -120,4 +150,4 @@ for (const f of readdirSync(out)) {
 }
 if (missing.length) die(`the bundle refers to files it does not have:\n  ${missing.join('\n  ')}`);
 if (urls < Object.keys(workers).length) die(`found ${urls} worker URLs in the output for ${Object.keys(workers).length} workers; has esbuild rewritten them?`);
-console.log(`build-bundle: dist/bundle/flanneld.cjs, workers ${Object.keys(workers).map((n) => `${n}.js`).join(' ')}`);
+console.log(`build-bundle: dist/bundle/flanneld.cjs, ${Object.keys(lazy).map((n) => `${n}.cjs`).join(' ')}, workers ${Object.keys(workers).map((n) => `${n}.js`).join(' ')}`);
