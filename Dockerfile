@@ -6,8 +6,10 @@
 #   /opt/bin/install-cni-plugin  installs the standalone CNI plugin as /opt/cni/bin/flannel
 #   /opt/bin/install-conf        installs /etc/kube-flannel/cni-conf.json as
 #                                /etc/cni/net.d/10-flannel.conflist
-#   /opt/flannel-ts/             package.json, dist/src, production node_modules,
-#                                cni-plugin/flannel (one ELF; needs no Node on the host)
+#   /opt/flannel-ts/             package.json, dist/bundle (flanneld as an esbuild
+#                                bundle, its worker threads beside it), production
+#                                node_modules, cni-plugin/flannel (one ELF; needs
+#                                no Node on the host)
 #   iptables, nftables, ca-certificates
 ARG NODE_IMAGE=node:20-bookworm-slim
 
@@ -24,8 +26,9 @@ RUN npm ci --omit=dev --no-audit --no-fund \
  && rm -rf deps src build/deps build/Release/obj build/Release/obj.target build/Release/.deps \
       build/Release/test_extension.node build/Release/*.a
 
-# Compile with the dev dependencies; bundle the CNI plugin into a single
-# executable (esbuild + Node SEA + postject; binutils to strip it).
+# Type-check with the dev dependencies; bundle flanneld (esbuild) and the CNI
+# plugin into a single executable (esbuild + Node SEA + postject; binutils to
+# strip it).
 FROM ${NODE_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ binutils \
@@ -35,10 +38,10 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-COPY scripts/build-cni-plugin.sh ./scripts/
-RUN npx tsc -p tsconfig.json \
- && bash scripts/build-cni-plugin.sh \
- && find dist/src \( -name '*.test.js' -o -name '*.test.js.map' \) -delete
+COPY scripts/build-bundle.mjs scripts/build-cni-plugin.sh ./scripts/
+RUN npx tsc -p tsconfig.json --noEmit \
+ && node scripts/build-bundle.mjs \
+ && bash scripts/build-cni-plugin.sh
 
 FROM ${NODE_IMAGE}
 # The image tag, as scripts/build-image.sh derives it from src/version.ts.
@@ -52,7 +55,7 @@ RUN apt-get update \
 WORKDIR /opt/flannel-ts
 COPY package.json ./
 COPY --from=deps /opt/flannel-ts/node_modules ./node_modules
-COPY --from=build /src/dist/src ./dist/src
+COPY --from=build /src/dist/bundle ./dist/bundle
 COPY --from=build /src/dist/cni-plugin/flannel ./cni-plugin/flannel
 COPY deploy/image/flanneld deploy/image/install-cni-plugin deploy/image/install-conf /opt/bin/
 ENV PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

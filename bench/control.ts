@@ -23,7 +23,7 @@
 // BENCH_TS_FLAGS (extra flags for flannel-ts's flanneld only, e.g. "-v=1"),
 // BENCH_LOG_DIR (save every daemon's stderr there), BENCH_TS_ENTRY (node flags and
 // flannel-ts's flanneld entry, default "--max-semi-space-size=1
-// dist/src/cmd/flanneld/main.js" as deployed; e.g. dist/bundle/flanneld.mjs),
+// dist/bundle/flanneld.cjs" as deployed; e.g. dist/src/cmd/flanneld/main.js),
 // BENCH_TS_BEFORE (another flannel-ts entry, e.g. an older build's main.js: it
 // runs in the start-up/--version/bulk phases as a third side, "before", on
 // flannel-ts's host, interleaved with the others, and gets its own column).
@@ -35,7 +35,6 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, watch as fsWa
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { ETCD_CLIENT_URL, ETCD_PEER_URL, Topology, isRoot, type BgProc, type Host } from '../test/helpers/netns.js';
 import { ROOT } from '../test/helpers/flanneld.js';
 import { realFlanneldBinary } from '../test/helpers/kube.js';
@@ -43,16 +42,16 @@ import { buildDelegateConf, parseFlannelSubnetEnv, parseNetConf } from '../src/c
 import { stableStringify } from '../src/cni/json.js';
 import { peer, wallNow } from './control-peers.js';
 
-/** node flags (if any) and the entry script, e.g. "--max-semi-space-size=1 dist/bundle/flanneld.mjs" */
+/** node flags (if any) and the entry script, e.g. "--max-semi-space-size=1 dist/bundle/flanneld.cjs" */
 const entryArgv = (spec: string) => spec.split(' ').filter(Boolean).map((a) => (a.startsWith('-') ? a : path.resolve(a)));
 // Default: as the image's /opt/bin/flanneld and the systemd unit run it.
-const FLANNELD = process.env.BENCH_TS_ENTRY ? entryArgv(process.env.BENCH_TS_ENTRY) : ['--max-semi-space-size=1', path.join(ROOT, 'dist/src/cmd/flanneld/main.js')];
+const FLANNELD = process.env.BENCH_TS_ENTRY ? entryArgv(process.env.BENCH_TS_ENTRY) : ['--max-semi-space-size=1', path.join(ROOT, 'dist/bundle/flanneld.cjs')];
 const BEFORE = process.env.BENCH_TS_BEFORE ? entryArgv(process.env.BENCH_TS_BEFORE) : undefined;
 const CNI_MAIN = path.join(ROOT, 'dist/src/cmd/cni/main.js');
 const CNI_SEA = path.join(ROOT, 'dist/cni-plugin/flannel');
 const CNI_BIN = '/usr/lib/cni';
 const BENCH = path.join(ROOT, 'dist/bench');
-const PROBE = pathToFileURL(path.join(BENCH, 'control-mem-probe.js')).href;
+const PROBE = path.join(BENCH, 'control-mem-probe.cjs');
 /** When set, every daemon's stderr is saved there (one file per run). */
 const LOG_DIR = process.env.BENCH_LOG_DIR;
 let logSeq = 0;
@@ -721,7 +720,7 @@ async function main(): Promise<void> {
         const entry = name === 'before' ? BEFORE! : FLANNELD;
         return {
           name, host, watch, subnetFile, memFile,
-          start: () => topo.spawn(host.name, [process.execPath, '--import', PROBE, ...entry, ...flags(subnetFile), ...TS_FLAGS], { env: { FTS_BENCH_MEM_FILE: memFile }, label: `${name} flanneld` }),
+          start: () => topo.spawn(host.name, [process.execPath, '--require', PROBE, ...entry, ...flags(subnetFile), ...TS_FLAGS], { env: { FTS_BENCH_MEM_FILE: memFile }, label: `${name} flanneld` }),
         };
       }
       return { name, host, watch, subnetFile, start: () => topo.spawn(host.name, [realBin, ...flags(subnetFile)], { label: 'real flanneld' }) };
@@ -897,7 +896,7 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`Method: flannel-ts runs in ${h1.name}, flanneld in ${h2.name} (identical namespaces); flannel.1 is deleted and every lease wiped before each cold start, sides alternate ABBA. ` +
       `"start" is the spawn of \`ip netns exec … flanneld\` to subnet.env holding FLANNEL_SUBNET (inotify). Routes are timestamped from rtnetlink notifications in the host namespace; ` +
-      `etcd times start right before the request leaves the driver. flannel-ts runs with a ~20-line --import probe that answers SIGUSR2 with process.memoryUsage() and the heap live after a full GC (RSS is always read before it is signalled). ` +
+      `etcd times start right before the request leaves the driver. flannel-ts runs with a ~20-line --require probe that answers SIGUSR2 with process.memoryUsage() and the heap live after a full GC (RSS is always read before it is signalled). ` +
       `In the latency phase the daemon is restarted per chunk of ${CHUNK} and keeps its flannel.1.`);
     out.push(`Load average at start: ${loadStart}; at end: ${load()}; wall time ${((Date.now() - tStart) / 1000).toFixed(0)} s.`);
   } finally {

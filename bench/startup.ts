@@ -6,7 +6,7 @@
 // (module loading, store calls) from netlink/VXLAN work.
 //   spawn → subnet.env holding FLANNEL_SUBNET; RSS 3 s later; `--version`.
 // Env: BENCH_ROUNDS (default 9); BENCH_VARIANTS: "name=cmd args;name2=cmd args"
-// (default: tsc output vs dist/bundle/flanneld.mjs when built, plus node -e 0);
+// (default: tsc output vs dist/bundle/flanneld.cjs when built, plus node -e 0);
 // BENCH_RSS_WAIT_MS (3000).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
 const RSS_WAIT_MS = Number(process.env.BENCH_RSS_WAIT_MS ?? 3000);
-const BUNDLE = path.join(ROOT, 'dist/bundle/flanneld.mjs');
+const BUNDLE = path.join(ROOT, 'dist/bundle/flanneld.cjs');
 
 function variants(): Array<{ name: string; argv: string[] }> {
   const spec = process.env.BENCH_VARIANTS;

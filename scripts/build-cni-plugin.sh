@@ -41,8 +41,12 @@ started=$(date +%s%N)
 # 1. One CommonJS file. The plugin must not depend on any npm package (and in
 #    particular on a native addon such as koffi or better-sqlite3): refuse to
 #    build if anything under node_modules ends up in the bundle.
+#    --supported:dynamic-import=false: an import() (src/cni/invoke.ts loads
+#    node:child_process only when a delegate runs) becomes a require(); a
+#    single executable has no ESM loader, and import() there fails with
+#    ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING.
 node_modules/.bin/esbuild src/cmd/cni/main.ts --bundle --platform=node --target=node20 \
-  --format=cjs --outfile="$work/bundle.cjs" --metafile="$work/meta.json" --log-level=warning
+  --format=cjs --supported:dynamic-import=false --outfile="$work/bundle.cjs" --metafile="$work/meta.json" --log-level=warning
 "$node_bin" -e '
   const meta = require(process.argv[1]);
   const bad = Object.keys(meta.inputs).filter((p) => p.includes("node_modules/"));

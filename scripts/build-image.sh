@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the flannel-ts container image without any container registry: a
 # Debian rootfs from Debian's own mirror (debootstrap), this machine's Node 20,
-# the compiled dist/, production node_modules and the standalone CNI plugin,
-# turned into an OCI image with umoci. Same contents and paths as ./Dockerfile.
+# flanneld's esbuild bundle (dist/bundle, rebuilt here), production
+# node_modules and the standalone CNI plugin, turned into an OCI image with
+# umoci. Same contents and paths as ./Dockerfile.
 #
 #   bash scripts/build-image.sh                 build (or reuse) the image
 #   bash scripts/build-image.sh --check         build (or reuse), then test it
@@ -13,8 +14,8 @@
 # The check unpacks the OCI image (umoci unpack) and, chrooted in private
 # mount/pid/network namespaces, runs flanneld --version, install-cni-plugin
 # and install-conf against temp dirs, loads the native addons, and runs the
-# daemon (VXLAN, local store, --ip-masq) until SIGTERM. Nothing touches the
-# host's network.
+# daemon (VXLAN, local store, --ip-masq, /metrics) until SIGTERM. Nothing
+# touches the host's network.
 #
 # Needs root (debootstrap, chroot, unshare) and `npm run build` done first.
 # Installs debootstrap, umoci, binutils and iproute2 with apt-get if missing.
@@ -58,7 +59,7 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 t_start=$(now_ms)
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, unshare)"
-[ -f dist/src/cmd/flanneld/main.js ] && [ -f dist/src/cmd/cni/main.js ] \
+[ -f dist/src/version.js ] && [ -f dist/src/cmd/cni/main.js ] \
   || die "dist/ is not built; run 'npm run build' first"
 
 suite=${FLANNEL_IMAGE_SUITE:-bookworm}
@@ -167,6 +168,10 @@ ip addr add 192.0.2.10/24 dev fts0
 ip link set fts0 up
 ip link set fts1 up
 mount --bind "$tmp/run-flannel" "$rootfs/run/flannel"
+# Every worker thread file the bundle starts (new URL('./x.js', <its own URL>)) is in the image.
+for w in $(grep -rhoE 'new URL\("\./[^"]+", [A-Za-z_.]+\)' "$rootfs"/opt/flannel-ts/dist/bundle | sed -E 's/^new URL\("\.\/([^"]+)".*/\1/' | sort -u); do
+  if [ -f "$rootfs/opt/flannel-ts/dist/bundle/$w" ]; then echo "worker file: $w present"; else echo "worker file: $w MISSING"; fi
+done
 # Not through the in_image function: $! must be the daemon itself (env, chroot
 # and /opt/bin/flanneld all exec), so that SIGTERM reaches node.
 "${image_env[@]}" chroot "$rootfs" /opt/bin/flanneld --store local:/tmp/leases.db --net-config-path /etc/kube-flannel/net-conf.json \
@@ -181,6 +186,15 @@ for _ in $(seq 60); do
   sleep 0.5
 done
 echo "subnet.env: $(tr '\n' ' ' <"$tmp/run-flannel/subnet.env" 2>/dev/null || true)"
+# The netlink subscriber worker reports in; /metrics also needs prom-client
+# (an external of the bundle, from node_modules).
+for _ in $(seq 20); do
+  if node -e 'fetch("http://127.0.0.1:18081/metrics").then((r) => r.text()).then((t) => process.exit(/^flannel_kernel_subscriber_up 1$/m.test(t) ? 0 : 1), () => process.exit(1))'; then
+    echo "daemon: kernel subscriber worker up (/metrics)"
+    break
+  fi
+  sleep 0.25
+done
 if ip -d link show flannel.1 2>/dev/null | grep -q 'vxlan id 1 '; then echo "daemon: flannel.1 is up"; fi
 if in_image iptables-save -t nat | grep -q -- '-A POSTROUTING .*FLANNEL-POSTRTG'; then echo "daemon: FLANNEL-POSTRTG installed"; fi
 kill -TERM "$daemon" 2>/dev/null || true
@@ -231,6 +245,10 @@ EOF
   expect "flanneld (vxlan, local store) wrote subnet.env and became ready" \
     grep -q '^subnet.env: FLANNEL_NETWORK=10.244.0.0/16 FLANNEL_SUBNET=10.244.' <<<"$out"
   expect "flanneld created flannel.1" grep -q '^daemon: flannel.1 is up' <<<"$out"
+  expect "the bundle's worker files are in the image" grep -q '^worker file: .* present' <<<"$out"
+  expect "no worker file is missing" bash -c '! grep -q "^worker file: .* MISSING" <<<"$1"' _ "$out"
+  expect "flanneld's netlink subscriber worker runs and /metrics answers (prom-client loads)" \
+    grep -q '^daemon: kernel subscriber worker up' <<<"$out"
   expect "flanneld installed its masquerade rules with the image's iptables" grep -q '^daemon: FLANNEL-POSTRTG installed' <<<"$out"
   expect "flanneld exits 0 on SIGTERM" grep -q '^daemon: exit 0 after SIGTERM' <<<"$out"
   if [ $fail = 0 ]; then
@@ -400,8 +418,9 @@ if [ -n "$base_pid" ]; then
 fi
 
 # ---------------------------------------------------------------------------
-# 3. The standalone CNI plugin.
+# 3. flanneld's bundle (dist/bundle) and the standalone CNI plugin.
 # ---------------------------------------------------------------------------
+"$node_bin" scripts/build-bundle.mjs >&2
 NODE_BIN=$node_bin bash scripts/build-cni-plugin.sh >&2
 
 # ---------------------------------------------------------------------------
@@ -411,7 +430,7 @@ app_stamp=$(
   {
     echo "$base_key $nm_key $tag $version $node_bin $(stat -c '%s %Y %i' "$node_bin")"
     cat dist/cni-plugin/flannel.stamp package.json "$script"
-    find dist/src -type f -not -name '*.test.js' -not -name '*.test.js.map' | LC_ALL=C sort | xargs sha256sum
+    find dist/bundle -type f | LC_ALL=C sort | xargs sha256sum
     find deploy/image -type f | LC_ALL=C sort | xargs sha256sum
     stat -c '%a %n' deploy/image/*
   } | sha256sum | cut -d' ' -f1
@@ -429,8 +448,7 @@ else
   app=$stage/opt/flannel-ts
   cp package.json "$app/"
   mkdir -p "$app/dist"
-  cp -a dist/src "$app/dist/src"
-  find "$app/dist/src" \( -name '*.test.js' -o -name '*.test.js.map' \) -delete
+  cp -a dist/bundle "$app/dist/bundle"
   cp -a "$nm/node_modules" "$app/node_modules"
   cp dist/cni-plugin/flannel "$app/cni-plugin/flannel"
   cp deploy/image/flanneld deploy/image/install-cni-plugin deploy/image/install-conf "$stage/opt/bin/"
@@ -453,7 +471,7 @@ else
   tar --numeric-owner --owner=0 --group=0 --sort=name -C "$stage" -cf "$app_tar" usr opt
   cp -a "$base/layout" "$img/oci.tmp"
   umoci raw add-layer --image "$img/oci.tmp:base" --tag "$tag" \
-    --history.created_by "flannel-ts $version: node $node_version, dist, node_modules, CNI plugin, /opt/bin" "$app_tar"
+    --history.created_by "flannel-ts $version: node $node_version, flanneld bundle, node_modules, CNI plugin, /opt/bin" "$app_tar"
   umoci rm --image "$img/oci.tmp:base"
   umoci config --image "$img/oci.tmp:$tag" \
     --config.env "PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \

@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +97,44 @@ test('errors are the same CNI error JSON and exit code as node main.js', () => {
     assert.equal(sea.status, node.status, JSON.stringify(c));
     assert.equal(sea.stdout, node.stdout, JSON.stringify(c));
     assert.equal(sea.stderr, node.stderr, JSON.stringify(c));
+  }
+});
+
+test('ADD and DEL run the delegate (a fake one here) and answer as node main.js does', () => {
+  const dir = path.join(tmp, 'delegate');
+  mkdirSync(path.join(dir, 'bin'), { recursive: true });
+  const result = '{"cniVersion":"1.0.0","ips":[{"address":"10.244.1.5/24","gateway":"10.244.1.1"}]}';
+  // Records each call; fails DEL for container "bad" with its own CNI error and a line on stderr.
+  writeFileSync(
+    path.join(dir, 'bin', 'fakebr'),
+    `#!/bin/sh\n/bin/cat >"${dir}/$CNI_CONTAINERID.$CNI_COMMAND.stdin"\n` +
+      `if [ "$CNI_CONTAINERID" = bad ] && [ "$CNI_COMMAND" = DEL ]; then echo '{"code":11,"msg":"busy"}'; echo 'fakebr: busy' >&2; exit 1; fi\n` +
+      `[ "$CNI_COMMAND" = ADD ] && echo '${result}'\nexit 0\n`,
+  );
+  chmodSync(path.join(dir, 'bin', 'fakebr'), 0o755);
+  writeFileSync(path.join(dir, 'subnet.env'), 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
+  const conf = (who: string) => JSON.stringify({ cniVersion: '1.0.0', name: 'cbr0', type: 'flannel', subnetFile: path.join(dir, 'subnet.env'), dataDir: path.join(dir, `data-${who}`), delegate: { type: 'fakebr' } });
+  const env = (cmd: string, cid: string) => ({ CNI_COMMAND: cmd, CNI_CONTAINERID: cid, CNI_NETNS: '/var/run/netns/x', CNI_IFNAME: 'eth0', CNI_PATH: path.join(dir, 'bin') });
+  for (const cid of ['c1', 'bad']) {
+    const sea = run(['env', '-i', 'PATH=/nonexistent', ...Object.entries(env('ADD', cid)).map(([k, v]) => `${k}=${v}`), SEA], {}, conf('sea'));
+    const node = run([process.execPath, MAIN], { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env('ADD', cid) }, conf('node'));
+    assert.equal(sea.status, 0, sea.stdout + sea.stderr);
+    assert.equal(sea.stdout, node.stdout);
+    assert.equal(JSON.parse(sea.stdout).ips[0].address, '10.244.1.5/24');
+    assert.ok(existsSync(path.join(dir, `data-sea`, cid)), 'the delegate config is saved for DEL');
+    const seaDel = run(['env', '-i', 'PATH=/nonexistent', ...Object.entries(env('DEL', cid)).map(([k, v]) => `${k}=${v}`), SEA], {}, conf('sea'));
+    const nodeDel = run([process.execPath, MAIN], { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env('DEL', cid) }, conf('node'));
+    assert.equal(seaDel.status, nodeDel.status, seaDel.stdout + seaDel.stderr);
+    assert.equal(seaDel.stdout, nodeDel.stdout);
+    assert.equal(seaDel.stderr, nodeDel.stderr);
+    if (cid === 'bad') {
+      assert.equal(seaDel.status, 1);
+      assert.deepEqual({ code: JSON.parse(seaDel.stdout).code, msg: JSON.parse(seaDel.stdout).msg }, { code: 11, msg: 'busy' });
+      assert.match(seaDel.stderr, /fakebr: busy/, "the delegate's stderr is let through");
+    } else {
+      assert.equal(seaDel.status, 0);
+      assert.equal(existsSync(path.join(dir, `data-sea`, cid)), false);
+    }
   }
 });
 

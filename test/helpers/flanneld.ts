@@ -5,6 +5,15 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const FLANNELD = path.join(ROOT, 'dist/src/cmd/flanneld/main.js');
+/**
+ * How FlanneldProc starts flanneld: node flags, then the entry script. By
+ * default the tsc output; FLANNELD_ENTRY picks another, relative to the repo,
+ * e.g. FLANNELD_ENTRY="--max-semi-space-size=1 dist/bundle/flanneld.cjs" runs
+ * the tests against the bundle as the image and the systemd unit run it.
+ */
+export const FLANNELD_ARGV: readonly string[] = process.env.FLANNELD_ENTRY
+  ? process.env.FLANNELD_ENTRY.split(' ').filter(Boolean).map((a) => (a.startsWith('-') ? a : path.resolve(ROOT, a)))
+  : [FLANNELD];
 export const FLANNELCTL = path.join(ROOT, 'dist/src/cmd/flannelctl/main.js');
 
 export interface LogLine {
@@ -22,7 +31,7 @@ export class FlanneldProc {
 
   constructor(args: string[], opts: { prefix?: string[]; env?: Record<string, string> | undefined } = {}) {
     const cmd = opts.prefix ? opts.prefix[0]! : process.execPath;
-    const argv = opts.prefix ? [...opts.prefix.slice(1), process.execPath, FLANNELD, ...args] : [FLANNELD, ...args];
+    const argv = opts.prefix ? [...opts.prefix.slice(1), process.execPath, ...FLANNELD_ARGV, ...args] : [...FLANNELD_ARGV, ...args];
     this.proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     let buf = '';
     this.proc.stderr!.on('data', (d: Buffer) => {

@@ -470,7 +470,8 @@ export class Topology {
   }
 
   /**
-   * Starts dist/src/cmd/flanneld/main.js inside the host namespace with
+   * Starts flanneld (FLANNELD_ARGV: the tsc output unless FLANNELD_ENTRY says
+   * otherwise) inside the host namespace with
    * --etcd-endpoints=http://192.0.2.1:2379 --subnet-file=<subnetFile(host)>
    * followed by extraArgs. The process is tracked and killed by destroy().
    */

@@ -59,3 +59,10 @@ test('--help returns usage text', () => {
   assert.equal(r.kind, 'help');
   assert.match((r as { text: string }).text, /--etcd-endpoints/);
 });
+
+test('--version: FLANNELD_* is not read (flannel prints its version first), FLANNELD_VERSION is no flag', () => {
+  assert.equal(parse(['--version'], { FLANNELD_IP_MASQ: 'maybe', FLANNELD_HEALTHZ_PORT: 'x' }).version, true);
+  assert.equal(parse(['-version', '--v=2'], { FLANNELD_IP_MASQ: 'maybe' }).version, true);
+  assert.equal(parse([], { FLANNELD_VERSION: 'true' }).version, false);
+  assert.throws(() => parse(['--version=false'], { FLANNELD_IP_MASQ: 'maybe' }), FlagError);
+});

@@ -180,13 +180,16 @@ export function parseFlanneldFlags(argv: readonly string[], env: Record<string, 
   const out: Record<string, unknown> = {};
   let netConfigPathSet = false;
   let setNodeNetworkUnavailableSet = false;
+  // flannel prints its version before it reads FLANNELD_*: with --version a
+  // bad variable is no error.
+  const readEnv = given.version !== true;
   for (const s of SPECS) {
     const key = camel(s.name);
     let v = given[key];
     if (v === undefined) {
       const envName = 'FLANNELD_' + s.name.toUpperCase().replace(/[-.]/g, '_');
       const ev = env[envName];
-      if (ev !== undefined && ev !== '' && s.name !== 'version') {
+      if (readEnv && ev !== undefined && ev !== '' && s.name !== 'version') {
         if (s.kind === 'bool') v = parseBoolText(s.name, ev);
         else if (s.kind === 'int') v = parseIntText(s.name, ev);
         else if (s.kind === 'list') v = [ev];
