@@ -43,7 +43,7 @@ function decodeAll(messages: NlMessage[], out: NetlinkEvent[]): void {
 function run(): void {
   let sock: NetlinkSocket;
   try {
-    sock = NetlinkSocket.open({ groups: init.groups, memberships: init.memberships, rcvbuf: init.rcvbuf });
+    sock = NetlinkSocket.open({ groups: init.groups, memberships: init.memberships, rcvbuf: init.rcvbuf, ...(init.filter ? { filter: init.filter } : {}) });
   } catch (err) {
     post(errorInfo(err));
     return;

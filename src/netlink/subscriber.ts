@@ -20,6 +20,7 @@ import { Worker } from 'node:worker_threads';
 import * as C from './constants.js';
 import { NetlinkError } from './errors.js';
 import type { RtnlObject } from './rtnl.js';
+import type { SockFilterInsn } from './filter.js';
 
 export type NetlinkEvent = RtnlObject & {
   /** nlmsg_pid of the notification: port id of the requester, 0 for the kernel. */
@@ -51,6 +52,8 @@ export interface SubscriberOptions {
   rcvbuf?: number;
   /** Longest time the worker stays in poll() before re-checking the stop flag. Default 200 ms. */
   pollIntervalMs?: number;
+  /** A socket filter: notifications it drops never reach the worker (filter.ts). */
+  filter?: readonly SockFilterInsn[];
 }
 
 /** @internal Worker protocol. */
@@ -60,6 +63,7 @@ export interface WorkerInit {
   rcvbuf: number;
   pollMs: number;
   stop: SharedArrayBuffer;
+  filter?: readonly SockFilterInsn[];
 }
 
 /** @internal Worker protocol. */
@@ -98,6 +102,7 @@ export class NetlinkSubscriber {
       rcvbuf: opts.rcvbuf ?? 8 << 20,
       pollMs: opts.pollIntervalMs ?? 200,
       stop: stopBuf,
+      ...(opts.filter ? { filter: opts.filter } : {}),
     };
     const worker = new Worker(new URL('./subscriber-worker.js', import.meta.url), {
       workerData: init,
