@@ -126,7 +126,7 @@ class Batches {
       // at most two slices in flight: the worker's queue holds the next one, no more
       if (slices.length >= 2) await slices[slices.length - 2];
       const from = i;
-      slices.push(this.one(ops.slice(from, from + SLICE_OPS)).then((f) => new Set([...f].map((j) => j + from))));
+      slices.push(inFlight(this.one(ops.slice(from, from + SLICE_OPS)).then((f) => new Set([...f].map((j) => j + from)))));
     }
     for (const f of await Promise.all(slices)) for (const j of f) failed.add(j);
     return failed;
@@ -162,15 +162,15 @@ class Batches {
     const routes: Array<Promise<Set<number>>> = [];
     const it = steps[Symbol.iterator]();
     let cur = it.next();
-    let curL2 = cur.done ? null : this.run(cur.value.l2);
+    let curL2 = cur.done ? null : inFlight(this.run(cur.value.l2));
     while (!cur.done) {
       // the next step is built (and its L2 entries queued) while the kernel works on this one's
       const next = it.next();
-      const nextL2 = next.done ? null : this.run(next.value.l2);
+      const nextL2 = next.done ? null : inFlight(this.run(next.value.l2));
       const step = cur.value;
       const failed = await curL2!;
       const bad = new Set([...failed].map((j) => step.l2Owner[j]!));
-      routes.push(this.run(bad.size === 0 ? step.routes : step.routes.filter((_, j) => !bad.has(step.routeOwner[j]!))));
+      routes.push(inFlight(this.run(bad.size === 0 ? step.routes : step.routes.filter((_, j) => !bad.has(step.routeOwner[j]!)))));
       cur = next;
       curL2 = nextL2;
     }
@@ -180,6 +180,16 @@ class Batches {
   result(): ReconcileResult {
     return { changes: this.changes, errors: this.errors };
   }
+}
+
+/**
+ * A request in flight while the caller awaits another one: if the transport
+ * fails, the caller throws from the one it awaits, and this one's rejection
+ * must not go unhandled (it would end the process).
+ */
+function inFlight<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
 }
 
 /** Some peers' additions: L2 entries and routes, each op tagged with its peer's id. */

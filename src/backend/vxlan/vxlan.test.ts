@@ -462,3 +462,40 @@ test('a patch whose events do not add up to the peers handed in falls back to a 
   assert.equal(dumps, 1);
   assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24']);
 });
+
+test('a patch whose netlink transport fails mid-way throws once (nothing left unhandled), and the next run is a full one', async () => {
+  const { k, b } = await setup();
+  await b.reconcile([peer(2)]);
+  const many = Array.from({ length: 700 }, (_, i): Lease => ({
+    subnet: parseIPv4Net(`10.244.${10 + (i >> 8)}.${i & 255}/32`),
+    subnet6: null,
+    attrs: { publicIP: parseIPv4(`198.18.${i >> 8}.${i & 255}`), publicIPv6: null, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: `0a:00:00:02:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` } },
+    expiration: null,
+  }));
+  const orig = k.applyBatch.bind(k);
+  let calls = 0;
+  // the second batch fails while others are in flight behind it
+  k.applyBatch = async (ops) => {
+    calls++;
+    if (calls === 2) throw new Error('netlink worker exited (code 1)');
+    await new Promise((r) => setTimeout(r, 5));
+    return orig(ops);
+  };
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await assert.rejects(b.reconcile([peer(2), ...many], many.map((lease) => ({ type: 'added' as const, lease }))), /netlink worker exited/);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+  k.applyBatch = orig;
+  let dumps = 0;
+  const list = k.listRoutes.bind(k);
+  k.listRoutes = async (...a) => (dumps++, list(...a));
+  await b.reconcile([peer(2), peer(3), ...many], [{ type: 'added', lease: peer(3) }]);
+  assert.ok(dumps > 0, 'a full run after the failed patch');
+  assert.equal(k.routes.length, 702);
+});

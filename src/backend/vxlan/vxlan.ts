@@ -86,6 +86,8 @@ export class VxlanBackend implements Backend {
   /** what the last reconcile did; tests and metrics read it */
   last: ReconcileResult = { changes: 0, errors: [] };
   reconciles = 0;
+  /** the last patch did not finish: what peers want may be ahead of the kernel */
+  private unsure = false;
   /** targeted patches applied for a few lease events (see reconcile) */
   patches = 0;
   /** kernel changes the last reconcile (full or patch) made */
@@ -354,9 +356,14 @@ export class VxlanBackend implements Backend {
     // new peer, one batch for a burst) instead of re-reading the kernel for
     // all of them. The first run and a run with no events (a re-list, a kick,
     // the periodic check) take the full path.
-    if (events.length > 0 && this.reconciles > 0 && this.dev && !this.closed) {
+    if (events.length > 0 && this.reconciles > 0 && this.dev && !this.closed && !this.unsure) {
+      // A patch that throws (the netlink transport failed) has applied its
+      // events to what peers want but maybe not to the kernel: the next run
+      // is a full one.
+      this.unsure = true;
       const r = await this.patchOnce(events);
       if (r) {
+        this.unsure = false;
         this.lastChanges = r.changes;
         return r.errors;
       }
@@ -565,6 +572,7 @@ export class VxlanBackend implements Backend {
       this.last = { changes: this.last.changes + r6.changes, errors: [...this.last.errors, ...r6.errors] };
     }
     this.reconciles++;
+    this.unsure = false;
     errors.push(...this.last.errors);
     return errors;
   }
