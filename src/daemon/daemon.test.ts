@@ -362,6 +362,76 @@ test('remote leases whose subnet overlaps ours or a peer in use never reach the 
   }
 });
 
+test('watch events reach the backend as what changed among the peers in use: an overlapping newcomer waits until the peer in use leaves', async () => {
+  const own: Lease = { subnet: parseIPv4Net('10.244.1.0/24'), subnet6: null, attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, backendType: 'vxlan' }, expiration: null };
+  const peer = (cidr: string, ip: string): Lease => ({ subnet: parseIPv4Net(cidr), subnet6: null, attrs: { publicIP: parseIPv4(ip), publicIPv6: null, backendType: 'vxlan' }, expiration: null });
+  const a = peer('10.244.2.0/24', '192.0.2.12');
+  const wide = peer('10.244.2.0/23', '192.0.2.14');
+  const d = peer('10.244.4.0/24', '192.0.2.15');
+  let push: ((u: LeaseUpdate) => void) | null = null;
+  const source: LeaseSource = {
+    description: 'fake',
+    ownLoss: 'ignored',
+    getNetworkConfig: async () => parseNetworkConfig(CFG),
+    storedNodeInfo: async () => ({ publicIP: null, publicIPv6: null, vtepMac: null }),
+    acquire: async () => ({ ...own, how: 'node-pod-cidr' }),
+    renew: async (l) => l,
+    storedExpiration: async () => null,
+    complete: async () => undefined,
+    watch: (_cfg, _log, onUpdate) => ({ start: () => void (push = onUpdate), stop: async () => undefined }),
+    close: async () => undefined,
+  };
+  const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
+  const log = new MemoryLogger();
+  let backend: RecordingBackend | null = null;
+  const d0 = new Daemon({
+    leases: source,
+    backends: new BackendRegistry().register('alloc', (ctx) => (backend = new RecordingBackend(ctx))),
+    log,
+    host,
+    iface: { iface: [], ifaceRegex: [] },
+    subnetFile: path.join(dir, 'subnet.env'),
+    ipMasq: false,
+    renewMarginMinutes: 60,
+  });
+  const ac = new AbortController();
+  const exit = d0.run(ac.signal);
+  const shown = (evs: readonly LeaseEvent[]) => evs.map((e) => `${e.type} ${leaseId(e.lease)}`);
+  try {
+    await until('watching', () => push !== null, log);
+    push!({ events: [], snapshot: true, leases: [own, a] });
+    await backend!.waitFor((r) => r.length === 1);
+    await d0.settled();
+    const calls = () => backend!.calls.length;
+    let n = calls();
+    // wide overlaps a, which is in use: nothing for the backend, one warning
+    push!({ events: [{ type: 'added', lease: wide }], snapshot: false, leases: [] });
+    await d0.settled();
+    assert.equal(calls(), n, 'no reconcile for a lease left out');
+    // an unrelated peer: its event alone
+    push!({ events: [{ type: 'added', lease: d }], snapshot: false, leases: [] });
+    await d0.settled();
+    assert.deepEqual(shown(backend!.calls.at(-1)!.events), ['added 10.244.4.0-24']);
+    assert.deepEqual(backend!.last.map(leaseId), ['10.244.2.0-24', '10.244.4.0-24']);
+    n = calls();
+    // a leaves: wide comes in, in the same run
+    push!({ events: [{ type: 'removed', lease: a }], snapshot: false, leases: [] });
+    await d0.settled();
+    assert.equal(calls(), n + 1);
+    assert.deepEqual(shown(backend!.calls.at(-1)!.events), ['removed 10.244.2.0-24', 'added 10.244.2.0-23']);
+    assert.deepEqual(backend!.last.map(leaseId).sort(), ['10.244.2.0-23', '10.244.4.0-24']);
+    assert.deepEqual(
+      log.lines.filter((l) => l.level === 'warn').map((l) => l.msg),
+      ['ignoring lease 10.244.2.0-23: its subnet overlaps lease 10.244.2.0-24'],
+    );
+    assert.equal(d0.remote.length, 2);
+  } finally {
+    ac.abort();
+    assert.equal((await exit).code, 0);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('local store: the database file removed under running daemons (a wipe): both write their leases into the new file and see each other', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-local-'));
   const file = path.join(dir, 'leases.db');

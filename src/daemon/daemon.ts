@@ -12,7 +12,7 @@
 // status that src/cmd/flanneld turns into one.
 
 import { formatIPv4 } from '../lease/ip.js';
-import { leaseId, sameAttrs, subnetKey, withoutConflicts, type Lease, type LeaseAttrs } from '../lease/lease.js';
+import { leaseId, sameAttrs, subnetKey, type Lease, type LeaseAttrs } from '../lease/lease.js';
 import { RateLimitedLog, type Logger } from '../log/log.js';
 import type { Backend, BackendRegistry, ChangeFeed, PublishedAttrs } from '../backend/backend.js';
 import { realClock, type Clock, type ClockTimer } from '../clock.js';
@@ -22,10 +22,12 @@ import type { HeldLease } from '../subnet/manager.js';
 import { StoreLeaseSource, type LeaseFeed, type LeaseSource } from '../subnet/source.js';
 import { readPreviousSubnets, writeSubnetEnv } from '../subnet/subnet-env.js';
 import type { LeaseUpdate } from '../subnet/watch.js';
+import type { LeaseEvent } from '../lease/tracker.js';
 import { StoreError, type LeaseStore } from '../store/store.js';
 import { DaemonMetrics } from './metrics.js';
 import { describeIface, selectExternalInterface, type HostView, type IfaceOptions } from './iface.js';
 import { ReconcileQueue } from './reconcile.js';
+import { RemotePeers } from './peers.js';
 import { describePublicIPv6, ownLeaseAttrs, refuseUnsupportedIPv6 } from './dualstack.js';
 
 /** Host firewall rules that go with the lease (iptables masquerade / forward). */
@@ -99,10 +101,8 @@ export class Daemon {
   private watch: LeaseFeed | null = null;
   private completeTimer: ClockTimer | null = null;
   private ownLossWarned = false;
-  /** remote leases handed to the backend last time: they win an overlap against newcomers */
-  private inUse = new Set<string>();
-  /** "id\0reason" of remote leases left out for overlapping, each warned about once */
-  private conflictWarned = new Set<string>();
+  /** the remote leases in use (overlapping ones left out, each warned about once), kept per lease event */
+  private readonly peers = new RemotePeers((id, reason) => this.log.warn(`ignoring lease ${id}: ${reason}`));
   /** a re-registration after a store reset is running */
   private reregistering = false;
   /** aborted at shutdown: ends waits between retries */
@@ -119,8 +119,10 @@ export class Daemon {
   /** the last kernel subscription trouble logged (each new one is logged once) */
   private feedTrouble: string | null = null;
   private readonly conds = new Map<string, string>();
-  /** remote leases last handed to the backend */
-  remote: Lease[] = [];
+  /** remote leases handed to the backend */
+  get remote(): readonly Lease[] {
+    return this.peers.leases;
+  }
   readonly metrics: DaemonMetrics;
 
   constructor(private readonly o: DaemonOptions) {
@@ -378,9 +380,16 @@ export class Daemon {
   private onLeases(u: LeaseUpdate): void {
     const own = this.lease ? leaseId(this.lease) : null;
     if (u.snapshot) this.metrics.relists.inc();
-    for (const e of u.events) this.metrics.leaseEvents.inc({ type: e.type });
     if (u.storeReset !== undefined) void this.storeWasReset(u.storeReset);
-    const ownEvents = u.events.filter((e) => leaseId(e.lease) === own);
+    const ownEvents: LeaseEvent[] = [];
+    const others: LeaseEvent[] = [];
+    let added = 0;
+    for (const e of u.events) {
+      if (e.type === 'added') added++;
+      (own !== null && leaseId(e.lease) === own ? ownEvents : others).push(e);
+    }
+    if (added > 0) this.metrics.leaseEvents.inc({ type: 'added' }, added);
+    if (u.events.length > added) this.metrics.leaseEvents.inc({ type: 'removed' }, u.events.length - added);
     for (const e of ownEvents) {
       if (this.source.ownLoss === 'ignored') {
         if (e.type === 'removed' && !this.ownLossWarned) {
@@ -399,27 +408,22 @@ export class Daemon {
     if (u.snapshot && own !== null && u.storeReset === undefined && this.source.ownLoss !== 'ignored' && !ownEvents.some((e) => e.type === 'removed') && !u.leases.some((l) => leaseId(l) === own)) {
       void this.ownLeaseGone();
     }
-    this.remote = this.usable(u.leases.filter((l) => leaseId(l) !== own));
-    this.metrics.remoteLeases.set(this.remote.length);
-    this.queue.push(u.events.filter((e) => leaseId(e.lease) !== own));
-  }
-
-  /**
-   * Leave out remote leases whose subnet overlaps ours or another peer's:
-   * programming both would send one subnet's traffic to two places. The peer
-   * already in use keeps its place; each conflict is logged once.
-   */
-  private usable(remote: readonly Lease[]): Lease[] {
-    const { kept, dropped } = withoutConflicts(remote, this.lease, this.inUse);
-    const warned = new Set<string>();
-    for (const d of dropped) {
-      const tag = `${leaseId(d.lease)}\u0000${d.reason}`;
-      if (!this.conflictWarned.has(tag)) this.log.warn(`ignoring lease ${leaseId(d.lease)}: ${d.reason}`);
-      warned.add(tag);
+    // Leases whose subnet overlaps ours or another peer's are left out (the
+    // peer in use keeps its place; peers.ts). Watch events are applied one by
+    // one, so an update costs what changed, not the number of peers; only
+    // what changed among the peers in use goes to the backend. A listing
+    // (start-up, a re-list) is taken whole, and the backend checks everything.
+    if (u.snapshot) {
+      this.peers.reset(
+        u.leases.filter((l) => leaseId(l) !== own),
+        this.lease,
+      );
+      this.queue.push([]);
+    } else {
+      const changed = this.peers.apply(others, this.lease);
+      if (changed.length > 0) this.queue.push(changed);
     }
-    this.conflictWarned = warned;
-    this.inUse = new Set(kept.map(leaseId));
-    return kept;
+    this.metrics.remoteLeases.set(this.peers.size);
   }
 
   // ------------------------------------------------------------ renewal

@@ -5,7 +5,7 @@
 // canonical compressed form at the edges (flannel prints IPv6 with Go's
 // net.IP.String(), and keys/subnet.env must match it byte for byte).
 
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 import { FlannelError } from '../errors.js';
 
 export class AddrError extends FlannelError {
@@ -13,10 +13,38 @@ export class AddrError extends FlannelError {
   override name = 'AddrError';
 }
 
+/**
+ * A dotted quad (four decimal parts 0..255, no leading zeros: what
+ * node:net's isIPv4 accepts) as a uint32, or -1. One pass over the
+ * characters, no regex: a burst of thousands of leases parses every address
+ * several times (issue 11).
+ */
+export function parseQuad(text: string): number {
+  if (typeof text !== 'string' || text.length < 7 || text.length > 15) return -1;
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let parts = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 46; // a final '.' closes the last part
+    if (c === 46) {
+      if (digits === 0 || part > 255 || ++parts > 4) return -1;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && part === 0) return -1; // a leading zero
+      if (++digits > 3) return -1;
+      part = part * 10 + (c - 48);
+    } else return -1;
+  }
+  return parts === 4 ? value : -1;
+}
+
 export function parseIPv4(s: string): number {
-  if (typeof s !== 'string' || !isIPv4(s)) throw new AddrError(`invalid IPv4 address "${s}"`);
-  const p = s.split('.').map(Number);
-  return (((p[0]! << 24) >>> 0) + (p[1]! << 16) + (p[2]! << 8) + p[3]!) >>> 0;
+  const v = parseQuad(s);
+  if (v < 0) throw new AddrError(`invalid IPv4 address "${s}"`);
+  return v;
 }
 
 export function formatIPv4(n: number): string {

@@ -2,9 +2,13 @@
 // (an exact match first, else a case-folded one); flannel's config and lease
 // JSON are read that way, so we do the same.
 
+/** lower-case name -> canonical name, per list of names (each lease decodes with the same list) */
+const folded = new WeakMap<readonly string[], Map<string, string>>();
+
 /** Fold the keys of a JSON object onto canonical names, case-insensitively, last one wins. */
 export function foldKeys<K extends string>(obj: Record<string, unknown>, names: readonly K[]): Partial<Record<K, unknown>> {
-  const byLower = new Map(names.map((n) => [n.toLowerCase(), n]));
+  let byLower = folded.get(names) as Map<string, K> | undefined;
+  if (!byLower) folded.set(names, (byLower = new Map(names.map((n) => [n.toLowerCase(), n]))));
   const out: Partial<Record<K, unknown>> = {};
   for (const [k, v] of Object.entries(obj)) {
     const canon = byLower.get(k.toLowerCase());
@@ -26,6 +30,7 @@ export const MAX_JSON_DEPTH = 64;
  * without recursion so any depth is safe; stops counting past `limit`.
  */
 export function jsonDepth(v: unknown, limit = MAX_JSON_DEPTH): number {
+  if (v === null || typeof v !== 'object') return 0;
   let max = 0;
   const stack: Array<[unknown, number]> = [[v, 0]];
   while (stack.length > 0) {

@@ -248,7 +248,7 @@ export function withoutConflicts(
  * (5000 leases, each watch event). Leases normally share one prefix length,
  * so a lookup is one map access per prefix length present.
  */
-class SubnetIndex {
+export class SubnetIndex {
   private readonly v4 = new Map<number, Map<number, Lease>>();
   private readonly v6 = new Map<number, Map<bigint, Lease>>();
 
@@ -261,6 +261,21 @@ class SubnetIndex {
       this.v6.set(l.subnet6.prefix, m6);
       m6.set(l.subnet6.ip & mask6Of(l.subnet6.prefix), l);
     }
+  }
+
+  /** Takes out the lease with `l`'s subnets (an indexed lease never overlaps another, so that is at most one). */
+  remove(l: Lease): void {
+    const m4 = this.v4.get(l.subnet.prefix);
+    if (m4?.delete((l.subnet.ip & maskOf(l.subnet.prefix)) >>> 0) && m4.size === 0) this.v4.delete(l.subnet.prefix);
+    if (l.subnet6) {
+      const m6 = this.v6.get(l.subnet6.prefix);
+      if (m6?.delete(l.subnet6.ip & mask6Of(l.subnet6.prefix)) && m6.size === 0) this.v6.delete(l.subnet6.prefix);
+    }
+  }
+
+  clear(): void {
+    this.v4.clear();
+    this.v6.clear();
   }
 
   find(l: Lease): Lease | undefined {

@@ -4,24 +4,21 @@
 // kernel condition).
 
 import { isIPv6 as isIP6 } from 'node:net';
+import { parseQuad } from '../lease/ip.js';
 
-const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
 export function isIPv4(text: string): boolean {
-  const m = IPV4_RE.exec(text);
-  if (!m) return false;
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i]!;
-    if (Number(part) > 255 || (part.length > 1 && part.startsWith('0'))) return false;
-  }
-  return true;
+  return parseQuad(text) >= 0;
 }
 
 /** Dotted quad -> 4 bytes in network order. */
 export function ipv4ToBytes(text: string): Buffer {
-  if (!isIPv4(text)) throw new TypeError(`not an IPv4 address: ${JSON.stringify(text)}`);
-  return Buffer.from(text.split('.').map(Number));
+  const v = parseQuad(text);
+  if (v < 0) throw new TypeError(`not an IPv4 address: ${JSON.stringify(text)}`);
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(v, 0);
+  return b;
 }
 
 /** IPv6 text (any form node:net accepts, no zone) -> 16 bytes in network order. */
@@ -120,8 +117,9 @@ export function parseCidr(text: string): Cidr {
   if (slash < 0) throw new TypeError(`not a CIDR (missing /len): ${JSON.stringify(text)}`);
   const ip = text.slice(0, slash);
   const lenText = text.slice(slash + 1);
-  if (isIPv6(ip) && /^\d{1,3}$/.test(lenText) && Number(lenText) <= 128) return { ip, prefixLen: Number(lenText) };
-  if (!isIPv4(ip) || !/^\d{1,2}$/.test(lenText) || Number(lenText) > 32) {
+  const v4 = isIPv4(ip);
+  if (!v4 && isIPv6(ip) && /^\d{1,3}$/.test(lenText) && Number(lenText) <= 128) return { ip, prefixLen: Number(lenText) };
+  if (!v4 || !/^\d{1,2}$/.test(lenText) || Number(lenText) > 32) {
     throw new TypeError(`not an IPv4 or IPv6 CIDR: ${JSON.stringify(text)}`);
   }
   return { ip, prefixLen: Number(lenText) };

@@ -22,6 +22,15 @@ import { NetlinkDecodeError } from './errors.js';
 import { formatIP, formatMac, ipToBytes, ipv4ToBytes, macToBytes } from './addr.js';
 
 export const nlmsgAlign = (len: number): number => (len + 3) & ~3;
+
+/**
+ * A zero-filled buffer for a request field. Small ones come from Node's
+ * shared pool (allocUnsafe, then zeroed): Buffer.alloc gives each its own
+ * ArrayBuffer, and a 5000-peer burst builds ~75000 of them (issue 11).
+ */
+export function zeroed(n: number): Buffer {
+  return Buffer.allocUnsafe(n).fill(0);
+}
 export const rtaAlign = nlmsgAlign;
 
 export interface NlMsgHdr {
@@ -40,7 +49,7 @@ export interface NlMessage {
 }
 
 export function encodeNlMsgHdr(h: NlMsgHdr): Buffer {
-  const b = Buffer.alloc(NLMSG_HDRLEN);
+  const b = zeroed(NLMSG_HDRLEN);
   b.writeUInt32LE(h.len >>> 0, 0);
   b.writeUInt16LE(h.type, 4);
   b.writeUInt16LE(h.flags, 6);
@@ -139,11 +148,13 @@ export interface Attr {
   value: Buffer;
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** One TLV, padded to 4 bytes; rta_len itself excludes the padding. */
-export function encodeAttr(type: number, value: Uint8Array = Buffer.alloc(0)): Buffer {
+export function encodeAttr(type: number, value: Uint8Array = EMPTY): Buffer {
   const len = NLA_HDRLEN + value.length;
   if (len > 0xffff) throw new RangeError(`attribute ${type} too long (${len} bytes)`);
-  const b = Buffer.alloc(rtaAlign(len));
+  const b = zeroed(rtaAlign(len));
   b.writeUInt16LE(len, 0);
   b.writeUInt16LE(type, 2);
   b.set(value, NLA_HDRLEN);
@@ -156,23 +167,23 @@ export const attr = {
     return encodeAttr(type, Buffer.of(v & 0xff));
   },
   u16(type: number, v: number): Buffer {
-    const b = Buffer.alloc(2);
+    const b = zeroed(2);
     b.writeUInt16LE(v, 0);
     return encodeAttr(type, b);
   },
   /** u16 in network byte order (e.g. IFLA_VXLAN_PORT). */
   be16(type: number, v: number): Buffer {
-    const b = Buffer.alloc(2);
+    const b = zeroed(2);
     b.writeUInt16BE(v, 0);
     return encodeAttr(type, b);
   },
   u32(type: number, v: number): Buffer {
-    const b = Buffer.alloc(4);
+    const b = zeroed(4);
     b.writeUInt32LE(v >>> 0, 0);
     return encodeAttr(type, b);
   },
   i32(type: number, v: number): Buffer {
-    const b = Buffer.alloc(4);
+    const b = zeroed(4);
     b.writeInt32LE(v, 0);
     return encodeAttr(type, b);
   },

@@ -123,7 +123,7 @@ function handle(m: ThreadCall): boolean {
       return true;
     case 'subscribe':
       try {
-        const sock = NetlinkSocket.open({ groups: m.init.groups, memberships: m.init.memberships, rcvbuf: m.init.rcvbuf });
+        const sock = NetlinkSocket.open({ groups: m.init.groups, memberships: m.init.memberships, rcvbuf: m.init.rcvbuf, ...(m.init.filter ? { filter: m.init.filter } : {}) });
         channels.set(m.ch, { kind: 'subscription', ch: m.ch, sock, pollMs: m.init.pollMs });
         subscriptionsChanged();
         post({ type: 'ready', ch: m.ch, portId: sock.portId });

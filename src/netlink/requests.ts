@@ -7,7 +7,7 @@
 import * as C from './constants.js';
 import { attr, encodeMessage } from './codec.js';
 import { encodeIfAddrMsg, encodeIfInfoMsg, encodeNdMsg, encodeRtMsg } from './rtnl.js';
-import { isIPv6, parseCidr } from './addr.js';
+import { isIPv4, isIPv6, parseCidr } from './addr.js';
 
 export interface NetlinkRequest {
   type: number;
@@ -58,7 +58,7 @@ const REQ_DUMP = C.NLM_F_REQUEST | C.NLM_F_DUMP;
 // is left to the kernel, whose extended ack explains the problem better.
 /** AF_INET6 for IPv6 text, else AF_INET: requests take their family from the address they carry. */
 function familyOf(ip: string): number {
-  return isIPv6(ip) ? C.AF_INET6 : C.AF_INET;
+  return !isIPv4(ip) && isIPv6(ip) ? C.AF_INET6 : C.AF_INET;
 }
 
 function checkUint(name: string, v: number, bits: 8 | 16 | 32): void {

@@ -2,7 +2,7 @@
 // and decoders that turn RTM_* messages into plain objects. Pure; no I/O.
 
 import * as C from './constants.js';
-import { AttrSet, type NlMessage } from './codec.js';
+import { AttrSet, zeroed, type NlMessage } from './codec.js';
 import { NetlinkDecodeError } from './errors.js';
 
 // ------------------------------------------------------------ fixed headers
@@ -28,7 +28,7 @@ export interface IfInfoMsg {
 }
 
 export function encodeIfInfoMsg(m: Partial<IfInfoMsg>): Buffer {
-  const b = Buffer.alloc(C.IFINFOMSG_LEN);
+  const b = zeroed(C.IFINFOMSG_LEN);
   b.writeUInt8(m.family ?? C.AF_UNSPEC, 0);
   b.writeUInt16LE(m.type ?? 0, 2);
   b.writeInt32LE(m.index ?? 0, 4);
@@ -56,7 +56,7 @@ export interface IfAddrMsg {
 }
 
 export function encodeIfAddrMsg(m: Partial<IfAddrMsg>): Buffer {
-  const b = Buffer.alloc(C.IFADDRMSG_LEN);
+  const b = zeroed(C.IFADDRMSG_LEN);
   b.writeUInt8(m.family ?? C.AF_INET, 0);
   b.writeUInt8(m.prefixLen ?? 0, 1);
   b.writeUInt8(m.flags ?? 0, 2);
@@ -88,7 +88,7 @@ export interface RtMsg {
 }
 
 export function encodeRtMsg(m: Partial<RtMsg>): Buffer {
-  const b = Buffer.alloc(C.RTMSG_LEN);
+  const b = zeroed(C.RTMSG_LEN);
   b.writeUInt8(m.family ?? C.AF_INET, 0);
   b.writeUInt8(m.dstLen ?? 0, 1);
   b.writeUInt8(m.srcLen ?? 0, 2);
@@ -124,7 +124,7 @@ export interface NdMsg {
 }
 
 export function encodeNdMsg(m: Partial<NdMsg>): Buffer {
-  const b = Buffer.alloc(C.NDMSG_LEN);
+  const b = zeroed(C.NDMSG_LEN);
   b.writeUInt8(m.family ?? C.AF_INET, 0);
   b.writeInt32LE(m.ifindex ?? 0, 4);
   b.writeUInt16LE(m.state ?? 0, 8);

@@ -8,7 +8,8 @@ import * as C from './constants.js';
 import { decodeDone, decodeNlMsgErr, parseMessages, type NlMessage } from './codec.js';
 import { NetlinkError, errnoNumber } from './errors.js';
 import { isDumpRequest, serializeRequest, type NetlinkRequest } from './requests.js';
-import { libc, type Libc } from './libc.js';
+import { addressOf, libc, type Libc } from './libc.js';
+import { encodeFilter, type SockFilterInsn } from './filter.js';
 
 const EINTR = 4;
 const EAGAIN = errnoNumber('EAGAIN') ?? 11;
@@ -48,6 +49,11 @@ export interface NetlinkSocketOptions {
    * form and callers filter the replies. false forces that older path.
    */
   strictCheck?: boolean;
+  /**
+   * A classic BPF program attached before binding (SO_ATTACH_FILTER): what
+   * it drops never reaches the socket (notification sockets; filter.ts).
+   */
+  filter?: readonly SockFilterInsn[];
   /** Replaces the libc binding; only tests use this, to script kernel replies. */
   libc?: Libc;
 }
@@ -133,6 +139,16 @@ export class NetlinkSocket {
       lib.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_CAP_ACK, intOpt(1), 4);
       // Strict dump checking (Linux >= 4.20); ENOPROTOOPT on older kernels.
       const strict = opts.strictCheck !== false && lib.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_GET_STRICT_CHK, intOpt(1), 4) === 0;
+      if (opts.filter) {
+        // struct sock_fprog { unsigned short len; struct sock_filter *filter; }; the kernel copies the program
+        const prog = encodeFilter(opts.filter);
+        const fprog = Buffer.alloc(16);
+        fprog.writeUInt16LE(opts.filter.length, 0);
+        fprog.writeBigUInt64LE(addressOf(prog), 8);
+        if (lib.setsockopt(fd, C.SOL_SOCKET, C.SO_ATTACH_FILTER, fprog, 16) < 0) {
+          throw new NetlinkError({ errno: lib.errno(), op: 'setsockopt(SO_ATTACH_FILTER)' });
+        }
+      }
 
       if (lib.bind(fd, sockaddrNl(0, opts.groups ?? 0), 12) < 0) {
         throw new NetlinkError({ errno: lib.errno(), op: `bind(netlink, groups 0x${(opts.groups ?? 0).toString(16)})` });

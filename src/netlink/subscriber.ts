@@ -23,6 +23,7 @@
 import * as C from './constants.js';
 import { NetlinkError } from './errors.js';
 import type { RtnlObject } from './rtnl.js';
+import type { SockFilterInsn } from './filter.js';
 import { NetlinkThread, type SubscribeInit } from './thread.js';
 
 export type NetlinkEvent = RtnlObject & {
@@ -55,6 +56,8 @@ export interface SubscriberOptions {
   rcvbuf?: number;
   /** Longest time the worker stays in poll() without looking for calls (it is woken for each), and the longest stop() waits. Default 200 ms. */
   pollIntervalMs?: number;
+  /** A socket filter: notifications it drops never reach the worker (filter.ts). */
+  filter?: readonly SockFilterInsn[];
 }
 
 const EPROTO = 71;
@@ -83,6 +86,7 @@ export class NetlinkSubscriber {
       memberships: [],
       rcvbuf: opts.rcvbuf ?? 8 << 20,
       pollMs: opts.pollIntervalMs ?? 200,
+      ...(opts.filter ? { filter: opts.filter } : {}),
     };
     return new Promise<NetlinkSubscriber>((resolve, reject) => {
       const life: Life = { stopping: false, ended: false, held: true, onEnded: null };

@@ -31,6 +31,7 @@
 import { closeSync, writeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { NlMessage } from './codec.js';
+import type { SockFilterInsn } from './filter.js';
 import type { NetlinkRequest } from './requests.js';
 import type { BatchOptions, DumpOptions, NetlinkSocketOptions, RequestOptions } from './socket.js';
 import type { NetlinkEvent } from './subscriber.js';
@@ -66,6 +67,8 @@ export interface SubscribeInit {
   memberships: number[];
   rcvbuf: number;
   pollMs: number;
+  /** a socket filter attached before binding (filter.ts) */
+  filter?: readonly SockFilterInsn[];
 }
 
 /** Main thread → worker. `ch` names a socket (a transport's or a subscription's). */

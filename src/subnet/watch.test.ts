@@ -4,7 +4,8 @@ import { leaseId } from '../lease/lease.js';
 import { MemoryLogger } from '../testing/memory-logger.js';
 import { MemoryStore } from '../testing/memory-store.js';
 import { parseNetworkConfig } from './config.js';
-import { LeaseWatch, type LeaseUpdate } from './watch.js';
+import { LeaseWatch, WATCH_SLICE, type LeaseUpdate } from './watch.js';
+import type { StoreEvent, WatchHandle, WatchHandlers } from '../store/store.js';
 
 const CFG = '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}';
 const V = (ip: string) => `{"PublicIP":"${ip}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"}}`;
@@ -76,5 +77,69 @@ test('watch: a store that went back in time (wiped) is noticed at the re-list an
   } finally {
     await w.stop();
     await store.close();
+  }
+});
+
+const CFG8 = '{"Network":"10.0.0.0/8","Backend":{"Type":"vxlan"}}';
+
+/** A store whose watch the test drives: one listing (empty), then whatever onEvents the test sends. */
+class DrivenStore extends MemoryStore {
+  handlers: WatchHandlers | null = null;
+  override watchSubnets(_from: number, h: WatchHandlers): WatchHandle {
+    this.handlers = h;
+    return { cancel: async () => void (this.handlers = null) };
+  }
+}
+
+test('watch: a message of thousands of events (one etcd transaction) is applied in slices, in order, none lost', async () => {
+  const store = new DrivenStore(CFG8);
+  const updates: LeaseUpdate[] = [];
+  const w = new LeaseWatch(store, parseNetworkConfig(CFG8), new MemoryLogger(), (u) => updates.push(u), { backoffMinMs: 5 });
+  w.start();
+  try {
+    await until('watching', () => store.handlers !== null);
+    const n = 5 * WATCH_SLICE + 17;
+    const name8 = (i: number) => `10.${100 + (i >> 8)}.${i & 255}.0-24`;
+    const events: StoreEvent[] = Array.from({ length: n }, (_, i) => ({ type: 'put', name: name8(i), key: `/k/${name8(i)}`, value: V(`192.0.2.${(i % 200) + 1}`), revision: 10 }));
+    updates.length = 0;
+    store.handlers!.onEvents(events, 10);
+    // the first slice is applied right away, the rest after other work had its turn
+    assert.equal(updates.length, 1);
+    assert.equal(updates[0]!.events.length, WATCH_SLICE);
+    // a message arriving meanwhile queues behind the backlog: its delete comes after the put it undoes
+    store.handlers!.onEvents([{ type: 'delete', name: name8(0), key: `/k/${name8(0)}`, revision: 11 }], 11);
+    assert.equal(updates.length, 1);
+    await until('all applied', () => updates.reduce((a, u) => a + u.events.length, 0) === n + 1);
+    assert.ok(updates.every((u) => u.events.length <= WATCH_SLICE && !u.snapshot));
+    const all = updates.flatMap((u) => u.events.map((e) => `${e.type} ${leaseId(e.lease)}`));
+    assert.deepEqual(all, [...events.map((e) => `added ${e.name}`), `removed ${name8(0)}`]);
+    assert.equal(w.leases().length, n - 1);
+  } finally {
+    await w.stop();
+  }
+});
+
+test('watch: a backlog not yet applied when the watch ends is dropped; the re-list diffs it in', async () => {
+  const store = new DrivenStore(CFG8);
+  const updates: LeaseUpdate[] = [];
+  const w = new LeaseWatch(store, parseNetworkConfig(CFG8), new MemoryLogger(), (u) => updates.push(u), { backoffMinMs: 5 });
+  w.start();
+  try {
+    await until('watching', () => store.handlers !== null);
+    const name = (i: number) => `10.${100 + (i >> 8)}.${i & 255}.0-24`;
+    const n = 3 * WATCH_SLICE;
+    // the store holds them too, as etcd would after the transaction
+    for (let i = 0; i < n; i++) await store.putSubnet(name(i), V('192.0.2.7'), 600);
+    const h = store.handlers!;
+    h.onEvents(Array.from({ length: n }, (_, i) => ({ type: 'put' as const, name: name(i), key: `/k/${name(i)}`, value: V('192.0.2.7'), revision: 5 })), 5);
+    const relists = w.relists;
+    h.onError(new Error('watch broken by test'));
+    await until('re-listed', () => w.relists > relists);
+    await until('everything known', () => w.leases().length === n);
+    const added = updates.flatMap((u) => u.events).filter((e) => e.type === 'added').map((e) => leaseId(e.lease));
+    assert.equal(new Set(added).size, n, 'each lease once: from the first slice or from the re-list, never twice');
+    assert.equal(added.length, n);
+  } finally {
+    await w.stop();
   }
 });

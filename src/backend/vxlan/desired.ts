@@ -105,3 +105,83 @@ export function desiredEntries6(remote: readonly Lease[], directNets: readonly I
   }
   return { peers, skipped };
 }
+
+/**
+ * The entries the current peers want, by lease id, with counts by key, so
+ * that "does any peer still want this neighbour / FDB entry / route?" is one
+ * lookup instead of a pass over every peer (issue 11). Only tunnelled peers
+ * count for neighbours and FDB entries; every peer counts for its route dst.
+ */
+export class WantedEntries {
+  private readonly byId = new Map<string, PeerEntries>();
+  private readonly gws = new Map<string, number>();
+  private readonly fdbs = new Map<string, number>();
+  private readonly dsts = new Map<string, number>();
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: string): PeerEntries | undefined {
+    return this.byId.get(id);
+  }
+
+  values(): IterableIterator<PeerEntries> {
+    return this.byId.values();
+  }
+
+  /** The peer's entries now (null or undefined: it wants none). */
+  set(id: string, p: PeerEntries | null | undefined): void {
+    this.delete(id);
+    if (!p) return;
+    this.byId.set(id, p);
+    count(this.dsts, p.dst, 1);
+    if (!p.direct) {
+      count(this.gws, p.gw, 1);
+      count(this.fdbs, fdbKey(p.mac, p.publicIP), 1);
+    }
+  }
+
+  delete(id: string): void {
+    const p = this.byId.get(id);
+    if (!p) return;
+    this.byId.delete(id);
+    count(this.dsts, p.dst, -1);
+    if (!p.direct) {
+      count(this.gws, p.gw, -1);
+      count(this.fdbs, fdbKey(p.mac, p.publicIP), -1);
+    }
+  }
+
+  /** Everything afresh (a full run). */
+  reset(peers: readonly PeerEntries[]): void {
+    this.byId.clear();
+    this.gws.clear();
+    this.fdbs.clear();
+    this.dsts.clear();
+    for (const p of peers) this.set(p.id, p);
+  }
+
+  /** a tunnelled peer's neighbour IP */
+  hasGw(gw: string): boolean {
+    return this.gws.has(gw);
+  }
+
+  /** a tunnelled peer's FDB entry */
+  hasFdb(mac: string, dst: string): boolean {
+    return this.fdbs.has(fdbKey(mac, dst));
+  }
+
+  /** any peer's route */
+  hasDst(dst: string): boolean {
+    return this.dsts.has(dst);
+  }
+}
+
+const fdbKey = (mac: string, dst: string) => `${mac}|${dst}`;
+
+function count(m: Map<string, number>, k: string, d: 1 | -1): void {
+  const n = (m.get(k) ?? 0) + d;
+  if (n > 0) m.set(k, n);
+  else m.delete(k);
+}

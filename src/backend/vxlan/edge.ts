@@ -26,7 +26,7 @@
 import { formatIPv4, formatIPv4Net, ipv4NetContains, ipv4NetsOverlap, parseIPv4Net, type IPv4Net } from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
 import { showJson } from '../../lease/json.js';
-import type { KernelNet, KernelOp } from '../../kernel/types.js';
+import type { KernelNet, KernelOp, Route } from '../../kernel/types.js';
 import { RTPROT_FLANNEL } from '../../netlink/constants.js';
 import { BackendError, ReconcileError } from '../backend.js';
 import type { PeerEntries } from './desired.js';
@@ -218,8 +218,10 @@ function routeOp(t: EdgeTarget, r: EdgeRoute): KernelOp {
  * failed-over segment in one request), then delete what no segment wants.
  * A repeat with the same input sends nothing.
  */
-export async function reconcileEdgeRoutes(k: KernelNet, t: EdgeTarget, want: readonly EdgeRoute[]): Promise<ReconcileResult> {
-  const [onDev, onExt] = await Promise.all([k.listRoutes({ oif: t.dev, protocol: RTPROT_FLANNEL }), k.listRoutes({ oif: t.extDev, protocol: RTPROT_FLANNEL })]);
+export async function reconcileEdgeRoutes(k: KernelNet, t: EdgeTarget, want: readonly EdgeRoute[], dumps?: { readonly dev: readonly Route[]; readonly ext: readonly Route[] }): Promise<ReconcileResult> {
+  // A full run hands in the dumps it just read (routes outside the Network are
+  // not touched by the VXLAN reconciler, so they are still current): no second read.
+  const [onDev, onExt] = dumps ? [dumps.dev, dumps.ext] : await Promise.all([k.listRoutes({ oif: t.dev, protocol: RTPROT_FLANNEL }), k.listRoutes({ oif: t.extDev, protocol: RTPROT_FLANNEL })]);
   const outside = (dst: string) => {
     const n = parseIPv4Net(dst);
     return !(ipv4NetContains(t.network, n.ip) && n.prefix >= t.network.prefix);

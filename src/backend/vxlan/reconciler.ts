@@ -29,7 +29,7 @@
 // periodic check costs the size of our state, not the host's.
 
 import { ipv4NetContains, ipv6NetContains, parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net, type IPv4Net, type IPv6Net } from '../../lease/ip.js';
-import type { KernelNet, KernelOp } from '../../kernel/types.js';
+import type { KernelNet, KernelOp, Route } from '../../kernel/types.js';
 import { RTPROT_BOOT, RTPROT_FLANNEL } from '../../netlink/constants.js';
 import type { PeerEntries } from './desired.js';
 import { ReconcileError } from '../backend.js';
@@ -98,7 +98,17 @@ function describe(op: KernelOp): string {
   }
 }
 
-/** Sends batches and keeps the account: successful requests, and every failure as an error naming the entry. */
+/** Requests per applyBatch call: one message to the netlink worker (its socket sends 256 per datagram). */
+const SLICE_OPS = 768;
+/** Peers per step of the add pipeline (up to 2 L2 requests and 1 route each). */
+const SLICE_PEERS = 256;
+
+/**
+ * Sends batches and keeps the account: successful requests, and every
+ * failure as an error naming the entry. Large lists go in slices, the next
+ * one queued while the kernel works on the current one, so the netlink
+ * worker never waits for this thread to hand it the next slice (issue 11).
+ */
 class Batches {
   private changes = 0;
   private readonly errors: Error[] = [];
@@ -106,10 +116,24 @@ class Batches {
     private readonly k: KernelNet,
     private readonly t: ReconcileTarget,
   ) {}
-  /** Indexes of the ops that failed. */
-  async run(ops: KernelOp[]): Promise<Set<number>> {
+
+  /** Indexes of the ops that failed. In order: slice n+1 is sent while slice n's answers come back. */
+  async run(ops: readonly KernelOp[]): Promise<Set<number>> {
     const failed = new Set<number>();
     if (ops.length === 0) return failed;
+    const slices: Array<Promise<Set<number>>> = [];
+    for (let i = 0; i < ops.length; i += SLICE_OPS) {
+      // at most two slices in flight: the worker's queue holds the next one, no more
+      if (slices.length >= 2) await slices[slices.length - 2];
+      const from = i;
+      slices.push(inFlight(this.one(ops.slice(from, from + SLICE_OPS)).then((f) => new Set([...f].map((j) => j + from)))));
+    }
+    for (const f of await Promise.all(slices)) for (const j of f) failed.add(j);
+    return failed;
+  }
+
+  private async one(ops: readonly KernelOp[]): Promise<Set<number>> {
+    const failed = new Set<number>();
     const res = await this.k.applyBatch(ops);
     this.changes += res.succeeded;
     for (const f of res.failures) {
@@ -126,62 +150,157 @@ class Batches {
     }
     return failed;
   }
+
+  /**
+   * Adds for many peers: each step's neighbours and FDB entries, then the
+   * routes of the peers whose L2 entries are in place (flannel's order: the
+   * kernel never has to ARP for an onlink next hop). The next step's L2
+   * entries are queued before this step's routes, so the kernel always has
+   * work while this thread reads answers and builds requests.
+   */
+  async addPeers(steps: Iterable<AddStep>): Promise<void> {
+    const routes: Array<Promise<Set<number>>> = [];
+    const it = steps[Symbol.iterator]();
+    let cur = it.next();
+    let curL2 = cur.done ? null : inFlight(this.run(cur.value.l2));
+    while (!cur.done) {
+      // the next step is built (and its L2 entries queued) while the kernel works on this one's
+      const next = it.next();
+      const nextL2 = next.done ? null : inFlight(this.run(next.value.l2));
+      const step = cur.value;
+      const failed = await curL2!;
+      const bad = new Set([...failed].map((j) => step.l2Owner[j]!));
+      routes.push(inFlight(this.run(bad.size === 0 ? step.routes : step.routes.filter((_, j) => !bad.has(step.routeOwner[j]!)))));
+      cur = next;
+      curL2 = nextL2;
+    }
+    await Promise.all(routes);
+  }
+
   result(): ReconcileResult {
     return { changes: this.changes, errors: this.errors };
   }
 }
 
 /**
- * The targeted path for a few lease events: write the entries of the peers
- * that appeared and delete those of the peers that left, without reading the
- * kernel first. Work follows what changed (3 requests for a new peer), not
- * the number of peers; the periodic full reconcile still checks everything.
- * Entries a remaining peer also uses are not deleted. Same order as the full
- * path: neighbour and FDB, then the route; on the way out, the route first.
+ * A request in flight while the caller awaits another one: if the transport
+ * fails, the caller throws from the one it awaits, and this one's rejection
+ * must not go unhandled (it would end the process).
  */
-export async function patchVxlan(
-  k: KernelNet,
-  t: ReconcileTarget,
-  added: readonly PeerEntries[],
-  removed: readonly PeerEntries[],
-  keep: readonly PeerEntries[],
-): Promise<ReconcileResult> {
-  const b = new Batches(k, t);
-  const run = (ops: KernelOp[]) => b.run(ops);
-  const l2: KernelOp[] = [];
-  const l2Owner: string[] = [];
-  for (const p of added) {
-    if (p.direct) continue;
-    l2.push({ op: 'replaceNeigh', neigh: { ifindex: t.dev, ip: p.gw, mac: p.mac, permanent: true } });
-    l2.push({ op: 'replaceFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true, permanent: true } });
-    l2Owner.push(p.id, p.id);
-  }
-  const bad = new Set([...(await run(l2))].map((i) => l2Owner[i]!));
-  const rt: KernelOp[] = [];
-  for (const p of added) {
-    if (bad.has(p.id)) continue;
-    rt.push(p.direct ? { op: 'replaceRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } } : { op: 'replaceRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, onlink: true } });
-  }
-  await run(rt);
-  const still = [...keep, ...added];
-  const del: KernelOp[] = [];
-  for (const p of removed) {
-    if (still.some((q) => q.dst === p.dst)) continue;
-    const proto = RTPROT_FLANNEL; // only our own route for that subnet, never a foreign one with the same dst
-    del.push(p.direct ? { op: 'delRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev, protocol: proto } } : { op: 'delRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, protocol: proto } });
-  }
-  for (const p of removed) {
-    if (p.direct) continue;
-    if (!still.some((q) => !q.direct && q.mac === p.mac && q.publicIP === p.publicIP)) {
-      del.push({ op: 'delFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true } });
+function inFlight<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+/** Some peers' additions: L2 entries and routes, each op tagged with its peer's id. */
+interface AddStep {
+  readonly l2: KernelOp[];
+  readonly l2Owner: string[];
+  readonly routes: KernelOp[];
+  readonly routeOwner: string[];
+}
+
+/** Collects add ops into steps of SLICE_PEERS peers. */
+class AddSteps {
+  readonly steps: AddStep[] = [];
+  private cur: AddStep | null = null;
+  private peers = 0;
+  /** starts the next peer's ops */
+  peer(): void {
+    if (!this.cur || this.peers >= SLICE_PEERS) {
+      this.cur = { l2: [], l2Owner: [], routes: [], routeOwner: [] };
+      this.steps.push(this.cur);
+      this.peers = 0;
     }
-    if (!still.some((q) => !q.direct && q.gw === p.gw)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: p.gw } });
+    this.peers++;
   }
-  await run(del);
+  l2(id: string, op: KernelOp): void {
+    this.cur!.l2.push(op);
+    this.cur!.l2Owner.push(id);
+  }
+  route(id: string, op: KernelOp): void {
+    this.cur!.routes.push(op);
+    this.cur!.routeOwner.push(id);
+  }
+}
+
+/** One peer's entries before and after some lease events (either may be absent: it came, or it went). */
+export interface PeerChange {
+  readonly before?: PeerEntries | undefined;
+  readonly after?: PeerEntries | undefined;
+}
+
+/** What the peers want once the change is applied (WantedEntries in desired.ts). */
+export interface StillWanted {
+  hasGw(gw: string): boolean;
+  hasFdb(mac: string, dst: string): boolean;
+  hasDst(dst: string): boolean;
+}
+
+/**
+ * The targeted path for lease events: write the entries of the peers that
+ * appeared or changed and delete those no peer wants any more, without
+ * reading the kernel first. Work follows what changed (3 requests for a new
+ * peer, one pipelined batch of 3N for N), not the number of peers; the
+ * periodic full reconcile still checks everything. A changed peer gets only
+ * the entries that differ (a new VTEP MAC: its neighbour and FDB entry, and
+ * the old FDB entry goes). Entries a remaining peer also uses are not
+ * deleted. Same order as the full path: neighbours and FDB entries, then the
+ * routes of the peers whose L2 entries are in place; on the way out, routes
+ * first.
+ *
+ * `changes` comes in groups and is read lazily, one group per step of the
+ * add pipeline: the caller may work out the next group while the kernel
+ * works on this one. `still` is asked only after the last group.
+ */
+export async function patchVxlan(k: KernelNet, t: ReconcileTarget, changes: Iterable<readonly PeerChange[]>, still: StillWanted): Promise<ReconcileResult> {
+  const b = new Batches(k, t);
+  const gone: PeerEntries[] = [];
+  function* steps(): Generator<AddStep> {
+    for (const group of changes) {
+      const adds = new AddSteps();
+      for (const { before: o, after: p } of group) {
+        if (o) gone.push(o);
+        if (!p) continue;
+        adds.peer();
+        const wasTunnelled = o !== undefined && !o.direct;
+        if (!p.direct) {
+          if (!wasTunnelled || o.gw !== p.gw || o.mac !== p.mac) adds.l2(p.id, { op: 'replaceNeigh', neigh: { ifindex: t.dev, ip: p.gw, mac: p.mac, permanent: true } });
+          if (!wasTunnelled || o.mac !== p.mac || o.publicIP !== p.publicIP) adds.l2(p.id, { op: 'replaceFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true, permanent: true } });
+        }
+        if (!o || o.dst !== p.dst || o.direct !== p.direct || (p.direct ? o.publicIP !== p.publicIP : o.gw !== p.gw)) {
+          adds.route(p.id, p.direct ? { op: 'replaceRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } } : { op: 'replaceRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, onlink: true } });
+        }
+      }
+      yield* adds.steps;
+    }
+  }
+  await b.addPeers(steps());
+  const del: KernelOp[] = [];
+  const proto = RTPROT_FLANNEL; // only our own route for that subnet, never a foreign one with the same dst
+  for (const o of gone) {
+    if (still.hasDst(o.dst)) continue;
+    del.push(o.direct ? { op: 'delRoute', route: { dst: o.dst, gw: o.publicIP, oif: t.extDev, protocol: proto } } : { op: 'delRoute', route: { dst: o.dst, gw: o.gw, oif: t.dev, protocol: proto } });
+  }
+  for (const o of gone) {
+    if (o.direct) continue;
+    if (!still.hasFdb(o.mac, o.publicIP)) del.push({ op: 'delFdb', fdb: { ifindex: t.dev, mac: o.mac, dst: o.publicIP, self: true } });
+    if (!still.hasGw(o.gw)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: o.gw } });
+  }
+  await b.run(del);
   return b.result();
 }
 
-export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: readonly PeerEntries[]): Promise<ReconcileResult> {
+/** The route dumps a full reconcile read (before its changes), for the edge routes' check to reuse. */
+export interface RouteDumps {
+  /** every route on the device */
+  dev: Route[];
+  /** our routes (RTPROT_FLANNEL) on the external interface */
+  ext: Route[];
+}
+
+/** `read`: told what the route dumps returned (the edge check reads the same routes). */
+export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: readonly PeerEntries[], read?: (dumps: RouteDumps) => void): Promise<ReconcileResult> {
   const family = t.network6 ? 6 : 4;
   const [neighs, fdbs, routes, extRoutes] = await Promise.all([
     k.listNeighs(t.dev, family),
@@ -189,6 +308,7 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
     k.listRoutes({ oif: t.dev, family }),
     k.listRoutes({ oif: t.extDev, family, protocol: RTPROT_FLANNEL }),
   ]);
+  read?.({ dev: routes, ext: extRoutes });
   const ourNeighs = neighs.filter((n) => n.ifindex === t.dev && n.permanent && owned(t, n.ip));
   const macs = new Set<string>();
   for (const p of peers) if (!p.direct && p.mac) macs.add(p.mac);
@@ -212,42 +332,27 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   const directByDst = byKey(ourDirect, (r) => r.dst);
 
   const b = new Batches(k, t);
-  const run = (ops: KernelOp[]) => b.run(ops);
 
-  // 1. neighbour + FDB entries for every tunnelled peer that needs them
-  const l2: KernelOp[] = [];
-  const l2Owner: string[] = [];
+  // 1. neighbour + FDB entries for every tunnelled peer that needs them, and
+  // 2. its route, sent only once its L2 entries are in place (Batches.addPeers)
+  const adds = new AddSteps();
   for (const p of peers) {
-    if (p.direct) continue;
-    const n = neighByIp.get(p.gw);
-    if (!n || n.mac !== p.mac) {
-      l2.push({ op: 'replaceNeigh', neigh: { ifindex: t.dev, ip: p.gw, mac: p.mac, permanent: true } });
-      l2Owner.push(p.id);
-    }
-    const f = fdbByKey.get(fdbKey(p.mac, p.publicIP));
-    if (!f || !f.permanent) {
-      l2.push({ op: 'replaceFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true, permanent: true } });
-      l2Owner.push(p.id);
-    }
-  }
-  const l2Failed = await run(l2);
-  const badPeers = new Set([...l2Failed].map((i) => l2Owner[i]!));
-
-  // 2. routes, last, only for peers whose L2 entries are in place
-  const rt: KernelOp[] = [];
-  for (const p of peers) {
-    if (badPeers.has(p.id)) continue;
+    adds.peer();
     if (p.direct) {
       const r = directByDst.get(p.dst);
-      if (!r || r.gateway !== p.publicIP) rt.push({ op: 'replaceRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } });
+      if (!r || r.gateway !== p.publicIP) adds.route(p.id, { op: 'replaceRoute', route: { dst: p.dst, gw: p.publicIP, oif: t.extDev } });
       // a tunnelled route for the same subnet would win over nothing but confuses users: drop it below
-    } else {
-      const r = routeByDst.get(p.dst);
-      // an RTPROT_BOOT route (real flannel's) is rewritten with our mark: adopted
-      if (!r || r.gateway !== p.gw || !r.onlink || r.protocol !== RTPROT_FLANNEL) rt.push({ op: 'replaceRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, onlink: true } });
+      continue;
     }
+    const n = neighByIp.get(p.gw);
+    if (!n || n.mac !== p.mac) adds.l2(p.id, { op: 'replaceNeigh', neigh: { ifindex: t.dev, ip: p.gw, mac: p.mac, permanent: true } });
+    const f = fdbByKey.get(fdbKey(p.mac, p.publicIP));
+    if (!f || !f.permanent) adds.l2(p.id, { op: 'replaceFdb', fdb: { ifindex: t.dev, mac: p.mac, dst: p.publicIP, self: true, permanent: true } });
+    const r = routeByDst.get(p.dst);
+    // an RTPROT_BOOT route (real flannel's) is rewritten with our mark: adopted
+    if (!r || r.gateway !== p.gw || !r.onlink || r.protocol !== RTPROT_FLANNEL) adds.route(p.id, { op: 'replaceRoute', route: { dst: p.dst, gw: p.gw, oif: t.dev, onlink: true } });
   }
-  await run(rt);
+  await b.addPeers(adds.steps);
 
   // 3. deletes: whatever we own that no peer wants (routes first, then L2)
   const want = new Map(peers.map((p) => [p.dst, p]));
@@ -272,6 +377,6 @@ export async function reconcileVxlan(k: KernelNet, t: ReconcileTarget, peers: re
   for (const n of ourNeighs) {
     if (!wantGw.has(n.ip)) del.push({ op: 'delNeigh', neigh: { ifindex: t.dev, ip: n.ip } });
   }
-  await run(del);
+  await b.run(del);
   return b.result();
 }

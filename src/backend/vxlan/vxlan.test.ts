@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net } from '../../lease/ip.js';
+import { formatIPv4, parseIPv4, parseIPv4Net, parseIPv6, parseIPv6Net } from '../../lease/ip.js';
+import type { NetlinkEvent } from '../../netlink/subscriber.js';
 import type { Lease } from '../../lease/lease.js';
 import { MemoryLogger } from '../../testing/memory-logger.js';
 import { parseNetworkConfig } from '../../subnet/config.js';
@@ -243,13 +244,29 @@ test('a few lease events are applied as a targeted patch: no kernel dumps, 3 req
   assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.4.0/24']);
   assert.deepEqual(k.neighs.map((n) => n.ip).sort(), ['10.244.2.0', '10.244.4.0']);
   assert.deepEqual(k.fdb.map((f) => f.mac).sort(), ['0a:00:00:00:00:02', '0a:00:00:00:00:04']);
-  // a peer whose lease was already known (its MAC changed) takes the full path, which reads the kernel
+  // a peer whose lease was already known (its MAC changed) is patched too: its neighbour and
+  // FDB entry are rewritten and the old FDB entry goes; its route (same next hop) is left alone
+  const m0 = k.mutations;
   await b.reconcile([peer(2, '0a:00:00:00:00:22'), peer(4)], [{ type: 'added', lease: peer(2, '0a:00:00:00:00:22') }]);
-  assert.ok(dumps > 0, 'a changed peer is a full reconcile');
+  assert.equal(dumps, 0, 'a changed peer is a patch');
+  assert.equal(k.mutations - m0, 3, 'neighbour and FDB entry replaced, old FDB entry deleted');
   assert.deepEqual(k.fdb.map((f) => f.mac).sort(), ['0a:00:00:00:00:04', '0a:00:00:00:00:22']);
+  assert.ok(k.neighs.some((n) => n.ip === '10.244.2.0' && n.mac === '0a:00:00:00:00:22'));
+  // a burst (more than any fixed limit) is one patch: 3 requests per new peer, no dumps
+  const many = Array.from({ length: 100 }, (_, i) => peer(10 + i, `0a:00:00:00:01:${(10 + i).toString(16).padStart(2, '0')}`));
+  const m1 = k.mutations;
+  await b.reconcile([peer(2, '0a:00:00:00:00:22'), peer(4), ...many], many.map((lease) => ({ type: 'added' as const, lease })));
+  assert.equal(dumps, 0, 'a burst is a patch');
+  assert.equal(k.mutations - m1, 300);
+  // ... and so is its departure, in the same run as another arrival
+  const m2 = k.mutations;
+  await b.reconcile([peer(2, '0a:00:00:00:00:22'), peer(4), peer(5)], [...many.map((lease) => ({ type: 'removed' as const, lease })), { type: 'added', lease: peer(5) }]);
+  assert.equal(dumps, 0);
+  assert.equal(k.mutations - m2, 303);
+  assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.4.0/24', '10.244.5.0/24']);
   // the state after patches is exactly what a full reconcile wants: a full run changes nothing
   const m = k.mutations;
-  await b.reconcile([peer(2, '0a:00:00:00:00:22'), peer(4)]);
+  await b.reconcile([peer(2, '0a:00:00:00:00:22'), peer(4), peer(5)]);
   assert.equal(k.mutations, m);
 });
 
@@ -376,4 +393,109 @@ test('ownership: an operator\'s FDB entries and foreign routes on flannel.1 surv
   const m = k.mutations;
   await b.reconcile([peer(2)]);
   assert.equal(k.mutations, m);
+});
+
+// ------------------------------------------------------------ patches at scale (issue 11)
+
+test('a patch of many peers goes in pipelined steps; a peer whose L2 entry fails gets no route, in any step, and the rest all do', async () => {
+  const { k, b } = await setup('{"Type":"vxlan"}');
+  await b.reconcile([peer(2)]);
+  // 600 peers: more than two steps of the add pipeline
+  const many = Array.from({ length: 600 }, (_, i): Lease => ({
+    subnet: parseIPv4Net(`10.244.${10 + (i >> 8)}.${i & 255}/32`),
+    subnet6: null,
+    attrs: { publicIP: parseIPv4(`198.18.${i >> 8}.${(i & 255) + 0}`), publicIPv6: null, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: `0a:00:00:01:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` } },
+    expiration: null,
+  }));
+  const bad = new Set(['198.18.0.7', '198.18.1.44', '198.18.2.80']); // one in each step
+  k.failWhen = (op) => (op.op === 'replaceFdb' && bad.has(op.fdb.dst) ? 105 : null);
+  let batches = 0;
+  const orig = k.applyBatch.bind(k);
+  k.applyBatch = async (ops) => (batches++, orig(ops));
+  const errs = await b.reconcile([peer(2), ...many], many.map((lease) => ({ type: 'added' as const, lease })));
+  assert.equal(errs.length, 3);
+  assert.ok(batches >= 6, `${batches} batches: L2 and routes per step`);
+  const routes = new Set(k.routes.map((r) => r.dst));
+  for (const [i, l] of many.entries()) {
+    const dst = `10.244.${10 + (i >> 8)}.${i & 255}/32`;
+    assert.equal(routes.has(dst), !bad.has(formatIPv4(l.attrs.publicIP)), dst);
+  }
+  assert.equal(b.patches, 1);
+  // the periodic check puts the missing routes in once the kernel takes the FDB entries
+  k.failWhen = null;
+  assert.deepEqual(await b.reconcile([peer(2), ...many]), []);
+  assert.equal(k.routes.length, 601);
+});
+
+test('damage: a deleted entry counts while a peer wants it, and stops counting once the peer left through a patch', async () => {
+  const { k, b } = await setup();
+  await b.reconcile([peer(2)]);
+  await b.reconcile([peer(2), peer(3)], [{ type: 'added', lease: peer(3) }]);
+  const dev = (await k.getLinkByName('flannel.1'))!.index;
+  const route = (dst: string): NetlinkEvent => ({ kind: 'route', action: 'del', pid: 0, route: { family: 2, table: 254, dst, dstLen: 24, gateway: dst.split('/')[0], oif: dev, protocol: 222, scope: 0, type: 1, priority: 0 } }) as unknown as NetlinkEvent;
+  const neigh = (ip: string): NetlinkEvent => ({ kind: 'neigh', action: 'del', pid: 0, neigh: { family: 2, ifindex: dev, ip, mac: '0a:00:00:00:00:03', state: 128, flags: 0, permanent: true } }) as unknown as NetlinkEvent;
+  const fdb = (mac: string, dst: string): NetlinkEvent => ({ kind: 'fdb', action: 'del', pid: 0, fdb: { family: 7, ifindex: dev, mac, dst, state: 128, flags: 2, self: true, master: false, permanent: true } }) as unknown as NetlinkEvent;
+  assert.equal(b.damage(route('10.244.3.0/24')), 'route deleted');
+  assert.equal(b.damage(neigh('10.244.3.0')), 'neigh deleted');
+  assert.equal(b.damage(fdb('0a:00:00:00:00:03', '192.0.2.13')), 'fdb deleted');
+  // a MAC change through a patch: the old FDB entry is no longer wanted, the new one is
+  const p3 = peer(3, '0a:00:00:00:00:33');
+  await b.reconcile([peer(2), p3], [{ type: 'added', lease: p3 }]);
+  assert.equal(b.damage(fdb('0a:00:00:00:00:03', '192.0.2.13')), null);
+  assert.equal(b.damage(fdb('0a:00:00:00:00:33', '192.0.2.13')), 'fdb deleted');
+  // peer 3 leaves: the deletions of its entries (ours) are not damage
+  await b.reconcile([peer(2)], [{ type: 'removed', lease: p3 }]);
+  assert.equal(b.damage(route('10.244.3.0/24')), null);
+  assert.equal(b.damage(neigh('10.244.3.0')), null);
+  assert.equal(b.damage(fdb('0a:00:00:00:00:33', '192.0.2.13')), null);
+  assert.equal(b.damage(route('10.244.2.0/24')), 'route deleted');
+});
+
+test('a patch whose events do not add up to the peers handed in falls back to a full reconcile', async () => {
+  const { k, b } = await setup();
+  await b.reconcile([peer(2)]);
+  let dumps = 0;
+  const orig = k.listNeighs.bind(k);
+  k.listNeighs = async (...a) => (dumps++, orig(...a));
+  // peer 4 is in the list but no event says so
+  await b.reconcile([peer(2), peer(3), peer(4)], [{ type: 'added', lease: peer(3) }]);
+  assert.equal(dumps, 1);
+  assert.deepEqual(k.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24']);
+});
+
+test('a patch whose netlink transport fails mid-way throws once (nothing left unhandled), and the next run is a full one', async () => {
+  const { k, b } = await setup();
+  await b.reconcile([peer(2)]);
+  const many = Array.from({ length: 700 }, (_, i): Lease => ({
+    subnet: parseIPv4Net(`10.244.${10 + (i >> 8)}.${i & 255}/32`),
+    subnet6: null,
+    attrs: { publicIP: parseIPv4(`198.18.${i >> 8}.${i & 255}`), publicIPv6: null, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: `0a:00:00:02:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` } },
+    expiration: null,
+  }));
+  const orig = k.applyBatch.bind(k);
+  let calls = 0;
+  // the second batch fails while others are in flight behind it
+  k.applyBatch = async (ops) => {
+    calls++;
+    if (calls === 2) throw new Error('netlink worker exited (code 1)');
+    await new Promise((r) => setTimeout(r, 5));
+    return orig(ops);
+  };
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await assert.rejects(b.reconcile([peer(2), ...many], many.map((lease) => ({ type: 'added' as const, lease }))), /netlink worker exited/);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+  k.applyBatch = orig;
+  let dumps = 0;
+  const list = k.listRoutes.bind(k);
+  k.listRoutes = async (...a) => (dumps++, list(...a));
+  await b.reconcile([peer(2), peer(3), ...many], [{ type: 'added', lease: peer(3) }]);
+  assert.ok(dumps > 0, 'a full run after the failed patch');
+  assert.equal(k.routes.length, 702);
 });

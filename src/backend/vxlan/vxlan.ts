@@ -38,20 +38,20 @@ import { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkEvent } from '../../netlink/subscriber.js';
 import { BackendError, ReconcileError, type Backend, type BackendContext, type PublishedAttrs } from '../backend.js';
 import { removeOtherBackends } from '../cleanup.js';
-import { desiredEntries, desiredEntries6 } from './desired.js';
+import { desiredEntries, desiredEntries6, WantedEntries } from './desired.js';
 import { normaliseMac, parseVxlanOptions, randomVtepMac, type VxlanOptions } from './options.js';
-import { patchVxlan, reconcileVxlan, type ReconcileResult } from './reconciler.js';
-import { reconcileEdgeRoutes, selectEdgeRoutes, validateEdge, type EdgeOptions } from './edge.js';
+import { patchVxlan, reconcileVxlan, type PeerChange, type ReconcileResult, type RouteDumps } from './reconciler.js';
+import { publishedEdgeNetworks, reconcileEdgeRoutes, selectEdgeRoutes, validateEdge, type EdgeOptions } from './edge.js';
 import type { PeerEntries } from './desired.js';
-
-/** Up to this many lease events are applied as a targeted patch; more take a full reconcile. */
-const PATCH_MAX_EVENTS = 64;
 
 export const VXLAN_OVERHEAD = 50;
 /** IPv6 outer header (40 bytes) instead of IPv4's (20): flannel-v6.<VNI>'s overhead. */
 export const VXLAN6_OVERHEAD = 70;
 
 type Family = 4 | 6;
+
+/** Peers per group in a patch: the lease events of the next group are applied while the kernel works on this one. */
+const PATCH_GROUP = 256;
 
 export interface VxlanBackendOptions {
   kernel: KernelNet;
@@ -72,6 +72,13 @@ export class VxlanBackend implements Backend {
   private mac6 = '';
   private own: Lease | null = null;
   private remote: readonly Lease[] = [];
+  /** the remote leases by id, kept per lease event (a full run rebuilds it) */
+  private readonly leases = new Map<string, Lease>();
+  /** what each peer wants on flannel.<VNI> / flannel-v6.<VNI>, with counts by key (damage and patches look up here) */
+  private readonly want4 = new WantedEntries();
+  private readonly want6 = new WantedEntries();
+  /** remote leases that publish EdgeNetworks, by id */
+  private readonly edgePublishers = new Map<string, Lease>();
   private closed = false;
   private readonly warnOnce = new Set<string>();
   /** FDB entries this process wrote (ownership, see reconciler.ts) */
@@ -79,6 +86,8 @@ export class VxlanBackend implements Backend {
   /** what the last reconcile did; tests and metrics read it */
   last: ReconcileResult = { changes: 0, errors: [] };
   reconciles = 0;
+  /** the last patch did not finish: what peers want may be ahead of the kernel */
+  private unsure = false;
   /** targeted patches applied for a few lease events (see reconcile) */
   patches = 0;
   /** kernel changes the last reconcile (full or patch) made */
@@ -231,19 +240,25 @@ export class VxlanBackend implements Backend {
     this.ctx.republish?.(this.published);
   }
 
-  /** Edge segments published by peers: one route each, through the chosen edge node (edge.ts). */
-  private async reconcileEdge(peers: readonly PeerEntries[], patch = false): Promise<ReconcileResult> {
-    const { routes, skipped } = selectEdgeRoutes(this.remote, peers, {
+  /**
+   * Edge segments published by peers: one route each, through the chosen
+   * edge node (edge.ts). `remote` holds at least every lease that publishes
+   * a segment; the public IPs a segment must not capture are every peer's.
+   */
+  private async reconcileEdge(remote: readonly Lease[], peers: readonly PeerEntries[], patch = false, dumps?: RouteDumps): Promise<ReconcileResult> {
+    const publicIPs = [this.ctx.extIface.publicIP, this.ctx.extIface.ifaceAddr];
+    if (remote.length < this.leases.size) for (const l of this.leases.values()) publicIPs.push(l.attrs.publicIP);
+    const { routes, skipped } = selectEdgeRoutes(remote, peers, {
       network: this.ctx.config.network!,
       own: this.o.edge?.segments.map((s) => s.net) ?? [],
-      publicIPs: [this.ctx.extIface.publicIP, this.ctx.extIface.ifaceAddr],
+      publicIPs,
     });
     this.warnSkipped(skipped);
     // A patch for a peer that changes no segment's choice reads nothing (the
     // periodic full run checks the routes anyway).
     const key = routes.map((x) => `${x.dst}>${x.via.gw}>${x.via.direct ? x.via.publicIP : ''}`).join(',');
     if (patch && key === this.edgeKey) return { changes: 0, errors: [] };
-    const r = await reconcileEdgeRoutes(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, routes);
+    const r = await reconcileEdgeRoutes(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network! }, routes, dumps);
     const via = new Map(routes.map((x) => [x.dst, x.via.id]));
     for (const [dst, id] of via) {
       const was = this.edgeVia.get(dst);
@@ -253,6 +268,25 @@ export class VxlanBackend implements Backend {
     this.edgeVia = via;
     this.edgeKey = r.errors.length === 0 ? key : null;
     return r;
+  }
+
+  /**
+   * Can the lease events that touched these leases (before and after) change
+   * the edge routes? Only when a lease publishes segments, or some lease's
+   * public IP lies in a published segment (which then can't be used).
+   */
+  private edgeAffected(touched: Iterable<Lease | undefined>): boolean {
+    if (this.edgePublishers.size === 0) {
+      for (const l of touched) if (l?.attrs.edgeNetworks !== undefined) return true;
+      return this.edgeVia.size > 0;
+    }
+    const nets = [...this.edgePublishers.values()].flatMap((l) => publishedEdgeNetworks(l).nets);
+    for (const l of touched) {
+      if (!l) continue;
+      if (l.attrs.edgeNetworks !== undefined) return true;
+      if (nets.some((n) => ipv4NetContains(n, l.attrs.publicIP))) return true;
+    }
+    return false;
   }
 
   /**
@@ -317,16 +351,19 @@ export class VxlanBackend implements Backend {
   }
 
   async reconcile(remote: readonly Lease[], events: readonly LeaseEvent[] = []): Promise<Error[]> {
-    const before = this.remote;
     this.remote = remote;
-    // A few peers came or went: write just their entries (3 requests for a
-    // new peer) instead of re-reading the kernel for all of them. A changed
-    // peer (its lease was already known), the first run, a re-list or a
-    // burst take the full path; the periodic check covers everything anyway.
-    if (events.length > 0 && events.length <= PATCH_MAX_EVENTS && this.reconciles > 0 && this.dev) {
-      const known = new Set(before.map(leaseId));
-      if (events.every((e) => e.type === 'removed' || !known.has(leaseId(e.lease)))) {
-        const r = await this.patchOnce(events);
+    // Peers came, went or changed: write just their entries (3 requests for a
+    // new peer, one batch for a burst) instead of re-reading the kernel for
+    // all of them. The first run and a run with no events (a re-list, a kick,
+    // the periodic check) take the full path.
+    if (events.length > 0 && this.reconciles > 0 && this.dev && !this.closed && !this.unsure) {
+      // A patch that throws (the netlink transport failed) has applied its
+      // events to what peers want but maybe not to the kernel: the next run
+      // is a full one.
+      this.unsure = true;
+      const r = await this.patchOnce(events);
+      if (r) {
+        this.unsure = false;
         this.lastChanges = r.changes;
         return r.errors;
       }
@@ -336,39 +373,83 @@ export class VxlanBackend implements Backend {
     return errors;
   }
 
-  private async patchOnce(events: readonly LeaseEvent[]): Promise<{ errors: Error[]; changes: number }> {
-    if (this.closed || !this.dev) return { errors: [], changes: 0 };
+  /**
+   * The targeted path: the events are applied to what each peer wants, and
+   * only the peers they touched reach the kernel. They are applied a group
+   * at a time as the kernel asks for more (patchVxlan's pipeline), so a
+   * burst of thousands starts reaching the kernel at once. Null when the
+   * events do not add up to `this.remote` (then a full run sorts it out).
+   */
+  private async patchOnce(events: readonly LeaseEvent[]): Promise<{ errors: Error[]; changes: number } | null> {
     const direct = await this.directNets();
-    const added = desiredEntries(events.filter((e) => e.type === 'added').map((e) => e.lease), direct);
-    const removed = desiredEntries(events.filter((e) => e.type === 'removed').map((e) => e.lease), direct);
-    for (const s of added.skipped) {
-      const key = `${s.id}:${s.reason}`;
-      if (!this.warnOnce.has(key)) {
-        this.warnOnce.add(key);
-        this.ctx.log.warn(`ignoring lease ${s.id}: ${s.reason}`);
+    const direct6 = this.dev6 ? await this.directNets6() : null;
+    // what each touched lease ends up as (its last event), in order of first appearance
+    const last = new Map<string, LeaseEvent>();
+    for (const e of events) last.set(leaseId(e.lease), e);
+    /** the touched leases, before and after */
+    const seen: Array<Lease | undefined> = [];
+    const changes6: PeerChange[] = [];
+    const self = this;
+    function* groups(): Generator<PeerChange[]> {
+      let group: PeerChange[] = [];
+      for (const [id, e] of last) {
+        const was = { lease: self.leases.get(id), p4: self.want4.get(id), p6: self.want6.get(id) };
+        if (e.type === 'removed') self.forget(id);
+        else self.learn(id, e.lease, direct, direct6);
+        seen.push(was.lease, self.leases.get(id));
+        const p4 = self.want4.get(id);
+        if (!samePeer(was.p4, p4)) group.push({ before: was.p4, after: p4 });
+        const p6 = self.want6.get(id);
+        if (!samePeer(was.p6, p6)) changes6.push({ before: was.p6, after: p6 });
+        if (group.length >= PATCH_GROUP) {
+          yield group;
+          group = [];
+        }
       }
+      if (group.length > 0) yield group;
     }
-    const all = desiredEntries(this.remote, direct).peers;
-    const keep = all.filter((p) => !added.peers.some((a) => a.id === p.id));
-    const r = await patchVxlan(this.k, { dev: this.dev.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, added.peers, removed.peers, keep);
-    const errors = [...r.errors];
-    let changes = r.changes;
+    const errors: Error[] = [];
+    let changes = 0;
+    const r = await patchVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, groups(), this.want4);
+    errors.push(...r.errors);
+    changes += r.changes;
+    if (this.leases.size !== this.remote.length) return null;
     // a departed edge node's segments switch to the standby in this same run
-    const re = await this.reconcileEdge(all, true);
-    errors.push(...re.errors);
-    changes += re.changes;
-    if (this.dev6) {
-      const direct6 = await this.directNets6();
-      const added6 = desiredEntries6(events.filter((e) => e.type === 'added').map((e) => e.lease), direct6);
-      const removed6 = desiredEntries6(events.filter((e) => e.type === 'removed').map((e) => e.lease), direct6);
-      this.warnSkipped(added6.skipped);
-      const keep6 = desiredEntries6(this.remote, direct6).peers.filter((p) => !added6.peers.some((a) => a.id === p.id));
-      const r6 = await patchVxlan(this.k, this.target6(), added6.peers, removed6.peers, keep6);
+    if (this.edgeAffected(seen)) {
+      const publishers = [...this.edgePublishers.values()];
+      const re = await this.reconcileEdge(publishers, publishers.flatMap((l) => this.want4.get(leaseId(l)) ?? []), true);
+      errors.push(...re.errors);
+      changes += re.changes;
+    }
+    if (this.dev6 && changes6.length > 0) {
+      const r6 = await patchVxlan(this.k, this.target6(), [changes6], this.want6);
       errors.push(...r6.errors);
       changes += r6.changes;
     }
     this.patches++;
     return { errors, changes };
+  }
+
+  /** A lease came or changed: what it wants now. */
+  private learn(id: string, l: Lease, direct: IPv4Net[] | null, direct6: IPv6Net[] | null): void {
+    this.leases.set(id, l);
+    if (l.attrs.edgeNetworks !== undefined) this.edgePublishers.set(id, l);
+    else this.edgePublishers.delete(id);
+    const d4 = desiredEntries([l], direct);
+    this.warnSkipped(d4.skipped);
+    this.want4.set(id, d4.peers[0]);
+    if (this.dev6) {
+      const d6 = desiredEntries6([l], direct6);
+      this.warnSkipped(d6.skipped);
+      this.want6.set(id, d6.peers[0]);
+    }
+  }
+
+  private forget(id: string): void {
+    this.leases.delete(id);
+    this.edgePublishers.delete(id);
+    this.want4.delete(id);
+    this.want6.delete(id);
   }
 
   damage(e: NetlinkEvent): string | null {
@@ -395,33 +476,18 @@ export class VxlanBackend implements Backend {
     if (e.action !== 'del') return null;
     // Only the loss of an entry a peer needs is damage. Neighbour deletions
     // reach us with pid 0 even when our own patch removed a departed peer, so
-    // the port id alone can't tell; what we want can.
-    const w = this.wanted();
+    // the port id alone can't tell; what we want can (one lookup each: the
+    // wanted entries are kept per lease event).
+    const w4 = this.want4;
+    const w6 = this.want6;
     if (
-      (e.kind === 'neigh' && (e.neigh.ifindex === dev || e.neigh.ifindex === dev6) && w.gws.has(e.neigh.ip)) ||
-      (e.kind === 'fdb' && (e.fdb.ifindex === dev || e.fdb.ifindex === dev6) && w.fdb.has(`${e.fdb.mac}|${e.fdb.dst ?? ''}`)) ||
-      (e.kind === 'route' && (e.route.oif === dev || e.route.oif === dev6 || e.route.oif === this.ctx.extIface.index) && (w.dsts.has(e.route.dst) || this.edgeVia.has(e.route.dst)))
+      (e.kind === 'neigh' && (e.neigh.ifindex === dev || e.neigh.ifindex === dev6) && (w4.hasGw(e.neigh.ip) || w6.hasGw(e.neigh.ip))) ||
+      (e.kind === 'fdb' && (e.fdb.ifindex === dev || e.fdb.ifindex === dev6) && (w4.hasFdb(e.fdb.mac, e.fdb.dst ?? '') || w6.hasFdb(e.fdb.mac, e.fdb.dst ?? ''))) ||
+      (e.kind === 'route' && (e.route.oif === dev || e.route.oif === dev6 || e.route.oif === this.ctx.extIface.index) && (w4.hasDst(e.route.dst) || w6.hasDst(e.route.dst) || this.edgeVia.has(e.route.dst)))
     ) {
       return `${e.kind} deleted`;
     }
     return null;
-  }
-
-  private wantedCache: { remote: readonly Lease[]; gws: Set<string>; fdb: Set<string>; dsts: Set<string> } | null = null;
-
-  /** The entries the current peers need, by key (recomputed when the peer set changes). */
-  private wanted(): { gws: Set<string>; fdb: Set<string>; dsts: Set<string> } {
-    if (this.wantedCache?.remote === this.remote) return this.wantedCache;
-    // DirectRouting doesn't change which subnets we route, only how; "direct" is irrelevant here.
-    // Both families: their keys (IPv4 vs IPv6 text) can't collide.
-    const peers = [...desiredEntries(this.remote, null).peers, ...(this.dev6 ? desiredEntries6(this.remote, null).peers : [])];
-    this.wantedCache = {
-      remote: this.remote,
-      gws: new Set(peers.map((p) => p.gw)),
-      fdb: new Set(peers.map((p) => `${p.mac}|${p.publicIP}`)),
-      dsts: new Set(peers.map((p) => p.dst)),
-    };
-    return this.wantedCache;
   }
 
   private async directNets(): Promise<IPv4Net[] | null> {
@@ -464,6 +530,7 @@ export class VxlanBackend implements Backend {
     }
     const { peers, skipped } = desiredEntries6(this.remote, await this.directNets6());
     this.warnSkipped(skipped);
+    this.want6.reset(peers);
     return reconcileVxlan(this.k, this.target6(), peers);
   }
 
@@ -482,16 +549,22 @@ export class VxlanBackend implements Backend {
         return errors;
       }
     }
+    // Everything afresh: what each peer wants (DirectRouting may have changed
+    // with our addresses), the leases by id, the edge publishers.
     const { peers, skipped } = desiredEntries(this.remote, await this.directNets());
-    for (const s of skipped) {
-      const key = `${s.id}:${s.reason}`;
-      if (!this.warnOnce.has(key)) {
-        this.warnOnce.add(key);
-        this.ctx.log.warn(`ignoring lease ${s.id}: ${s.reason}`);
-      }
+    this.warnSkipped(skipped);
+    this.leases.clear();
+    this.edgePublishers.clear();
+    for (const l of this.remote) {
+      const id = leaseId(l);
+      this.leases.set(id, l);
+      if (l.attrs.edgeNetworks !== undefined) this.edgePublishers.set(id, l);
     }
-    this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, peers);
-    const re = await this.reconcileEdge(peers);
+    this.want4.reset(peers);
+    if (!this.devName6) this.want6.reset([]);
+    let dumps: RouteDumps | undefined;
+    this.last = await reconcileVxlan(this.k, { dev: this.dev!.index, extDev: this.ctx.extIface.index, network: this.ctx.config.network!, written: this.writtenFdb }, peers, (d) => (dumps = d));
+    const re = await this.reconcileEdge(this.remote, peers, false, dumps);
     this.last = { changes: this.last.changes + re.changes, errors: [...this.last.errors, ...re.errors] };
     await this.checkEdgeLive();
     if (this.devName6) {
@@ -499,6 +572,7 @@ export class VxlanBackend implements Backend {
       this.last = { changes: this.last.changes + r6.changes, errors: [...this.last.errors, ...r6.errors] };
     }
     this.reconciles++;
+    this.unsure = false;
     errors.push(...this.last.errors);
     return errors;
   }
@@ -506,6 +580,12 @@ export class VxlanBackend implements Backend {
   async close(): Promise<void> {
     this.closed = true;
   }
+}
+
+/** Same entries (both absent counts as the same). */
+function samePeer(a: PeerEntries | undefined, b: PeerEntries | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.dst === b.dst && a.gw === b.gw && a.mac === b.mac && a.publicIP === b.publicIP && a.direct === b.direct;
 }
 
 const LINK_LOCAL = parseIPv4Net('169.254.0.0/16');

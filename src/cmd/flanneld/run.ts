@@ -34,7 +34,7 @@ import type { FlanneldFlags } from './flags.js';
  * of start → subnet.env, issue 11). A backend that needs no netlink (alloc)
  * closes it again.
  */
-function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOptions | null): { registry: BackendRegistry; current(): Backend | null; prestart(): void; close(): void } {
+function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOptions | null): { registry: BackendRegistry; current(): Backend | null; prestart(): void; ownPort(): number; close(): void } {
   let kernel: RtNetlink | null = null;
   let current: Backend | null = null;
   const k = () => {
@@ -57,7 +57,7 @@ function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOption
     .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k(), edge })))
     .register('host-gw', (ctx) => (noEdge('host-gw'), made(new HostGwBackend(ctx, { kernel: k() }))))
     .register('udp', (ctx) => (noEdge('udp'), made(new UdpBackend(ctx, { kernel: k() }))));
-  return { registry, current: () => current, prestart: () => void (kernel ??= RtNetlink.openInWorker()), close: () => kernel?.close() };
+  return { registry, current: () => current, prestart: () => void (kernel ??= RtNetlink.openInWorker()), ownPort: () => kernel?.ownPortId() ?? 0, close: () => kernel?.close() };
 }
 
 /**
@@ -275,8 +275,9 @@ export async function run(f: FlanneldFlags): Promise<number> {
     ipMasq: f.ipMasq,
     renewMarginMinutes: f.subnetLeaseRenewMargin,
     traffic,
-    // kernel notifications for self-healing; subscribed only when the backend takes them (vxlan, host-gw)
-    feed: new NetlinkChangeFeed(),
+    // kernel notifications for self-healing; subscribed only when the backend takes them (vxlan, host-gw);
+    // what our own requests caused is dropped in the kernel (the backend ignores it anyway)
+    feed: new NetlinkChangeFeed({ ownPort: () => backends.ownPort() }),
     // Metrics are only readable on the healthz server (/metrics): without it, prom-client is not even loaded.
     metrics: new DaemonMetrics(f.healthzPort > 0 ? await import('prom-client') : null),
     ...(configText !== undefined ? { configText } : {}),

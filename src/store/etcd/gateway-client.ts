@@ -394,26 +394,33 @@ export class GatewayClient {
         res.once('close', () => {
           if (idle) clearTimeout(idle);
         });
-        let buf = '';
+        // The pieces of the message being received: a large one (5000 leases
+        // from one transaction, megabytes) comes in many chunks, and only
+        // each new chunk is searched for the newline that ends it.
+        let parts: string[] = [];
         res.on('data', (chunk: string) => {
           arm();
-          buf += chunk;
+          let start = 0;
           let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
+          while ((nl = chunk.indexOf('\n', start)) >= 0) {
+            parts.push(chunk.slice(start, nl));
+            const line = (parts.length === 1 ? parts[0]! : parts.join('')).trim();
+            parts = [];
+            start = nl + 1;
             if (line) handle(line);
             if (ended || cancelled) return;
           }
+          if (start < chunk.length) parts.push(start === 0 ? chunk : chunk.slice(start));
           // the gateway ends every message with a newline; a whole object without one is handled too
-          if (buf.trim().endsWith('}')) {
+          if (parts.length > 0 && parts[parts.length - 1]!.trimEnd().endsWith('}')) {
+            const text = parts.join('');
             try {
-              JSON.parse(buf);
-              const line = buf.trim();
-              buf = '';
-              handle(line);
+              JSON.parse(text);
+              parts = [];
+              handle(text.trim());
             } catch {
               /* incomplete: wait for more */
+              parts = [text];
             }
           }
         });

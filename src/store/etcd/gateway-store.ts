@@ -257,13 +257,24 @@ export class GatewayEtcdStore implements LeaseStore {
         if (!r.created && revision > 0) next = Math.max(next, revision + 1);
         return;
       }
+      // A put's value is decoded when it is first read: a message of 5000
+      // puts is applied in slices (LeaseWatch), and the first slice should
+      // not wait for all 5000 values.
       const events: StoreEvent[] = evs.map((e) => {
         const kv = e.kv ?? {};
         const key = unb64(kv.key);
         const rev = Number(kv.mod_revision ?? 0);
-        return e.type === 'DELETE'
-          ? { type: 'delete', name: this.nameOf(key), key, revision: rev }
-          : { type: 'put', name: this.nameOf(key), key, value: unb64(kv.value), revision: rev };
+        if (e.type === 'DELETE') return { type: 'delete', name: this.nameOf(key), key, revision: rev };
+        let value: string | undefined;
+        return {
+          type: 'put',
+          name: this.nameOf(key),
+          key,
+          get value(): string {
+            return (value ??= unb64(kv.value));
+          },
+          revision: rev,
+        };
       });
       next = Math.max(next, events[events.length - 1]!.revision + 1);
       h.onEvents(events, revision);

@@ -358,7 +358,14 @@ class NodeWatch implements LeaseFeed {
   private emit(events: LeaseEvent[], snapshot: boolean): void {
     if (events.length === 0 && !snapshot) return;
     try {
-      this.onUpdate({ events, snapshot, leases: this.tracker.all() });
+      const tracker = this.tracker;
+      this.onUpdate({
+        events,
+        snapshot,
+        get leases() {
+          return tracker.all();
+        },
+      });
     } catch (e) {
       this.log.error(`lease update handler failed: ${(e as Error).message}`);
     }
