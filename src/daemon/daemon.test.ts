@@ -308,13 +308,10 @@ test('a store wiped under a running daemon: it says so once, writes its lease ag
   }
 });
 
-test('remote leases whose subnet overlaps ours or a peer in use never reach the backend; each is warned about once', async () => {
+/** A daemon whose lease source is driven by the test: `push` delivers a watch update; the alloc backend records what it gets. */
+async function pushDaemon() {
   const own: Lease = { subnet: parseIPv4Net('10.244.1.0/24'), subnet6: null, attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, backendType: 'vxlan' }, expiration: null };
-  const peer = (cidr: string, ip: string): Lease => ({ subnet: parseIPv4Net(cidr), subnet6: null, attrs: { publicIP: parseIPv4(ip), publicIPv6: null, backendType: 'vxlan' }, expiration: null });
-  const a = peer('10.244.2.0/24', '192.0.2.12');
-  const ownish = peer('10.244.1.0/25', '192.0.2.13'); // inside our subnet
-  const wide = peer('10.244.2.0/23', '192.0.2.14'); // over a, which is in use
-  let push: ((u: LeaseUpdate) => void) | null = null;
+  let onUpdate: ((u: LeaseUpdate) => void) | null = null;
   const source: LeaseSource = {
     description: 'fake',
     ownLoss: 'ignored',
@@ -324,7 +321,7 @@ test('remote leases whose subnet overlaps ours or a peer in use never reach the 
     renew: async (l) => l,
     storedExpiration: async () => null,
     complete: async () => undefined,
-    watch: (_cfg, _log, onUpdate) => ({ start: () => void (push = onUpdate), stop: async () => undefined }),
+    watch: (_cfg, _log, f) => ({ start: () => void (onUpdate = f), stop: async () => undefined }),
     close: async () => undefined,
   };
   const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
@@ -342,93 +339,82 @@ test('remote leases whose subnet overlaps ours or a peer in use never reach the 
   });
   const ac = new AbortController();
   const exit = d.run(ac.signal);
+  await until('watching', () => onUpdate !== null, log);
+  return {
+    d,
+    log,
+    own,
+    get backend(): RecordingBackend {
+      return backend!;
+    },
+    push: (u: LeaseUpdate) => onUpdate!(u),
+    async stop(): Promise<void> {
+      ac.abort();
+      assert.equal((await exit).code, 0);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const peerLease = (cidr: string, ip: string): Lease => ({ subnet: parseIPv4Net(cidr), subnet6: null, attrs: { publicIP: parseIPv4(ip), publicIPv6: null, backendType: 'vxlan' }, expiration: null });
+
+test('remote leases whose subnet overlaps ours or a peer in use never reach the backend; each is warned about once', async () => {
+  const a = peerLease('10.244.2.0/24', '192.0.2.12');
+  const ownish = peerLease('10.244.1.0/25', '192.0.2.13'); // inside our subnet
+  const wide = peerLease('10.244.2.0/23', '192.0.2.14'); // over a, which is in use
+  const t = await pushDaemon();
   try {
-    await until('watching', () => push !== null, log);
-    const send = (leases: Lease[]) => push!({ events: [], snapshot: true, leases: [own, ...leases] });
+    const send = (leases: Lease[]) => t.push({ events: [], snapshot: true, leases: [t.own, ...leases] });
     send([a]);
-    await backend!.waitFor((r) => r.length === 1);
+    await t.backend.waitFor((r) => r.length === 1);
     for (let i = 0; i < 3; i++) send([wide, ownish, a]);
-    await d.settled();
-    assert.deepEqual(backend!.last.map(leaseId), ['10.244.2.0-24']);
-    const warns = log.lines.filter((l) => l.level === 'warn').map((l) => l.msg).sort();
+    await t.d.settled();
+    assert.deepEqual(t.backend.last.map(leaseId), ['10.244.2.0-24']);
+    const warns = t.log.lines.filter((l) => l.level === 'warn').map((l) => l.msg).sort();
     assert.deepEqual(warns, [
       'ignoring lease 10.244.1.0-25: its subnet overlaps our own lease 10.244.1.0-24',
       'ignoring lease 10.244.2.0-23: its subnet overlaps lease 10.244.2.0-24',
     ]);
   } finally {
-    ac.abort();
-    assert.equal((await exit).code, 0);
-    rmSync(dir, { recursive: true, force: true });
+    await t.stop();
   }
 });
 
 test('watch events reach the backend as what changed among the peers in use: an overlapping newcomer waits until the peer in use leaves', async () => {
-  const own: Lease = { subnet: parseIPv4Net('10.244.1.0/24'), subnet6: null, attrs: { publicIP: parseIPv4('192.0.2.11'), publicIPv6: null, backendType: 'vxlan' }, expiration: null };
-  const peer = (cidr: string, ip: string): Lease => ({ subnet: parseIPv4Net(cidr), subnet6: null, attrs: { publicIP: parseIPv4(ip), publicIPv6: null, backendType: 'vxlan' }, expiration: null });
-  const a = peer('10.244.2.0/24', '192.0.2.12');
-  const wide = peer('10.244.2.0/23', '192.0.2.14');
-  const d = peer('10.244.4.0/24', '192.0.2.15');
-  let push: ((u: LeaseUpdate) => void) | null = null;
-  const source: LeaseSource = {
-    description: 'fake',
-    ownLoss: 'ignored',
-    getNetworkConfig: async () => parseNetworkConfig(CFG),
-    storedNodeInfo: async () => ({ publicIP: null, publicIPv6: null, vtepMac: null }),
-    acquire: async () => ({ ...own, how: 'node-pod-cidr' }),
-    renew: async (l) => l,
-    storedExpiration: async () => null,
-    complete: async () => undefined,
-    watch: (_cfg, _log, onUpdate) => ({ start: () => void (push = onUpdate), stop: async () => undefined }),
-    close: async () => undefined,
-  };
-  const dir = mkdtempSync(path.join(tmpdir(), 'fts-daemon-'));
-  const log = new MemoryLogger();
-  let backend: RecordingBackend | null = null;
-  const d0 = new Daemon({
-    leases: source,
-    backends: new BackendRegistry().register('alloc', (ctx) => (backend = new RecordingBackend(ctx))),
-    log,
-    host,
-    iface: { iface: [], ifaceRegex: [] },
-    subnetFile: path.join(dir, 'subnet.env'),
-    ipMasq: false,
-    renewMarginMinutes: 60,
-  });
-  const ac = new AbortController();
-  const exit = d0.run(ac.signal);
+  const a = peerLease('10.244.2.0/24', '192.0.2.12');
+  const wide = peerLease('10.244.2.0/23', '192.0.2.14');
+  const d = peerLease('10.244.4.0/24', '192.0.2.15');
   const shown = (evs: readonly LeaseEvent[]) => evs.map((e) => `${e.type} ${leaseId(e.lease)}`);
+  const t = await pushDaemon();
   try {
-    await until('watching', () => push !== null, log);
-    push!({ events: [], snapshot: true, leases: [own, a] });
-    await backend!.waitFor((r) => r.length === 1);
-    await d0.settled();
-    const calls = () => backend!.calls.length;
+    t.push({ events: [], snapshot: true, leases: [t.own, a] });
+    await t.backend.waitFor((r) => r.length === 1);
+    await t.d.settled();
+    const calls = () => t.backend.calls.length;
     let n = calls();
     // wide overlaps a, which is in use: nothing for the backend, one warning
-    push!({ events: [{ type: 'added', lease: wide }], snapshot: false, leases: [] });
-    await d0.settled();
+    t.push({ events: [{ type: 'added', lease: wide }], snapshot: false, leases: [] });
+    await t.d.settled();
     assert.equal(calls(), n, 'no reconcile for a lease left out');
     // an unrelated peer: its event alone
-    push!({ events: [{ type: 'added', lease: d }], snapshot: false, leases: [] });
-    await d0.settled();
-    assert.deepEqual(shown(backend!.calls.at(-1)!.events), ['added 10.244.4.0-24']);
-    assert.deepEqual(backend!.last.map(leaseId), ['10.244.2.0-24', '10.244.4.0-24']);
+    t.push({ events: [{ type: 'added', lease: d }], snapshot: false, leases: [] });
+    await t.d.settled();
+    assert.deepEqual(shown(t.backend.calls.at(-1)!.events), ['added 10.244.4.0-24']);
+    assert.deepEqual(t.backend.last.map(leaseId), ['10.244.2.0-24', '10.244.4.0-24']);
     n = calls();
     // a leaves: wide comes in, in the same run
-    push!({ events: [{ type: 'removed', lease: a }], snapshot: false, leases: [] });
-    await d0.settled();
+    t.push({ events: [{ type: 'removed', lease: a }], snapshot: false, leases: [] });
+    await t.d.settled();
     assert.equal(calls(), n + 1);
-    assert.deepEqual(shown(backend!.calls.at(-1)!.events), ['removed 10.244.2.0-24', 'added 10.244.2.0-23']);
-    assert.deepEqual(backend!.last.map(leaseId).sort(), ['10.244.2.0-23', '10.244.4.0-24']);
+    assert.deepEqual(shown(t.backend.calls.at(-1)!.events), ['removed 10.244.2.0-24', 'added 10.244.2.0-23']);
+    assert.deepEqual(t.backend.last.map(leaseId).sort(), ['10.244.2.0-23', '10.244.4.0-24']);
     assert.deepEqual(
-      log.lines.filter((l) => l.level === 'warn').map((l) => l.msg),
+      t.log.lines.filter((l) => l.level === 'warn').map((l) => l.msg),
       ['ignoring lease 10.244.2.0-23: its subnet overlaps lease 10.244.2.0-24'],
     );
-    assert.equal(d0.remote.length, 2);
+    assert.equal(t.d.remote.length, 2);
   } finally {
-    ac.abort();
-    assert.equal((await exit).code, 0);
-    rmSync(dir, { recursive: true, force: true });
+    await t.stop();
   }
 });
 

@@ -36,6 +36,21 @@ export interface LeaseUpdate {
 export type LeaseWatchOptions = ListWatchOptions;
 
 /**
+ * An update whose `leases` is read from the tracker only when asked for: a
+ * watch event must not cost a copy of every lease (issue 11).
+ */
+export function trackedUpdate(tracker: LeaseTracker, events: readonly LeaseEvent[], snapshot: boolean, storeReset: string | null = null): LeaseUpdate {
+  return {
+    events,
+    snapshot,
+    get leases() {
+      return tracker.all();
+    },
+    ...(storeReset !== null ? { storeReset } : {}),
+  };
+}
+
+/**
  * Watch events applied in one go; a larger message (5000 leases written in
  * one etcd transaction arrive as one) is applied in slices of this many, one
  * macrotask each, so the first peers reach the kernel while the rest are
@@ -104,16 +119,7 @@ export class LeaseWatch {
   private emit(events: LeaseEvent[], snapshot: boolean, storeReset: string | null = null): void {
     if (events.length === 0 && !snapshot) return;
     try {
-      // `leases` only when asked for: a watch event must not cost a copy of every lease
-      const tracker = this.tracker;
-      this.onUpdate({
-        events,
-        snapshot,
-        get leases() {
-          return tracker.all();
-        },
-        ...(storeReset !== null ? { storeReset } : {}),
-      });
+      this.onUpdate(trackedUpdate(this.tracker, events, snapshot, storeReset));
     } catch (e) {
       // A consumer bug must not kill the watch.
       this.log.error(`lease update handler failed: ${(e as Error).message}`);

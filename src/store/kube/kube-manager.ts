@@ -27,7 +27,7 @@ import { RateLimitedLog, type Logger } from '../../log/log.js';
 import { ConfigError, type NetworkConfig } from '../../subnet/config.js';
 import { SubnetError, sleep, type AcquireRequest, type HeldLease } from '../../subnet/manager.js';
 import type { LeaseFeed, LeaseSource, StoredNodeInfo } from '../../subnet/source.js';
-import type { LeaseUpdate, LeaseWatchOptions } from '../../subnet/watch.js';
+import { trackedUpdate, type LeaseUpdate, type LeaseWatchOptions } from '../../subnet/watch.js';
 import { runListWatch } from '../../subnet/listwatch.js';
 import { annotationNames, type Annotations } from './annotations.js';
 import { KubeApiError, type KubeApi, type KubeNode, type NodeWatchEvent } from './kube-api.js';
@@ -358,14 +358,7 @@ class NodeWatch implements LeaseFeed {
   private emit(events: LeaseEvent[], snapshot: boolean): void {
     if (events.length === 0 && !snapshot) return;
     try {
-      const tracker = this.tracker;
-      this.onUpdate({
-        events,
-        snapshot,
-        get leases() {
-          return tracker.all();
-        },
-      });
+      this.onUpdate(trackedUpdate(this.tracker, events, snapshot));
     } catch (e) {
       this.log.error(`lease update handler failed: ${(e as Error).message}`);
     }
