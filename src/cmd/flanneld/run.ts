@@ -38,7 +38,7 @@ function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOption
   let kernel: RtNetlink | null = null;
   let current: Backend | null = null;
   const k = () => {
-    kernel ??= RtNetlink.openInWorker();
+    kernel ??= RtNetlink.openAsync();
     kernel.observer = observer();
     return kernel;
   };
@@ -57,7 +57,7 @@ function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOption
     .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k(), edge })))
     .register('host-gw', (ctx) => (noEdge('host-gw'), made(new HostGwBackend(ctx, { kernel: k() }))))
     .register('udp', (ctx) => (noEdge('udp'), made(new UdpBackend(ctx, { kernel: k() }))));
-  return { registry, current: () => current, prestart: () => void (kernel ??= RtNetlink.openInWorker()), ownPort: () => kernel?.ownPortId() ?? 0, close: () => kernel?.close() };
+  return { registry, current: () => current, prestart: () => void (kernel ??= RtNetlink.openAsync()), ownPort: () => kernel?.ownPortId() ?? 0, close: () => kernel?.close() };
 }
 
 /**
@@ -70,7 +70,7 @@ function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOption
  */
 function netlinkHost(): HostView {
   const ask = async <T>(q: (h: HostView) => T | Promise<T>): Promise<T> => {
-    const k = RtNetlink.openInWorker();
+    const k = RtNetlink.openAsync();
     try {
       return await q(kernelHostView(k));
     } finally {
