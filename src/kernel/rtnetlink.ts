@@ -170,7 +170,7 @@ export class RtNetlink implements KernelNet, HostPort {
 
   /** The underlying socket when it runs on this thread (its portId identifies our own changes in notifications). */
   get socket(): NetlinkSocket {
-    if (this.inner instanceof InlineTransport) return this.inner.socket;
+    if (this.inner instanceof InlineTransport || this.inner instanceof AsyncTransport) return this.inner.socket;
     throw new Error('this RtNetlink runs its socket in a worker thread');
   }
 

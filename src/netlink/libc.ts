@@ -19,9 +19,10 @@
 //
 // Module state is per thread: a worker_thread that imports this file binds
 // libc in its own koffi instance on its first libc() call. koffi itself is
-// loaded then too, not on import: a thread that only imports this file (the
-// daemon's main thread, whose netlink sockets are in the netlink worker) pays
-// neither its ~15 ms nor its ~1 MB.
+// loaded then too, not on import: a thread that only imports this file and
+// never calls libc() (the alloc backend's daemon) pays neither its ~15 ms nor
+// its ~1 MB. The vxlan, host-gw and udp daemons bind it on the main thread,
+// where their netlink sockets are (AsyncTransport, NetlinkSubscriber).
 //
 // The codec modules never import this file, so they load and test without
 // the addon. Layouts are those of LP64 Linux (x86-64 and arm64 agree).

@@ -359,12 +359,36 @@ describe('transport (real kernel, read-only)', { skip: process.platform !== 'lin
     await assert.rejects(t.dump(dumpLinksRequest()), /closed/);
   });
 
-  test('subscriber starts, and stops within about one poll interval', async () => {
-    const sub = await NetlinkSubscriber.start({ onEvent: () => {}, pollIntervalMs: 100 });
+  test('subscriber starts, and stop() ends its pool poll() at once (the eventfd), not after the interval', async () => {
+    const sub = await NetlinkSubscriber.start({ onEvent: () => {}, pollIntervalMs: 5000 });
     assert.ok(sub.portId !== 0);
+    await new Promise((r) => setTimeout(r, 20));
     const t0 = performance.now();
     await sub.stop();
     assert.ok(performance.now() - t0 < 1000);
     await sub.stop(); // idempotent
+  });
+
+  test('process.exit() does not wait for a subscriber\'s pool poll()', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(`${tmpdir()}/fts-sub-`);
+    const file = `${dir}/exit.mjs`;
+    writeFileSync(
+      file,
+      `
+      import { NetlinkSubscriber } from ${JSON.stringify(new URL('./subscriber.js', import.meta.url).href)};
+      await NetlinkSubscriber.start({ onEvent: () => {}, pollIntervalMs: 5000 });
+      await new Promise((r) => setTimeout(r, 20));
+      process.stdout.write(String(Date.now()));
+      process.exit(0);`,
+    );
+    const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 10_000 });
+    const exitMs = Date.now() - Number(r.stdout);
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(r.status, 0, r.stderr);
+    // Node's exit joins the pool's threads: one still in poll() would hold it for the 5 s interval
+    assert.ok(exitMs < 2000, `process.exit() took ${exitMs} ms`);
   });
 });

@@ -581,18 +581,24 @@ export class NetlinkSocket {
 
   /**
    * Waits up to `timeoutMs` (one poll() on a libuv pool thread, which it
-   * occupies meanwhile) until the socket is readable or has an error queued.
-   * For notification listeners on the main thread (NetlinkSubscriber); then
-   * receive(0) reads without waiting.
+   * occupies meanwhile) until the socket is readable or has an error queued,
+   * or `wakeFd` (an eventfd, -1 for none) is readable: what the socket has
+   * queued is then read with receive(0). For notification listeners on the
+   * main thread (NetlinkSubscriber). True if the socket is ready.
    */
-  async waitReadable(timeoutMs: number): Promise<boolean> {
+  async waitReadable(timeoutMs: number, wakeFd = -1): Promise<boolean> {
     this.checkOpen('poll');
-    const fds = Buffer.alloc(8);
+    const n = wakeFd >= 0 ? 2 : 1;
+    const fds = Buffer.alloc(8 * n);
     fds.writeInt32LE(this.fd, 0);
     fds.writeInt16LE(C.POLLIN, 4);
-    const r = this.lib.pollAsync ? await this.lib.pollAsync(fds, 1, timeoutMs) : this.lib.poll(fds, 1, timeoutMs);
+    if (wakeFd >= 0) {
+      fds.writeInt32LE(wakeFd, 8);
+      fds.writeInt16LE(C.POLLIN, 12);
+    }
+    const r = this.lib.pollAsync ? await this.lib.pollAsync(fds, n, timeoutMs) : this.lib.poll(fds, n, timeoutMs);
     if (r <= 0) return false; // timeout, or EINTR on the pool thread (the caller polls again)
     if (fds.readInt16LE(6) & C.POLLNVAL) throw new NetlinkError({ errno: EBADF, op: 'poll' });
-    return true;
+    return fds.readInt16LE(6) !== 0;
   }
 }

@@ -25,9 +25,16 @@
 // nearly always in poll(); each interval without news costs one wake-up.
 // The kernel socket filter (filter.ts) keeps uninteresting notifications
 // from waking it at all.
+//
+// The poll() also watches an eventfd of the subscription's, which stop() and
+// process exit write: a pool thread inside poll() cannot be interrupted, and
+// Node's exit waits for the pool's threads, so without it process.exit()
+// would wait out the poll interval.
 
+import { closeSync, writeSync } from 'node:fs';
 import * as C from './constants.js';
 import { NetlinkDecodeError, NetlinkError } from './errors.js';
+import { libc } from './libc.js';
 import { decodeRtnlMessage, type RtnlObject } from './rtnl.js';
 import type { SockFilterInsn } from './filter.js';
 import { NetlinkSocket } from './socket.js';
@@ -67,6 +74,9 @@ export interface SubscriberOptions {
 }
 
 const EPROTO = 71;
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+const WAKE = new Uint8Array(new BigUint64Array([1n]).buffer);
 /** Datagrams read per wake-up before polling again, bounding one turn of this thread under bursts. */
 const MAX_DRAIN = 512;
 
@@ -80,9 +90,12 @@ export class NetlinkSubscriber {
   /** counted in the process' keep-alive (see unref()) */
   private held = true;
   private readonly ended: Promise<void>;
+  /** eventfd that ends the poll in progress (stop(), process exit); closed with the socket */
+  private readonly wakeFd: number;
 
-  private constructor(sock: NetlinkSocket, opts: SubscriberOptions) {
+  private constructor(sock: NetlinkSocket, wakeFd: number, opts: SubscriberOptions) {
     this.sock = sock;
+    this.wakeFd = wakeFd;
     this.portId = sock.portId;
     this.opts = opts;
     this.pollMs = Math.max(1, opts.pollIntervalMs ?? 200);
@@ -98,13 +111,27 @@ export class NetlinkSubscriber {
         rcvbuf: opts.rcvbuf ?? 8 << 20,
         ...(opts.filter ? { filter: opts.filter } : {}),
       });
-      return Promise.resolve(new NetlinkSubscriber(sock, opts));
+      // best effort: without it, stop() and exit wait for the poll interval
+      const wakeFd = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      return Promise.resolve(new NetlinkSubscriber(sock, wakeFd, opts));
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
   }
 
+  private readonly onProcessExit = (): void => this.wake();
+
+  private wake(): void {
+    if (this.wakeFd < 0) return;
+    try {
+      writeSync(this.wakeFd, WAKE);
+    } catch {
+      // cannot happen with an open eventfd; the poll interval ends the wait
+    }
+  }
+
   private async run(): Promise<void> {
+    process.on('exit', this.onProcessExit);
     try {
       while (!this.stopping) {
         // A pending pool call keeps the process alive; unref'd, the next
@@ -112,7 +139,7 @@ export class NetlinkSubscriber {
         // exits within one poll interval.
         if (!this.held) await new Promise<void>((r) => setTimeout(r, 0).unref());
         if (this.stopping) break;
-        const readable = await this.sock.waitReadable(this.pollMs);
+        const readable = await this.sock.waitReadable(this.pollMs, this.wakeFd);
         if (this.stopping) break;
         if (readable) this.drain();
       }
@@ -123,8 +150,10 @@ export class NetlinkSubscriber {
         this.opts.onError?.(e);
       }
     } finally {
-      // only now: no pool thread is polling the fd any more
+      process.off('exit', this.onProcessExit);
+      // only now: no pool thread is polling the fds any more
       this.sock.close();
+      if (this.wakeFd >= 0) closeSync(this.wakeFd);
     }
   }
 
@@ -156,15 +185,19 @@ export class NetlinkSubscriber {
 
   /**
    * Stops delivery at once and closes the socket. Resolves when it is closed,
-   * which is when the poll() in progress on the thread pool returns: within
-   * one poll interval. Safe to call more than once.
+   * which is when the poll() in progress on the thread pool returns: at once
+   * (the eventfd wakes it), within one poll interval at worst. Safe to call
+   * more than once.
    */
   stop(): Promise<void> {
-    this.stopping = true;
+    if (!this.stopping) {
+      this.stopping = true;
+      this.wake();
+    }
     return this.ended;
   }
 
-  /** Lets the process exit while subscribed (default: the subscription keeps it alive). */
+  /** Lets the process exit while subscribed (default: the subscription keeps it alive); it exits within one poll interval of becoming idle. */
   unref(): void {
     this.held = false;
   }

@@ -14,7 +14,7 @@
 //   event loop: health endpoints, the store watch and timers keep running.
 //   Requests are handled one at a time, in the order they were made, exactly
 //   as on the inline socket; every wait inside the worker keeps its deadline.
-//   The worker is the one NetlinkSubscriber uses too (thread.ts).
+//   One worker serves all of a thread's WorkerTransports (thread.ts).
 
 import { parseMessages, type NlMessage } from './codec.js';
 import { NetlinkError } from './errors.js';
@@ -199,7 +199,7 @@ const BATCH_SLICE = 1024;
 
 /**
  * A request socket in the shared netlink worker (thread.ts), which it shares
- * with the other WorkerTransports and the NetlinkSubscribers of this thread.
+ * with the other WorkerTransports of this thread.
  */
 export class WorkerTransport implements NetlinkTransport {
   private readonly thread: NetlinkThread;
@@ -281,8 +281,7 @@ export class WorkerTransport implements NetlinkTransport {
    * after the other, with the whole batch's deadline: a 15000-request batch
    * (5000 new peers) as one message would be cloned whole into both isolates
    * and its replies whole back, a peak of tens of MB that each heap then keeps.
-   * The socket sends at most 256 requests per datagram anyway. Between slices
-   * the worker forwards the notifications that queued up meanwhile.
+   * The socket sends at most 256 requests per datagram anyway.
    */
   async batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]> {
     const one = (part: readonly NetlinkRequest[], o?: BatchOptions) =>
