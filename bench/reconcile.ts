@@ -6,8 +6,9 @@
 // permanent neighbours and 5000 routes in table 100 (as a busy host has, e.g.
 // a BGP daemon's or another CNI's), and flannel.1 with 1000 peers' worth of
 // state (a permanent neighbour, a `self` FDB entry and an onlink route each).
-// For each mode (unfiltered / filtered) and transport (worker thread, as the
-// daemon runs it, and inline) it recreates flannel.1, times the initial
+// For each mode (unfiltered / filtered) and transport (worker thread; async:
+// on this thread with the kernel waits on the libuv pool, as the daemon runs
+// it; inline) it recreates flannel.1, times the initial
 // 1000-lease reconcile with the event loop's worst delay
 // (perf_hooks.monitorEventLoopDelay), then times no-change reconcile passes
 // (the periodic check path: read kernel state, diff, send nothing).
@@ -68,7 +69,7 @@ function outer(): void {
 
 interface Row {
   dumps: 'unfiltered' | 'filtered';
-  transport: 'worker' | 'inline';
+  transport: 'worker' | 'async' | 'inline';
   initialMs: number;
   initialMaxDelayMs: number;
   passMedianMs: number;
@@ -103,10 +104,10 @@ async function inner(ns: string): Promise<void> {
   const network = parseIPv4Net('10.0.0.0/8');
 
   const rows: Row[] = [];
-  for (const transport of ['worker', 'inline'] as const) {
+  for (const transport of ['worker', 'async', 'inline'] as const) {
     for (const dumps of ['unfiltered', 'filtered'] as const) {
       const opts = { strictCheck: dumps === 'filtered', rcvbuf: 32 << 20 };
-      const k = transport === 'worker' ? RtNetlink.openInWorker(opts) : RtNetlink.open(opts);
+      const k = transport === 'worker' ? RtNetlink.openInWorker(opts) : transport === 'async' ? RtNetlink.openAsync(opts) : RtNetlink.open(opts);
       try {
         const ul = await k.getLinkByName('ul0');
         const old = await k.getLinkByName('flannel.1');
@@ -169,7 +170,7 @@ async function inner(ns: string): Promise<void> {
   console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
   for (const row of table) console.log(line(row));
   console.log('');
-  for (const transport of ['worker', 'inline'] as const) {
+  for (const transport of ['worker', 'async', 'inline'] as const) {
     const u = rows.find((r) => r.transport === transport && r.dumps === 'unfiltered')!;
     const fl = rows.find((r) => r.transport === transport && r.dumps === 'filtered')!;
     console.log(`${transport}: no-change pass unfiltered/filtered = ${(u.passMedianMs / fl.passMedianMs).toFixed(2)}x (median ${f(u.passMedianMs)} ms vs ${f(fl.passMedianMs)} ms)`);

@@ -6,7 +6,7 @@
 import * as C from '../netlink/constants.js';
 import { NetlinkError } from '../netlink/errors.js';
 import { NetlinkSocket, type NetlinkSocketOptions } from '../netlink/socket.js';
-import { InlineTransport, WorkerTransport, type NetlinkTransport } from '../netlink/transport.js';
+import { AsyncTransport, InlineTransport, WorkerTransport, type NetlinkTransport } from '../netlink/transport.js';
 import { decodeAddr, decodeLink, decodeNeighOrFdb, decodeRoute, isFdbEntry } from '../netlink/rtnl.js';
 import * as R from '../netlink/requests.js';
 import type { NetlinkRequest } from '../netlink/requests.js';
@@ -142,7 +142,7 @@ export class RtNetlink implements KernelNet, HostPort {
   /**
    * Opens a private request socket in the calling process' network namespace,
    * used on the calling thread (each call blocks it until the kernel answers).
-   * For CLIs and tests; the daemon uses openInWorker().
+   * For CLIs and tests; the daemon uses openAsync().
    */
   static open(opts?: NetlinkSocketOptions): RtNetlink {
     return new RtNetlink(NetlinkSocket.open(opts));
@@ -158,9 +158,19 @@ export class RtNetlink implements KernelNet, HostPort {
     return new RtNetlink(WorkerTransport.open(opts));
   }
 
+  /**
+   * The socket on this thread, every call that may wait in the kernel on the
+   * libuv thread pool (AsyncTransport): the event loop is not blocked by the
+   * kernel either, and no worker isolate is started. The daemon uses this.
+   * A failure to open the socket is the first request's error.
+   */
+  static openAsync(opts?: NetlinkSocketOptions): RtNetlink {
+    return new RtNetlink(AsyncTransport.open(opts));
+  }
+
   /** The underlying socket when it runs on this thread (its portId identifies our own changes in notifications). */
   get socket(): NetlinkSocket {
-    if (this.inner instanceof InlineTransport) return this.inner.socket;
+    if (this.inner instanceof InlineTransport || this.inner instanceof AsyncTransport) return this.inner.socket;
     throw new Error('this RtNetlink runs its socket in a worker thread');
   }
 
@@ -380,7 +390,15 @@ export class RtNetlink implements KernelNet, HostPort {
 
   /** Whether dumps are filtered by the kernel (NETLINK_GET_STRICT_CHK on the request socket); unknown (undefined) for a worker socket. */
   get strictDumps(): boolean | undefined {
-    return this.inner instanceof InlineTransport ? this.inner.socket.strictCheck : undefined;
+    if (this.inner instanceof InlineTransport) return this.inner.socket.strictCheck;
+    if (this.inner instanceof AsyncTransport) {
+      try {
+        return this.inner.socket.strictCheck;
+      } catch {
+        return undefined; // the socket failed to open
+      }
+    }
+    return undefined;
   }
 
   async replaceFdb(fdb: FdbSpec): Promise<void> {

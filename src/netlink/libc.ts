@@ -6,7 +6,9 @@
 // whereas koffi's async variants hop through a thread pool (~20 µs each),
 // which matters when thousands of requests are batched or packets forwarded.
 // Nothing here blocks without a timeout: callers poll() with a bound before
-// recv().
+// recv(). The exceptions are the *Async netlink calls (sendto, recv, poll),
+// which the main thread uses for the calls that may wait in the kernel
+// (rtnl_lock, a dump's next part, a notification), so it never waits itself.
 //
 // Two calling conventions, both over the same symbols:
 //  - Buffer arguments (`void *`): handed to C in place, so recv() or
@@ -17,9 +19,10 @@
 //
 // Module state is per thread: a worker_thread that imports this file binds
 // libc in its own koffi instance on its first libc() call. koffi itself is
-// loaded then too, not on import: a thread that only imports this file (the
-// daemon's main thread, whose netlink sockets are in the netlink worker) pays
-// neither its ~15 ms nor its ~1 MB.
+// loaded then too, not on import: a thread that only imports this file and
+// never calls libc() (the alloc backend's daemon) pays neither its ~15 ms nor
+// its ~1 MB. The vxlan, host-gw and udp daemons bind it on the main thread,
+// where their netlink sockets are (AsyncTransport, NetlinkSubscriber).
 //
 // The codec modules never import this file, so they load and test without
 // the addon. Layouts are those of LP64 Linux (x86-64 and arm64 agree).
@@ -41,6 +44,16 @@ export interface Libc {
   close(fd: number): number;
   /** errno of the last failed call on this thread. */
   errno(): number;
+  /**
+   * The same calls run on a libuv thread-pool thread (koffi's `.async`), for
+   * the main thread's netlink I/O (socket.ts, AsyncTransport): the event loop
+   * never waits in the kernel. They cannot report errno (it is the pool
+   * thread's); callers learn it another way (see NetlinkSocket's async driver).
+   * Absent in scripted fakes: the async driver then calls the sync ones.
+   */
+  sendtoAsync?(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer | null, addrlen: number): Promise<number>;
+  recvAsync?(fd: number, buf: Buffer, len: number, flags: number): Promise<number>;
+  pollAsync?(fds: Buffer, nfds: number, timeoutMs: number): Promise<number>;
 }
 
 /** Everything else: files and ioctls, and the data path's raw-address calls. */
@@ -137,8 +150,16 @@ export function libc(): SysLibc {
     strerror: (e) => String(strerror(e)),
     eventfd: (v, f) => eventfd(v, f) as number,
     errno: () => k.errno(),
+    sendtoAsync: (fd, b, l, f, a, al) => viaPool<bigint | number>((cb) => sendto.async(fd, b, l, f, a, al, cb)).then(Number),
+    recvAsync: (fd, b, l, f) => viaPool<bigint | number>((cb) => recv.async(fd, b, l, f, cb)).then(Number),
+    pollAsync: (fds, n, t) => viaPool<number>((cb) => poll.async(fds, n, t, cb)),
   };
   return cached;
+}
+
+/** A koffi `.async` call as a promise (it runs on a libuv thread-pool thread). */
+function viaPool<T>(start: (cb: (err: unknown, res: unknown) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => start((err, res) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res as T))));
 }
 
 /** The address of a Buffer's bytes, for structures that hold pointers (e.g. ifreq.ifr_data). */

@@ -255,6 +255,61 @@ describe('transport (scripted kernel)', () => {
   });
 });
 
+/** The scripted libc with the pool calls too; `failSend`: the next sendtoAsync returns -1 and the sync retry fails with that errno. */
+function asyncLibc(fake: FakeKernel, failSend?: { errno: number }): Libc {
+  const lib = fake.libc();
+  let errno = 0;
+  return {
+    ...lib,
+    errno: () => errno || lib.errno(),
+    sendto: (...a) => {
+      if (failSend) {
+        errno = failSend.errno;
+        return -1;
+      }
+      return lib.sendto(...a);
+    },
+    sendtoAsync: async (...a) => (failSend ? -1 : lib.sendto(...a)),
+    recvAsync: async (...a) => lib.recv(...a),
+    pollAsync: async (...a) => lib.poll(...a),
+  };
+}
+
+describe('transport (scripted kernel, async driver)', () => {
+  test('request, dump and batch give what the sync driver gives', async () => {
+    const fake = new FakeKernel((msgs) =>
+      msgs.flatMap((m) => (m.header.type === C.RTM_GETLINK && (m.header.flags & C.NLM_F_DUMP) === C.NLM_F_DUMP ? [Buffer.concat([linkMsg(m.header.seq, 1, 'lo'), linkMsg(m.header.seq, 2, 'eth0')]), done(m.header.seq)] : [ack(m.header.seq, m.header.seq % 2 ? 0 : 19)])),
+    );
+    const sock = NetlinkSocket.open({ libc: asyncLibc(fake) });
+    const links = await sock.dumpAsync(dumpLinksRequest());
+    assert.deepEqual(links.map((m) => decodeLink(m).name), ['lo', 'eth0']);
+    const rs = await sock.batchAsync(Array.from({ length: 600 }, (_, i) => neighReq(i)));
+    assert.equal(rs.length, 600);
+    assert.equal(rs.filter((r) => r.ok).length, 300);
+    assert.equal(fake.sent.length, 1 + 3);
+    const r = await sock.requestAsync(getLinkRequest({ index: 1 })).then(
+      () => 'ok',
+      (e: unknown) => (e as NetlinkError).code,
+    );
+    assert.ok(r === 'ok' || r === 'ENODEV');
+  });
+
+  test('a failed pool sendto() learns errno from one synchronous retry', async () => {
+    const fake = new FakeKernel((msgs) => msgs.map((m) => ack(m.header.seq)));
+    const sock = NetlinkSocket.open({ libc: asyncLibc(fake, { errno: 1 }) });
+    await assert.rejects(sock.requestAsync(getLinkRequest({ index: 1 })), (e: unknown) => e instanceof NetlinkError && e.code === 'EPERM' && e.op.includes('sendto'));
+    assert.equal(fake.sent.length, 0);
+  });
+
+  test('no answer is ETIMEDOUT', async () => {
+    const fake = new FakeKernel(() => []);
+    const sock = NetlinkSocket.open({ libc: asyncLibc(fake) });
+    const t0 = Date.now();
+    await assert.rejects(sock.requestAsync(getLinkRequest({ index: 1 }), { timeoutMs: 30 }), (e: unknown) => e instanceof NetlinkError && e.code === 'ETIMEDOUT');
+    assert.ok(Date.now() - t0 < 1000);
+  });
+});
+
 describe('transport (real kernel, read-only)', { skip: process.platform !== 'linux' ? 'Linux only' : false }, () => {
   test('dump links, get by name, ENODEV for a missing name, batch of gets', () => {
     const sock = NetlinkSocket.open();
@@ -278,12 +333,62 @@ describe('transport (real kernel, read-only)', { skip: process.platform !== 'lin
     }
   });
 
-  test('subscriber starts, and stops within about one poll interval', async () => {
-    const sub = await NetlinkSubscriber.start({ onEvent: () => {}, pollIntervalMs: 100 });
+  test('async driver and AsyncTransport: dump, get, batch; requests run one at a time, in order', async () => {
+    const { AsyncTransport } = await import('./transport.js');
+    const t = AsyncTransport.open();
+    try {
+      assert.ok(t.portId() !== 0);
+      const order: number[] = [];
+      const ps = [
+        t.dump(dumpLinksRequest()).then((ms) => (order.push(0), ms)),
+        t.request(getLinkRequest({ name: 'lo' })).then((ms) => (order.push(1), ms)),
+        t.request(getLinkRequest({ name: 'ftsnl-none0' })).then(
+          () => order.push(2),
+          (e: unknown) => (order.push(2), assert.ok(e instanceof NetlinkError && e.code === 'ENODEV')),
+        ),
+        t.batch([getLinkRequest({ name: 'lo' }), getLinkRequest({ name: 'ftsnl-none0' })]).then((rs) => (order.push(3), rs)),
+      ] as const;
+      const [links, lo, , rs] = await Promise.all(ps);
+      assert.ok(links.map((m) => decodeLink(m).name).includes('lo'));
+      assert.equal(decodeLink(lo[0]!).name, 'lo');
+      assert.deepEqual(rs.map((r) => r.ok), [true, false]);
+      assert.deepEqual(order, [0, 1, 2, 3]);
+    } finally {
+      t.close();
+    }
+    await assert.rejects(t.dump(dumpLinksRequest()), /closed/);
+  });
+
+  test('subscriber starts, and stop() ends its pool poll() at once (the eventfd), not after the interval', async () => {
+    const sub = await NetlinkSubscriber.start({ onEvent: () => {}, pollIntervalMs: 5000 });
     assert.ok(sub.portId !== 0);
+    await new Promise((r) => setTimeout(r, 20));
     const t0 = performance.now();
     await sub.stop();
     assert.ok(performance.now() - t0 < 1000);
     await sub.stop(); // idempotent
+  });
+
+  test('process.exit() does not wait for a subscriber\'s pool poll()', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(`${tmpdir()}/fts-sub-`);
+    const file = `${dir}/exit.mjs`;
+    writeFileSync(
+      file,
+      `
+      import { NetlinkSubscriber } from ${JSON.stringify(new URL('./subscriber.js', import.meta.url).href)};
+      await NetlinkSubscriber.start({ onEvent: () => {}, pollIntervalMs: 5000 });
+      await new Promise((r) => setTimeout(r, 20));
+      process.stdout.write(String(Date.now()));
+      process.exit(0);`,
+    );
+    const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 10_000 });
+    const exitMs = Date.now() - Number(r.stdout);
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(r.status, 0, r.stderr);
+    // Node's exit joins the pool's threads: one still in poll() would hold it for the 5 s interval
+    assert.ok(exitMs < 2000, `process.exit() took ${exitMs} ms`);
   });
 });

@@ -3,6 +3,16 @@
 // hang forever; replies are matched by sequence number, so a late reply to a
 // request that timed out is recognised and dropped rather than mistaken for
 // the answer to the next one.
+//
+// Each operation is written once, as a generator that yields the calls which
+// may wait in the kernel (sendto: rtnetlink handles the request inside it and
+// may wait for rtnl_lock; poll; a dump's recv, inside which the kernel fills
+// the next part). Two drivers run them: a synchronous one (request(), dump(),
+// batch(): the calling thread blocks, for CLIs, tests and the netlink worker)
+// and an asynchronous one (requestAsync(), ...: those calls run on a libuv
+// thread-pool thread with koffi's .async, so the main thread's event loop
+// never waits in the kernel; AsyncTransport). Everything else (recv of acks
+// with MSG_DONTWAIT, encoding, decoding) runs inline in both.
 
 import * as C from './constants.js';
 import { decodeDone, decodeNlMsgErr, parseMessages, type NlMessage } from './codec.js';
@@ -82,6 +92,30 @@ export type ReceiveResult =
   /** The kernel dropped messages for us (ENOBUFS): state must be re-read. */
   | { kind: 'overrun' };
 
+/** A call that may wait in the kernel; the driver performs it and hands back its outcome. */
+type Blocking =
+  | { call: 'sendto'; buf: Buffer }
+  /** recv(MSG_DONTWAIT | MSG_TRUNC) into recvBuf; `dump`: a dump may be running, so the kernel may fill its next part inside this call */
+  | { call: 'recv'; dump: boolean }
+  | { call: 'poll'; timeoutMs: number };
+
+/** A call's return value and, when it is negative, errno. */
+interface Outcome {
+  ret: number;
+  errno: number;
+  /** poll: the driver waited less than asked (ASYNC_POLL_SLICE_MS), so 0 is not yet a timeout */
+  sliced?: boolean;
+}
+
+type Steps<T> = Generator<Blocking, T, Outcome>;
+
+/**
+ * The longest single poll() of the async driver: a wait occupies one of the
+ * libuv pool's threads (4 by default, shared with fs and dns), so a long
+ * deadline is waited out in slices.
+ */
+const ASYNC_POLL_SLICE_MS = 200;
+
 function sockaddrNl(pid: number, groups: number): Buffer {
   const b = Buffer.alloc(12);
   b.writeUInt16LE(C.AF_NETLINK, 0);
@@ -106,6 +140,7 @@ export class NetlinkSocket {
   private readonly timeoutMs: number;
   private readonly recvBuf = Buffer.alloc(RECV_BUF_SIZE);
   private readonly pollFd = Buffer.alloc(8);
+  private readonly dst = sockaddrNl(0, 0);
   private seq: number;
   private closed = false;
 
@@ -191,13 +226,79 @@ export class NetlinkSocket {
     if (this.closed) throw new NetlinkError({ errno: EBADF, op, detail: 'socket is closed' });
   }
 
-  private send(buf: Buffer, op: string): void {
-    const dst = sockaddrNl(0, 0);
+  // ---------------------------------------------------------------- drivers
+
+  /** Runs an operation on this thread, blocking in the kernel as needed. */
+  private runSync<T>(steps: Steps<T>): T {
+    let r = steps.next();
+    while (!r.done) r = steps.next(this.callSync(r.value));
+    return r.value;
+  }
+
+  private callSync(b: Blocking): Outcome {
+    let ret: number;
+    if (b.call === 'sendto') ret = this.lib.sendto(this.fd, b.buf, b.buf.length, 0, this.dst, 12);
+    else if (b.call === 'recv') ret = this.lib.recv(this.fd, this.recvBuf, this.recvBuf.length, C.MSG_DONTWAIT | C.MSG_TRUNC);
+    else ret = this.lib.poll(this.pollFd, 1, b.timeoutMs);
+    return { ret, errno: ret < 0 ? this.lib.errno() : 0 };
+  }
+
+  /**
+   * Runs an operation with its kernel waits on the libuv thread pool. Only
+   * one operation may run on a socket at a time (the buffers are the
+   * socket's): AsyncTransport queues them.
+   */
+  private async runAsync<T>(steps: Steps<T>): Promise<T> {
+    let r = steps.next();
+    while (!r.done) r = steps.next(await this.callAsync(r.value));
+    return r.value;
+  }
+
+  private async callAsync(b: Blocking): Promise<Outcome> {
+    const lib = this.lib;
+    if (b.call === 'sendto') {
+      if (!lib.sendtoAsync) return this.callSync(b);
+      const ret = await lib.sendtoAsync(this.fd, b.buf, b.buf.length, 0, this.dst, 12);
+      if (ret >= 0 || this.closed) return { ret, errno: ret < 0 ? EBADF : 0 };
+      // The pool thread's errno is out of reach, so send once more here, with
+      // MSG_DONTWAIT, to learn it. Safe because a failed sendto() to the
+      // kernel delivered nothing: netlink_sendmsg() fails only before the
+      // message reaches rtnetlink (bad address, EMSGSIZE, allocation or copy
+      // failure, EPERM, EINTR while waiting for buffer space), while once
+      // netlink_unicast_kernel() has handed it to rtnetlink_rcv() it returns
+      // the length, whatever the requests' outcome (errors come as acks). So
+      // the request is processed at most once: by this retry, if the cause
+      // was transient (then it succeeds and may wait for rtnl_lock on this
+      // thread, a rare case), or not at all.
+      return this.callSync(b);
+    }
+    if (b.call === 'recv') {
+      // Acks and replies to a non-dump request are queued before sendto()
+      // returns; reading them never waits. A dump's recv may (next part).
+      if (!b.dump || !lib.recvAsync) return this.callSync(b);
+      const ret = await lib.recvAsync(this.fd, this.recvBuf, this.recvBuf.length, C.MSG_DONTWAIT | C.MSG_TRUNC);
+      if (ret >= 0 || this.closed) return { ret, errno: ret < 0 ? EBADF : 0 };
+      // errno again: ask once more here. EAGAIN (nothing queued) repeats,
+      // and so does any lasting error. A one-time error (sk_err, i.e. an
+      // ENOBUFS overrun, which a request socket's dump practically never
+      // sees) was consumed by the first call: it then reads as EAGAIN and
+      // the dump ends in a timeout instead of an overrun; both are errors.
+      return this.callSync(b);
+    }
+    if (!lib.pollAsync) return this.callSync(b);
+    const sliced = b.timeoutMs > ASYNC_POLL_SLICE_MS;
+    const ret = await lib.pollAsync(this.pollFd, 1, sliced ? ASYNC_POLL_SLICE_MS : b.timeoutMs);
+    // -1 on a pool thread: EINTR (a signal) is the only failure a valid pollfd can see; poll again
+    return ret < 0 ? { ret, errno: EINTR } : { ret, errno: 0, sliced };
+  }
+
+  // ------------------------------------------------------------- primitives
+
+  private *send(buf: Buffer, op: string): Steps<void> {
     for (;;) {
-      const n = this.lib.sendto(this.fd, buf, buf.length, 0, dst, 12);
+      const { ret: n, errno } = yield { call: 'sendto', buf };
       if (n === buf.length) return;
       if (n < 0) {
-        const errno = this.lib.errno();
         if (errno === EINTR) continue;
         throw new NetlinkError({ errno, op: `${op}: sendto` });
       }
@@ -209,13 +310,13 @@ export class NetlinkSocket {
    * Waits until `deadline` (Date.now() ms) for one datagram. Returns a copy
    * of it, 'timeout', or 'overrun' when the kernel reports ENOBUFS (it had to
    * drop messages for this socket). With `deadline` in the past this is a
-   * non-blocking read.
+   * non-blocking read. `dump`: a dump is running (see Blocking).
    */
-  private recvDatagram(deadline: number, op: string): Buffer | 'timeout' | 'overrun' {
+  private *recvDatagram(deadline: number, op: string, dump = false): Steps<Buffer | 'timeout' | 'overrun'> {
     for (;;) {
       // Try first: in the common case the answer is already queued, which
       // saves the poll() call.
-      const n = this.lib.recv(this.fd, this.recvBuf, this.recvBuf.length, C.MSG_DONTWAIT | C.MSG_TRUNC);
+      const { ret: n, errno } = yield { call: 'recv', dump };
       if (n >= 0) {
         if (n > this.recvBuf.length) {
           throw new NetlinkError({
@@ -226,26 +327,31 @@ export class NetlinkSocket {
         }
         return Buffer.from(this.recvBuf.subarray(0, n));
       }
-      const errno = this.lib.errno();
       if (errno === EINTR) continue;
       if (errno === ENOBUFS) return 'overrun';
       if (errno !== EAGAIN) throw new NetlinkError({ errno, op: `${op}: recv` });
 
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) return 'timeout';
-      this.pollFd.writeInt32LE(this.fd, 0);
-      this.pollFd.writeInt16LE(C.POLLIN, 4);
-      this.pollFd.writeInt16LE(0, 6);
-      const r = this.lib.poll(this.pollFd, 1, Math.min(remaining, 0x7fffffff));
-      if (r < 0) {
-        const perr = this.lib.errno();
-        if (perr === EINTR) continue;
-        throw new NetlinkError({ errno: perr, op: `${op}: poll` });
+      // wait until readable or the deadline passes (the async driver waits in slices)
+      for (;;) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) return 'timeout';
+        this.pollFd.writeInt32LE(this.fd, 0);
+        this.pollFd.writeInt16LE(C.POLLIN, 4);
+        this.pollFd.writeInt16LE(0, 6);
+        const { ret: r, errno: perr, sliced } = yield { call: 'poll', timeoutMs: Math.min(remaining, 0x7fffffff) };
+        if (r < 0) {
+          if (perr === EINTR) continue;
+          throw new NetlinkError({ errno: perr, op: `${op}: poll` });
+        }
+        if (r === 0) {
+          if (sliced) continue;
+          return 'timeout';
+        }
+        const revents = this.pollFd.readInt16LE(6);
+        if (revents & C.POLLNVAL) throw new NetlinkError({ errno: EBADF, op: `${op}: poll` });
+        // POLLIN or POLLERR (pending ENOBUFS): back to recv, which reports it.
+        break;
       }
-      if (r === 0) return 'timeout';
-      const revents = this.pollFd.readInt16LE(6);
-      if (revents & C.POLLNVAL) throw new NetlinkError({ errno: EBADF, op: `${op}: poll` });
-      // POLLIN or POLLERR (pending ENOBUFS): loop to recv, which reports it.
     }
   }
 
@@ -268,15 +374,24 @@ export class NetlinkSocket {
    * and extended-ack text.
    */
   request(req: NetlinkRequest, opts: RequestOptions = {}): NlMessage[] {
+    return this.runSync(this.requestSteps(req, opts));
+  }
+
+  /** request() with the kernel waits on the libuv thread pool (see runAsync). */
+  requestAsync(req: NetlinkRequest, opts: RequestOptions = {}): Promise<NlMessage[]> {
+    return this.runAsync(this.requestSteps(req, opts));
+  }
+
+  private *requestSteps(req: NetlinkRequest, opts: RequestOptions): Steps<NlMessage[]> {
     this.checkOpen(req.op);
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const deadline = Date.now() + timeoutMs;
     const seq = this.nextSeq();
     const flags = req.flags | C.NLM_F_REQUEST | C.NLM_F_ACK;
-    this.send(serializeRequest({ ...req, flags }, seq), req.op);
+    yield* this.send(serializeRequest({ ...req, flags }, seq), req.op);
     const replies: NlMessage[] = [];
     for (;;) {
-      const dg = this.recvDatagram(deadline, req.op);
+      const dg = yield* this.recvDatagram(deadline, req.op);
       if (dg === 'timeout') throw this.timeoutError(req.op, timeoutMs);
       if (dg === 'overrun') throw this.overrunError(req.op);
       for (const msg of parseMessages(dg)) {
@@ -301,6 +416,15 @@ export class NetlinkSocket {
    * up to `maxRetries` times; after that the error is EINTR.
    */
   dump(req: NetlinkRequest, opts: DumpOptions = {}): NlMessage[] {
+    return this.runSync(this.dumpSteps(req, opts));
+  }
+
+  /** dump() with the kernel waits (sendto, and each recv: the kernel fills the next part inside it) on the libuv thread pool. */
+  dumpAsync(req: NetlinkRequest, opts: DumpOptions = {}): Promise<NlMessage[]> {
+    return this.runAsync(this.dumpSteps(req, opts));
+  }
+
+  private *dumpSteps(req: NetlinkRequest, opts: DumpOptions): Steps<NlMessage[]> {
     this.checkOpen(req.op);
     if (!isDumpRequest(req)) {
       throw new TypeError(`${req.op}: not a dump request (RTM_GET* with NLM_F_DUMP)`);
@@ -312,12 +436,12 @@ export class NetlinkSocket {
       const deadline = Date.now() + timeoutMs;
       const seq = this.nextSeq();
       const flags = (req.flags | C.NLM_F_REQUEST) & ~C.NLM_F_ACK;
-      this.send(serializeRequest({ ...req, flags }, seq), req.op);
+      yield* this.send(serializeRequest({ ...req, flags }, seq), req.op);
       const out: NlMessage[] = [];
       let interrupted = false;
       let done = false;
       while (!done) {
-        const dg = this.recvDatagram(deadline, req.op);
+        const dg = yield* this.recvDatagram(deadline, req.op, true);
         if (dg === 'timeout') throw this.timeoutError(req.op, timeoutMs);
         if (dg === 'overrun') throw this.overrunError(req.op);
         for (const msg of parseMessages(dg)) {
@@ -362,6 +486,15 @@ export class NetlinkSocket {
    * error, malformed reply) throw.
    */
   batch(reqs: readonly NetlinkRequest[], opts: BatchOptions = {}): BatchReply[] {
+    return this.runSync(this.batchSteps(reqs, opts));
+  }
+
+  /** batch() with each sendto() (and any wait for acks) on the libuv thread pool. */
+  batchAsync(reqs: readonly NetlinkRequest[], opts: BatchOptions = {}): Promise<BatchReply[]> {
+    return this.runAsync(this.batchSteps(reqs, opts));
+  }
+
+  private *batchSteps(reqs: readonly NetlinkRequest[], opts: BatchOptions): Steps<BatchReply[]> {
     this.checkOpen('batch');
     const results: (BatchReply | undefined)[] = new Array(reqs.length);
     const timeoutMs = opts.timeoutMs ?? 5000 + 2 * reqs.length;
@@ -385,13 +518,13 @@ export class NetlinkSocket {
         pending.set(seq, next);
         next++;
       }
-      this.send(parts.length === 1 ? parts[0]! : Buffer.concat(parts), `batch of ${parts.length} requests`);
+      yield* this.send(parts.length === 1 ? parts[0]! : Buffer.concat(parts), `batch of ${parts.length} requests`);
 
       let overrun = false;
       while (pending.size > 0) {
         // After an overrun the surviving ACKs are already queued (the kernel
         // processed the datagram inside sendto), so drain without waiting.
-        const dg = this.recvDatagram(overrun ? 0 : deadline, 'batch');
+        const dg = yield* this.recvDatagram(overrun ? 0 : deadline, 'batch');
         if (dg === 'overrun') {
           overrun = true;
           continue;
@@ -441,8 +574,31 @@ export class NetlinkSocket {
    */
   receive(timeoutMs: number): ReceiveResult {
     this.checkOpen('receive');
-    const dg = this.recvDatagram(Date.now() + timeoutMs, 'receive');
+    const dg = this.runSync(this.recvDatagram(Date.now() + timeoutMs, 'receive'));
     if (dg === 'timeout' || dg === 'overrun') return { kind: dg };
     return { kind: 'messages', messages: parseMessages(dg) };
+  }
+
+  /**
+   * Waits up to `timeoutMs` (one poll() on a libuv pool thread, which it
+   * occupies meanwhile) until the socket is readable or has an error queued,
+   * or `wakeFd` (an eventfd, -1 for none) is readable: what the socket has
+   * queued is then read with receive(0). For notification listeners on the
+   * main thread (NetlinkSubscriber). True if the socket is ready.
+   */
+  async waitReadable(timeoutMs: number, wakeFd = -1): Promise<boolean> {
+    this.checkOpen('poll');
+    const n = wakeFd >= 0 ? 2 : 1;
+    const fds = Buffer.alloc(8 * n);
+    fds.writeInt32LE(this.fd, 0);
+    fds.writeInt16LE(C.POLLIN, 4);
+    if (wakeFd >= 0) {
+      fds.writeInt32LE(wakeFd, 8);
+      fds.writeInt16LE(C.POLLIN, 12);
+    }
+    const r = this.lib.pollAsync ? await this.lib.pollAsync(fds, n, timeoutMs) : this.lib.poll(fds, n, timeoutMs);
+    if (r <= 0) return false; // timeout, or EINTR on the pool thread (the caller polls again)
+    if (fds.readInt16LE(6) & C.POLLNVAL) throw new NetlinkError({ errno: EBADF, op: 'poll' });
+    return fds.readInt16LE(6) !== 0;
   }
 }

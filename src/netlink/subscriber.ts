@@ -13,18 +13,31 @@
 //    reconciling. The subscription itself continues.
 //  - `onError` means the subscription has ended for good (socket failure).
 //  - `stop()` always completes within about one poll interval: delivery
-//    stops at once, and the worker closes the socket as soon as it is not
-//    inside a request (see stop()).
+//    stops at once, and the socket is closed when the wait in progress ends.
 //
-// The socket is read in the shared netlink worker (thread.ts), the one
-// WorkerTransport uses too: it waits in poll() on its notification sockets
-// and a wake-up eventfd, with a timeout.
+// The socket lives on this thread; the wait does not: a loop of poll()s,
+// each bounded by the poll interval, runs on a libuv thread-pool thread
+// (koffi .async, NetlinkSocket.waitReadable), and when the socket is readable
+// this thread reads it with MSG_DONTWAIT until it is empty (at most
+// MAX_DRAIN datagrams, then it polls again), decodes and delivers. The cost:
+// while subscribed, one of the pool's threads (UV_THREADPOOL_SIZE, 4 by
+// default, shared with fs, dns.lookup and the request socket's waits) is
+// nearly always in poll(); each interval without news costs one wake-up.
+// The kernel socket filter (filter.ts) keeps uninteresting notifications
+// from waking it at all.
+//
+// The poll() also watches an eventfd of the subscription's, which stop() and
+// process exit write: a pool thread inside poll() cannot be interrupted, and
+// Node's exit waits for the pool's threads, so without it process.exit()
+// would wait out the poll interval.
 
+import { closeSync, writeSync } from 'node:fs';
 import * as C from './constants.js';
-import { NetlinkError } from './errors.js';
-import type { RtnlObject } from './rtnl.js';
+import { NetlinkDecodeError, NetlinkError } from './errors.js';
+import { libc } from './libc.js';
+import { decodeRtnlMessage, type RtnlObject } from './rtnl.js';
 import type { SockFilterInsn } from './filter.js';
-import { NetlinkThread, type SubscribeInit } from './thread.js';
+import { NetlinkSocket } from './socket.js';
 
 export type NetlinkEvent = RtnlObject & {
   /** nlmsg_pid of the notification: port id of the requester, 0 for the kernel. */
@@ -54,139 +67,142 @@ export interface SubscriberOptions {
   onError?: (err: NetlinkError) => void;
   /** Kernel receive buffer; default 8 MiB (SO_RCVBUFFORCE, falling back to SO_RCVBUF). */
   rcvbuf?: number;
-  /** Longest time the worker stays in poll() without looking for calls (it is woken for each), and the longest stop() waits. Default 200 ms. */
+  /** Longest single poll() on the thread pool, and the longest stop() waits. Default 200 ms. */
   pollIntervalMs?: number;
-  /** A socket filter: notifications it drops never reach the worker (filter.ts). */
+  /** A socket filter: notifications it drops never reach the socket (filter.ts). */
   filter?: readonly SockFilterInsn[];
 }
 
 const EPROTO = 71;
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+const WAKE = new Uint8Array(new BigUint64Array([1n]).buffer);
+/** Datagrams read per wake-up before polling again, bounding one turn of this thread under bursts. */
+const MAX_DRAIN = 512;
 
 export class NetlinkSubscriber {
   /** Port id of the notification socket. */
   readonly portId: number;
-  private readonly thread: NetlinkThread;
-  private readonly ch: number;
+  private readonly sock: NetlinkSocket;
+  private readonly opts: SubscriberOptions;
   private readonly pollMs: number;
-  private readonly life: Life;
-  private stopped: Promise<void> | null = null;
+  private stopping = false;
+  /** counted in the process' keep-alive (see unref()) */
+  private held = true;
+  private readonly ended: Promise<void>;
+  /** eventfd that ends the poll in progress (stop(), process exit); closed with the socket */
+  private readonly wakeFd: number;
 
-  private constructor(thread: NetlinkThread, ch: number, portId: number, pollMs: number, life: Life) {
-    this.thread = thread;
-    this.ch = ch;
-    this.portId = portId;
-    this.pollMs = pollMs;
-    this.life = life;
+  private constructor(sock: NetlinkSocket, wakeFd: number, opts: SubscriberOptions) {
+    this.sock = sock;
+    this.wakeFd = wakeFd;
+    this.portId = sock.portId;
+    this.opts = opts;
+    this.pollMs = Math.max(1, opts.pollIntervalMs ?? 200);
+    this.ended = this.run();
   }
 
   static start(opts: SubscriberOptions): Promise<NetlinkSubscriber> {
     const groups = opts.groups ?? ['link', 'neigh', 'route'];
-    const init: SubscribeInit = {
-      groups: groups.reduce((acc, g) => acc | GROUP_BITS[g], 0),
-      memberships: [],
-      rcvbuf: opts.rcvbuf ?? 8 << 20,
-      pollMs: opts.pollIntervalMs ?? 200,
-      ...(opts.filter ? { filter: opts.filter } : {}),
-    };
-    return new Promise<NetlinkSubscriber>((resolve, reject) => {
-      const life: Life = { stopping: false, ended: false, held: true, onEnded: null };
-      let sub: NetlinkSubscriber | undefined;
-      // The subscription is over for good: no more events, and the worker
-      // need not stay up for it.
-      const end = (): void => {
-        if (life.ended) return;
-        life.ended = true;
-        if (life.held) thread.unhold();
-        thread.close(ch);
-        life.onEnded?.();
-      };
-      const fail = (err: NetlinkError): void => {
-        const quiet = life.stopping;
-        end();
-        if (!sub) reject(err);
-        else if (!quiet) opts.onError?.(err);
-      };
-      const { thread, ch } = NetlinkThread.attach({
-        onMessage: (m) => {
-          if (life.stopping || life.ended) {
-            if (m.type === 'closed' || m.type === 'fatal') end();
-            return;
-          }
-          switch (m.type) {
-            case 'ready':
-              sub = new NetlinkSubscriber(thread, ch, m.portId, init.pollMs, life);
-              resolve(sub);
-              break;
-            case 'events':
-              for (const e of m.events) opts.onEvent(e);
-              break;
-            case 'overrun':
-              opts.onOverrun?.();
-              break;
-            case 'decode-error':
-              opts.onDecodeError?.(m.message);
-              break;
-            case 'fatal':
-              fail(new NetlinkError({ errno: m.errno || EPROTO, op: m.op, detail: m.errno ? undefined : m.message }));
-              break;
-            case 'closed': // not asked for: cannot happen
-              fail(new NetlinkError({ errno: EPROTO, op: 'netlink worker', detail: 'subscription closed unexpectedly' }));
-              break;
-          }
-        },
-        onDead: (err) => fail(new NetlinkError({ errno: EPROTO, op: 'netlink worker', detail: err.message })),
+    try {
+      // socket, filter, bind: none of them waits
+      const sock = NetlinkSocket.open({
+        groups: groups.reduce((acc, g) => acc | GROUP_BITS[g], 0),
+        rcvbuf: opts.rcvbuf ?? 8 << 20,
+        ...(opts.filter ? { filter: opts.filter } : {}),
       });
-      // a subscription keeps the process alive until unref() (as it did with a worker of its own)
-      thread.hold();
-      thread.post({ type: 'subscribe', ch, init });
-    });
+      // best effort: without it, stop() and exit wait for the poll interval
+      const wakeFd = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      return Promise.resolve(new NetlinkSubscriber(sock, wakeFd, opts));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private readonly onProcessExit = (): void => this.wake();
+
+  private wake(): void {
+    if (this.wakeFd < 0) return;
+    try {
+      writeSync(this.wakeFd, WAKE);
+    } catch {
+      // cannot happen with an open eventfd; the poll interval ends the wait
+    }
+  }
+
+  private async run(): Promise<void> {
+    process.on('exit', this.onProcessExit);
+    try {
+      while (!this.stopping) {
+        // A pending pool call keeps the process alive; unref'd, the next
+        // poll starts from an unref'd timer, so an otherwise idle process
+        // exits within one poll interval.
+        if (!this.held) await new Promise<void>((r) => setTimeout(r, 0).unref());
+        if (this.stopping) break;
+        const readable = await this.sock.waitReadable(this.pollMs, this.wakeFd);
+        if (this.stopping) break;
+        if (readable) this.drain();
+      }
+    } catch (err) {
+      if (!this.stopping) {
+        this.stopping = true;
+        const e = err instanceof NetlinkError ? err : new NetlinkError({ errno: EPROTO, op: 'netlink subscriber', detail: err instanceof Error ? err.message : String(err) });
+        this.opts.onError?.(e);
+      }
+    } finally {
+      process.off('exit', this.onProcessExit);
+      // only now: no pool thread is polling the fds any more
+      this.sock.close();
+      if (this.wakeFd >= 0) closeSync(this.wakeFd);
+    }
+  }
+
+  /** Reads and delivers what the socket has queued (at most MAX_DRAIN datagrams). */
+  private drain(): void {
+    for (let i = 0; i < MAX_DRAIN && !this.stopping; i++) {
+      const r = this.sock.receive(0);
+      if (r.kind === 'timeout') return;
+      if (r.kind === 'overrun') {
+        this.opts.onOverrun?.();
+        continue;
+      }
+      for (const msg of r.messages) {
+        if (this.stopping) return;
+        let obj: RtnlObject | null | undefined;
+        try {
+          obj = decodeRtnlMessage(msg);
+        } catch (err) {
+          // One undecodable notification must not end the subscription; report it
+          // so the owner can treat it like an overrun (re-dump) if it cares.
+          if (!(err instanceof NetlinkDecodeError)) throw err;
+          this.opts.onDecodeError?.(err.message);
+          continue;
+        }
+        if (obj) this.opts.onEvent({ ...obj, pid: msg.header.pid });
+      }
+    }
   }
 
   /**
-   * Stops delivery at once and closes the socket. Resolves when the worker
-   * has closed it, which is at once unless the worker is in the middle of a
-   * long request for a WorkerTransport; then after one poll interval at most
-   * (the socket is closed as soon as that request ends). Safe to call more
-   * than once.
+   * Stops delivery at once and closes the socket. Resolves when it is closed,
+   * which is when the poll() in progress on the thread pool returns: at once
+   * (the eventfd wakes it), within one poll interval at worst. Safe to call
+   * more than once.
    */
   stop(): Promise<void> {
-    if (this.stopped) return this.stopped;
-    this.life.stopping = true;
-    if (this.life.ended) return (this.stopped = Promise.resolve());
-    this.stopped = new Promise<void>((resolve) => {
-      const timer = setTimeout(done, this.pollMs);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.life.onEnded = done;
-    });
-    // 'closed' (or the worker's death) comes back through the channel and ends the subscription
-    this.thread.close(this.ch);
-    return this.stopped;
+    if (!this.stopping) {
+      this.stopping = true;
+      this.wake();
+    }
+    return this.ended;
   }
 
-  /** Lets the process exit while subscribed (default: the subscription keeps it alive). */
+  /** Lets the process exit while subscribed (default: the subscription keeps it alive); it exits within one poll interval of becoming idle. */
   unref(): void {
-    if (!this.life.held || this.life.ended) return;
-    this.life.held = false;
-    this.thread.unhold();
+    this.held = false;
   }
 
   ref(): void {
-    if (this.life.held || this.life.ended) return;
-    this.life.held = true;
-    this.thread.hold();
+    this.held = true;
   }
-}
-
-/** A subscription's state, shared by the instance and the channel's handlers. */
-interface Life {
-  /** stop() was called: nothing more is delivered */
-  stopping: boolean;
-  /** the socket is closed or the worker is gone */
-  ended: boolean;
-  /** counted in the worker's keep-alive (see unref()) */
-  held: boolean;
-  onEnded: (() => void) | null;
 }

@@ -1,9 +1,8 @@
-// The shared netlink worker (thread.ts): request sockets and notification
-// sockets in one thread, read-only against the real kernel (no privileges).
+// The shared netlink worker (thread.ts): request sockets in one thread,
+// read-only against the real kernel (no privileges).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as R from './requests.js';
-import { NetlinkSubscriber } from './subscriber.js';
 import { NetlinkThread } from './thread.js';
 import { WorkerTransport } from './transport.js';
 
@@ -11,28 +10,20 @@ const exited = async (): Promise<void> => {
   for (let i = 0; i < 200 && NetlinkThread.threadId !== null; i++) await new Promise((r) => setTimeout(r, 5));
 };
 
-test('transports and subscribers share one worker, which exits when the last closes', async () => {
+test('transports share one worker, which exits when the last closes', async () => {
   assert.equal(NetlinkThread.threadId, null);
   const t = WorkerTransport.open();
   const id = NetlinkThread.threadId;
   assert.ok(id !== null);
-  const sub = await NetlinkSubscriber.start({ onEvent: () => {}, pollIntervalMs: 100 });
   const t2 = WorkerTransport.open();
   assert.equal(NetlinkThread.threadId, id, 'one worker for all of them');
   assert.ok((await t.dump(R.dumpLinksRequest())).length >= 1);
-  assert.ok(sub.portId > 0);
-  // the subscriber outlives the transports
   t.close();
+  assert.equal(NetlinkThread.threadId, id);
+  // t2 outlives t
+  assert.ok((await t2.dump(R.dumpLinksRequest())).length >= 1);
+  assert.ok(t2.portId() > 0);
   t2.close();
-  assert.equal(NetlinkThread.threadId, id);
-  // and a transport opened now still works (same worker)
-  const t3 = WorkerTransport.open();
-  assert.equal(NetlinkThread.threadId, id);
-  await sub.stop();
-  // the transport outlives the subscriber
-  assert.ok((await t3.dump(R.dumpLinksRequest())).length >= 1);
-  assert.ok(t3.portId() > 0);
-  t3.close();
   assert.equal(NetlinkThread.threadId, null, 'the worker is told to exit when nothing uses it');
   // the next open starts a new one
   const t4 = WorkerTransport.open();
@@ -45,28 +36,24 @@ test('transports and subscribers share one worker, which exits when the last clo
   await exited();
 });
 
-for (const withSub of [false, true]) {
-  test(`one request after another: each wakes the worker from poll() at once (${withSub ? 'with' : 'without'} a subscription)`, async () => {
-    const sub = withSub ? await NetlinkSubscriber.start({ onEvent: () => {}, pollIntervalMs: 1000 }) : null;
-    const t = WorkerTransport.open();
-    try {
-      // a lost wake-up would cost a whole poll interval (1 s) per request
-      await t.dump(R.dumpLinksRequest());
-      const t0 = performance.now();
-      for (let i = 0; i < 50; i++) {
-        await t.request(R.getLinkRequest({ index: 1 }));
-        // let the worker fall asleep in between
-        await new Promise((r) => setTimeout(r, 2));
-      }
-      const ms = performance.now() - t0;
-      assert.ok(ms < 1000, `50 sequential requests took ${ms.toFixed(0)} ms`);
-    } finally {
-      t.close();
-      await sub?.stop();
+test('one request after another: each wakes the worker from poll() at once', async () => {
+  const t = WorkerTransport.open();
+  try {
+    // a lost wake-up would cost a whole poll interval (1 s) per request
+    await t.dump(R.dumpLinksRequest());
+    const t0 = performance.now();
+    for (let i = 0; i < 50; i++) {
+      await t.request(R.getLinkRequest({ index: 1 }));
+      // let the worker fall asleep in between
+      await new Promise((r) => setTimeout(r, 2));
     }
-    await exited();
-  });
-}
+    const ms = performance.now() - t0;
+    assert.ok(ms < 1000, `50 sequential requests took ${ms.toFixed(0)} ms`);
+  } finally {
+    t.close();
+  }
+  await exited();
+});
 
 test('process.exit() does not wait for the worker\'s poll timeout', async () => {
   const { spawnSync } = await import('node:child_process');
@@ -91,16 +78,4 @@ test('process.exit() does not wait for the worker\'s poll timeout', async () => 
   assert.equal(r.status, 0, r.stderr);
   // the worker was asleep in poll() for up to 1 s (nothing subscribed)
   assert.ok(exitMs < 600, `process.exit() took ${exitMs} ms`);
-});
-
-test('stop() is prompt and idempotent; stop after the transport closed ends the worker', async () => {
-  const t = WorkerTransport.open();
-  const sub = await NetlinkSubscriber.start({ onEvent: () => {}, pollIntervalMs: 5000 });
-  t.close();
-  const t0 = performance.now();
-  await sub.stop();
-  await sub.stop();
-  assert.ok(performance.now() - t0 < 1000, 'stop does not wait for a poll interval');
-  assert.equal(NetlinkThread.threadId, null);
-  await exited();
 });

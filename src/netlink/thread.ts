@@ -1,40 +1,34 @@
-// The netlink worker thread, shared: every WorkerTransport (request sockets)
-// and every NetlinkSubscriber (notification sockets) of this thread runs its
-// socket in ONE worker (netlink-worker.ts). A worker costs an isolate (~10 MB
-// of RSS) and a koffi load (~20 ms); flanneld used to run two (issue 11).
+// The netlink worker thread, shared: every WorkerTransport (request socket)
+// of this thread runs its socket in ONE worker (netlink-worker.ts). A worker
+// costs an isolate (~10 MB of RSS) and a koffi load (~20 ms); flanneld no
+// longer starts one (issue 11): it uses AsyncTransport and the main-thread
+// NetlinkSubscriber, whose kernel waits run on the libuv thread pool. The
+// worker remains for callers that want every byte of netlink work (decoding
+// included) off their thread, and as the reference the tests and benchmarks
+// compare against.
 //
-// How the worker waits: it blocks in poll() on its notification sockets and
-// an eventfd, with a timeout. The main thread posts a call with postMessage
-// and then, if the worker said it is about to sleep (a shared flag), adds 1
-// to the eventfd with fs.writeSync: the main thread needs no koffi for this
-// and never waits (the eventfd is non-blocking and its counter cannot fill).
-// The worker takes calls synchronously with receiveMessageOnPort and handles
-// them one at a time, in order, with the synchronous NetlinkSocket; between
-// calls it forwards whatever notifications are queued, so events keep their
-// kernel order. While one long call runs (a batch slice under rtnl_lock
-// contention), notifications wait in the socket's 8 MiB kernel buffer, or
-// overrun, which subscribers already handle by re-dumping.
+// How the worker waits: it blocks in poll() on an eventfd, with a timeout.
+// The main thread posts a call with postMessage and then, if the worker said
+// it is about to sleep (a shared flag), adds 1 to the eventfd with
+// fs.writeSync: the main thread needs no koffi for this and never waits (the
+// eventfd is non-blocking and its counter cannot fill). The worker takes
+// calls synchronously with receiveMessageOnPort and handles them one at a
+// time, in order, with the synchronous NetlinkSocket.
 //
-// Why not a worker that waits in its event loop: a notification socket must
-// be read by someone blocking on it, and a worker blocked in poll() cannot
-// run its event loop; the eventfd is what lets one blocking wait cover both.
 // Why an eventfd rather than a pipe: one fd, and a write can never block or
 // fail on a full buffer.
 //
-// Lifetime: the worker is started by the first open channel (transport or
-// subscription) and told to exit when the last one closes; the next open
-// starts a new one. It keeps the process alive only while a request is in
-// flight or a (ref'd) subscription is open. The eventfd is closed by the main
-// thread after the worker exited, so the main thread never writes to an fd
-// number that the worker has closed and something else may have reused.
+// Lifetime: the worker is started by the first open channel and told to exit
+// when the last one closes; the next open starts a new one. It keeps the
+// process alive only while a request is in flight. The eventfd is closed by
+// the main thread after the worker exited, so the main thread never writes to
+// an fd number that the worker has closed and something else may have reused.
 
 import { closeSync, writeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { NlMessage } from './codec.js';
-import type { SockFilterInsn } from './filter.js';
 import type { NetlinkRequest } from './requests.js';
 import type { BatchOptions, DumpOptions, NetlinkSocketOptions, RequestOptions } from './socket.js';
-import type { NetlinkEvent } from './subscriber.js';
 
 // ------------------------------------------------------------ wire format
 
@@ -61,20 +55,9 @@ export type WorkerReply =
   | { id: number; ok: true; replies: Array<{ ok: true; messages: NlMessage[] } | { ok: false; error: ErrorWire }> }
   | { id: number; ok: false; error: ErrorWire };
 
-export interface SubscribeInit {
-  /** RTMGRP_* bits to bind to */
-  groups: number;
-  memberships: number[];
-  rcvbuf: number;
-  pollMs: number;
-  /** a socket filter attached before binding (filter.ts) */
-  filter?: readonly SockFilterInsn[];
-}
-
-/** Main thread → worker. `ch` names a socket (a transport's or a subscription's). */
+/** Main thread → worker. `ch` names a transport's socket. */
 export type ThreadCall =
   | { type: 'open'; ch: number; opts: Omit<NetlinkSocketOptions, 'libc'> }
-  | { type: 'subscribe'; ch: number; init: SubscribeInit }
   | { type: 'call'; ch: number; call: WorkerCall }
   | { type: 'close'; ch: number }
   | { type: 'exit' };
@@ -85,11 +68,6 @@ export type ThreadMessage =
   /** a socket is open and bound */
   | { type: 'ready'; ch: number; portId: number }
   | { type: 'reply'; ch: number; reply: WorkerReply }
-  | { type: 'events'; ch: number; events: NetlinkEvent[] }
-  | { type: 'overrun'; ch: number }
-  | { type: 'decode-error'; ch: number; message: string }
-  /** a subscription failed to open or ended with an error (its socket is closed) */
-  | { type: 'fatal'; ch: number; errno: number; op: string; message: string }
   /** the channel's socket is closed (answer to 'close') */
   | { type: 'closed'; ch: number };
 
@@ -131,7 +109,7 @@ export class NetlinkThread {
   private nextCh = 1;
   /** channels opened and not yet closed by their owner */
   private readonly openChs = new Set<number>();
-  /** reasons to keep the process alive (requests in flight, ref'd subscriptions) */
+  /** reasons to keep the process alive (requests in flight) */
   private holds = 0;
   private wakeFd = -1;
   private dead: Error | null = null;
@@ -173,7 +151,7 @@ export class NetlinkThread {
     }
   };
 
-  /** Opens a channel on the shared worker (starting one if none runs); the caller then posts 'open' or 'subscribe' on it. */
+  /** Opens a channel on the shared worker (starting one if none runs); the caller then posts 'open' on it. */
   static attach(owner: ChannelOwner): { thread: NetlinkThread; ch: number } {
     current ??= new NetlinkThread();
     const ch = current.nextCh++;

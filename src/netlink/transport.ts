@@ -3,12 +3,18 @@
 //
 // * InlineTransport runs the synchronous NetlinkSocket on the calling thread.
 //   Fine for short-lived CLIs and tests.
+// * AsyncTransport runs the socket on the calling thread too, but every call
+//   that may wait in the kernel (sendto, poll, a dump's recv) runs on a libuv
+//   thread-pool thread (koffi .async; socket.ts), so the event loop is never
+//   blocked by the kernel, and no worker isolate (~10 MB RSS) is needed. The
+//   daemon uses it (issue 11). Decoding and encoding stay on this thread, in
+//   slices between the kernel waits (a batch: one datagram of <= 256 requests).
 // * WorkerTransport owns the socket in a worker thread, so a slow kernel
 //   (rtnl_lock contention, a 3000-request batch) never blocks the daemon's
 //   event loop: health endpoints, the store watch and timers keep running.
 //   Requests are handled one at a time, in the order they were made, exactly
 //   as on the inline socket; every wait inside the worker keeps its deadline.
-//   The worker is the one NetlinkSubscriber uses too (thread.ts).
+//   One worker serves all of a thread's WorkerTransports (thread.ts).
 
 import { parseMessages, type NlMessage } from './codec.js';
 import { NetlinkError } from './errors.js';
@@ -43,6 +49,76 @@ export class InlineTransport implements NetlinkTransport {
   }
   close(): void {
     this.socket.close();
+  }
+}
+
+/**
+ * The socket on this thread, its kernel waits on the libuv thread pool.
+ * Requests are handled one at a time, in the order they were made; close()
+ * lets the queued ones finish, then closes the socket.
+ */
+export class AsyncTransport implements NetlinkTransport {
+  private tail: Promise<unknown> = Promise.resolve();
+  private queued = 0;
+  private closed = false;
+  private readonly sock: NetlinkSocket | null;
+  private readonly openError: Error | null;
+
+  constructor(socket: NetlinkSocket | Error) {
+    this.sock = socket instanceof NetlinkSocket ? socket : null;
+    this.openError = socket instanceof NetlinkSocket ? null : socket;
+  }
+
+  /** Opens the socket now (bind does not wait); as with WorkerTransport, an open failure is every request's error. */
+  static open(opts: NetlinkSocketOptions = {}): AsyncTransport {
+    try {
+      return new AsyncTransport(NetlinkSocket.open(opts));
+    } catch (e) {
+      return new AsyncTransport(e instanceof Error ? e : new Error(String(e)));
+    }
+  }
+
+  get socket(): NetlinkSocket {
+    if (!this.sock) throw this.openError!;
+    return this.sock;
+  }
+
+  portId(): number {
+    return this.sock?.portId ?? 0;
+  }
+
+  /** Requests queued or waiting for the kernel; for tests and metrics. */
+  get inFlight(): number {
+    return this.queued;
+  }
+
+  private enqueue<T>(run: (s: NetlinkSocket) => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('netlink transport is closed'));
+    const sock = this.sock;
+    if (!sock) return Promise.reject(this.openError!);
+    this.queued++;
+    const p = this.tail.then(() => run(sock));
+    this.tail = p.then(
+      () => void this.queued--,
+      () => void this.queued--,
+    );
+    return p;
+  }
+
+  request(req: NetlinkRequest, opts?: RequestOptions): Promise<NlMessage[]> {
+    return this.enqueue((s) => s.requestAsync(req, opts));
+  }
+  dump(req: NetlinkRequest, opts?: DumpOptions): Promise<NlMessage[]> {
+    return this.enqueue((s) => s.dumpAsync(req, opts));
+  }
+  batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]> {
+    return this.enqueue((s) => s.batchAsync(reqs, opts));
+  }
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    // after the queued requests: none of them may find its fd closed (or reused)
+    void this.tail.then(() => this.sock?.close());
   }
 }
 
@@ -123,7 +199,7 @@ const BATCH_SLICE = 1024;
 
 /**
  * A request socket in the shared netlink worker (thread.ts), which it shares
- * with the other WorkerTransports and the NetlinkSubscribers of this thread.
+ * with the other WorkerTransports of this thread.
  */
 export class WorkerTransport implements NetlinkTransport {
   private readonly thread: NetlinkThread;
@@ -205,8 +281,7 @@ export class WorkerTransport implements NetlinkTransport {
    * after the other, with the whole batch's deadline: a 15000-request batch
    * (5000 new peers) as one message would be cloned whole into both isolates
    * and its replies whole back, a peak of tens of MB that each heap then keeps.
-   * The socket sends at most 256 requests per datagram anyway. Between slices
-   * the worker forwards the notifications that queued up meanwhile.
+   * The socket sends at most 256 requests per datagram anyway.
    */
   async batch(reqs: readonly NetlinkRequest[], opts?: BatchOptions): Promise<BatchReply[]> {
     const one = (part: readonly NetlinkRequest[], o?: BatchOptions) =>

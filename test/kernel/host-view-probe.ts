@@ -7,7 +7,7 @@ import { RtNetlink } from '../../src/kernel/rtnetlink.js';
 import { kernelHostView, selectExternalInterface } from '../../src/daemon/iface.js';
 import { formatIPv4 } from '../../src/lease/ip.js';
 
-const k = process.argv.includes('--worker') ? RtNetlink.openInWorker() : RtNetlink.open();
+const k = process.argv.includes('--worker') ? RtNetlink.openInWorker() : process.argv.includes('--async') ? RtNetlink.openAsync() : RtNetlink.open();
 try {
   const view = kernelHostView(k);
   const ext = await selectExternalInterface(view, { iface: [], ifaceRegex: [] });

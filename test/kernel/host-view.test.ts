@@ -66,11 +66,11 @@ describe('host view and sysctls through the kernel port, inside a network namesp
     assert.ok(!sh('ip', ['netns', 'list']).includes(ns), `namespace ${ns} must be gone`);
   });
 
-  for (const mode of ['inline', 'worker'] as const) {
+  for (const mode of ['inline', 'worker', 'async'] as const) {
     test(`the namespace's links, addresses and default route, not the root's (${mode} socket)`, () => {
       // hv0 has a link-local fe80:: address; it must be seen by iproute2 and left out by the view.
       assert.match(ipn('-6', 'addr', 'show', 'dev', 'hv0'), /inet6 fe80::10\/64 scope link/);
-      const out = JSON.parse(nsexec(process.execPath, probe, ...(mode === 'worker' ? ['--worker'] : []))) as ProbeOut;
+      const out = JSON.parse(nsexec(process.execPath, probe, ...(mode === 'inline' ? [] : [`--${mode}`]))) as ProbeOut;
       const names = out.interfaces.map((i) => i.name).sort();
       const expected = ['hv0', 'hv1', 'hv2', 'lo', ...(names.includes('hv0p') ? ['hv0p', 'hv1p', 'hv2p'] : [])].sort();
       assert.deepEqual(names, expected, 'exactly the namespace\'s links');

@@ -1,6 +1,7 @@
 // The KernelNet contract (src/testing/kernel-contract.ts) against the real
-// kernel through RtNetlink, with the socket on this thread and in the worker
-// thread the daemon uses. Runs in a private namespace (see private-netns.ts);
+// kernel through RtNetlink, with the socket on this thread (blocking, and with
+// its kernel waits on the thread pool, as the daemon uses it) and in the
+// worker thread. Runs in a private namespace (see private-netns.ts);
 // each case starts from two fresh veth pairs.
 import { fileURLToPath } from 'node:url';
 import { privilegedSkip } from '../../src/testing/privileged.js';
@@ -24,10 +25,10 @@ function freshDevices(): void {
 }
 
 if (innerNetns(ENV)) {
-  for (const mode of ['inline', 'worker'] as const) {
+  for (const mode of ['inline', 'worker', 'async'] as const) {
     kernelContract(`RtNetlink (${mode} socket)`, async (): Promise<KernelFixture> => {
       freshDevices();
-      const k = mode === 'worker' ? RtNetlink.openInWorker() : RtNetlink.open();
+      const k = mode === 'worker' ? RtNetlink.openInWorker() : mode === 'async' ? RtNetlink.openAsync() : RtNetlink.open();
       const underlay = await k.getLinkByName('ul0');
       const other = await k.getLinkByName('ot0');
       if (!underlay || !other) throw new Error('fixture devices missing');

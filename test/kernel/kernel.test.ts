@@ -89,7 +89,7 @@ const PEER_MAC = '6e:5a:1c:01:02:03';
 
 // Every case runs twice: with the socket on the calling thread, and in the
 // worker thread the daemon uses (same results, same errors).
-for (const mode of ['inline', 'worker'] as const) describe(`RtNetlink against a real kernel (private netns, ${mode} socket)`, { skip: skipReason() }, () => {
+for (const mode of ['inline', 'worker', 'async'] as const) describe(`RtNetlink against a real kernel (private netns, ${mode} socket)`, { skip: skipReason() }, () => {
   const ns = NS_PREFIX + randomBytes(3).toString('hex');
   let agent: Agent | undefined;
   let underlay: Link;
@@ -111,7 +111,7 @@ for (const mode of ['inline', 'worker'] as const) describe(`RtNetlink against a 
     ipn('link', 'set', 'ul0', 'up');
 
     const agentPath = fileURLToPath(new URL('./netns-agent.js', import.meta.url));
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, agentPath, ...(mode === 'worker' ? ['--worker'] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, agentPath, ...(mode === 'inline' ? [] : [`--${mode}`])], { stdio: ['pipe', 'pipe', 'inherit'] });
     agent = new Agent(child);
     await agent.ready;
     const ul = await k<Link | null>('getLinkByName', 'ul0');

@@ -32,7 +32,7 @@ export interface EventPattern {
 // --worker: KernelNet calls go through the worker-thread socket the daemon
 // uses; the raw socket probes below always use an inline one.
 const inline = RtNetlink.open();
-const kernel = process.argv.includes('--worker') ? RtNetlink.openInWorker() : inline;
+const kernel = process.argv.includes('--worker') ? RtNetlink.openInWorker() : process.argv.includes('--async') ? RtNetlink.openAsync() : inline;
 let subscriber: NetlinkSubscriber | undefined;
 const events: NetlinkEvent[] = [];
 let overruns = 0;

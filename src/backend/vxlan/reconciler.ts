@@ -98,7 +98,7 @@ function describe(op: KernelOp): string {
   }
 }
 
-/** Requests per applyBatch call: one message to the netlink worker (its socket sends 256 per datagram). */
+/** Requests per applyBatch call (the socket sends 256 per datagram). */
 const SLICE_OPS = 768;
 /** Peers per step of the add pipeline (up to 2 L2 requests and 1 route each). */
 const SLICE_PEERS = 256;

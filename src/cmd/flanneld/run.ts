@@ -27,18 +27,18 @@ import { sdNotify } from '../../daemon/sdnotify.js';
 import type { FlanneldFlags } from './flags.js';
 
 /**
- * Backends by type; the netlink socket is in a worker thread, so the kernel
- * never blocks the daemon's event loop. The worker is started by prestart()
- * as soon as the flags are checked: its start (a new isolate, koffi) then
- * overlaps the store's first requests instead of delaying the backend (~70 ms
- * of start → subnet.env, issue 11). A backend that needs no netlink (alloc)
- * closes it again.
+ * Backends by type; the netlink socket is on this thread with its kernel
+ * waits on the libuv thread pool (AsyncTransport), so the kernel never blocks
+ * the daemon's event loop, and no worker isolate costs ~10 MB of RSS (issue
+ * 11). prestart() opens it as soon as the flags are checked (koffi's load,
+ * ~15 ms, then happens while the store's first requests are in flight). A
+ * backend that needs no netlink (alloc) closes it again.
  */
 function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOptions | null): { registry: BackendRegistry; current(): Backend | null; prestart(): void; ownPort(): number; close(): void } {
   let kernel: RtNetlink | null = null;
   let current: Backend | null = null;
   const k = () => {
-    kernel ??= RtNetlink.openInWorker();
+    kernel ??= RtNetlink.openAsync();
     kernel.observer = observer();
     return kernel;
   };
@@ -57,20 +57,17 @@ function defaultBackends(observer: () => KernelObserver | null, edge: EdgeOption
     .register('vxlan', (ctx) => made(new VxlanBackend(ctx, { kernel: k(), edge })))
     .register('host-gw', (ctx) => (noEdge('host-gw'), made(new HostGwBackend(ctx, { kernel: k() }))))
     .register('udp', (ctx) => (noEdge('udp'), made(new UdpBackend(ctx, { kernel: k() }))));
-  return { registry, current: () => current, prestart: () => void (kernel ??= RtNetlink.openInWorker()), ownPort: () => kernel?.ownPortId() ?? 0, close: () => kernel?.close() };
+  return { registry, current: () => current, prestart: () => void (kernel ??= RtNetlink.openAsync()), ownPort: () => kernel?.ownPortId() ?? 0, close: () => kernel?.close() };
 }
 
 /**
  * Interface discovery over rtnetlink, in this process's network namespace.
- * Each question opens a short-lived socket (a few dumps, once at start-up) in
- * the netlink worker, which prestart() has started by then for every backend:
- * a socket on this thread would load koffi here too (~15 ms, ~1 MB of RSS)
- * for nothing else, as no other part of the vxlan or host-gw daemon's main
- * thread needs it (sd_notify does, under systemd only).
+ * Each question opens a short-lived socket (a few dumps, once at start-up),
+ * on this thread with its waits on the thread pool, like the backends' one.
  */
 function netlinkHost(): HostView {
   const ask = async <T>(q: (h: HostView) => T | Promise<T>): Promise<T> => {
-    const k = RtNetlink.openInWorker();
+    const k = RtNetlink.openAsync();
     try {
       return await q(kernelHostView(k));
     } finally {
