@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as R from './requests.js';
 import { NetlinkThread } from './thread.js';
 import { WorkerTransport } from './transport.js';
+import { exitDelay } from '../testing/exit-timer.js';
 
 const exited = async (): Promise<void> => {
   for (let i = 0; i < 200 && NetlinkThread.threadId !== null; i++) await new Promise((r) => setTimeout(r, 5));
@@ -55,27 +56,12 @@ test('one request after another: each wakes the worker from poll() at once', asy
   await exited();
 });
 
-test('process.exit() does not wait for the worker\'s poll timeout', async () => {
-  const { spawnSync } = await import('node:child_process');
-  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(`${tmpdir()}/fts-thread-`);
-  const file = `${dir}/exit.mjs`;
-  writeFileSync(
-    file,
-    `
-    import { WorkerTransport } from ${JSON.stringify(new URL('./transport.js', import.meta.url).href)};
-    import * as R from ${JSON.stringify(new URL('./requests.js', import.meta.url).href)};
-    const t = WorkerTransport.open();
-    await t.dump(R.dumpLinksRequest());
-    await new Promise((r) => setTimeout(r, 20));
-    process.stdout.write(String(Date.now()));
-    process.exit(0);`,
+test('process.exit() does not wait for the worker\'s poll timeout', () => {
+  const r = exitDelay(
+    { T: new URL('./transport.js', import.meta.url), R: new URL('./requests.js', import.meta.url) },
+    'const t = T.WorkerTransport.open();\nawait t.dump(R.dumpLinksRequest());',
   );
-  const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 10_000 });
-  const exitMs = Date.now() - Number(r.stdout);
-  rmSync(dir, { recursive: true, force: true });
   assert.equal(r.status, 0, r.stderr);
   // the worker was asleep in poll() for up to 1 s (nothing subscribed)
-  assert.ok(exitMs < 600, `process.exit() took ${exitMs} ms`);
+  assert.ok(r.exitMs < 600, `process.exit() took ${r.exitMs} ms`);
 });
