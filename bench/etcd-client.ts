@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { FLANNELD, ROOT } from '../test/helpers/flanneld.js';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
+import { allocStart } from './alloc-start.js';
 
 const PROBE = path.join(ROOT, 'dist/bench/etcd-client-probe.js');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
@@ -61,31 +62,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One flanneld start with this etcd client: spawn → subnet.env, RSS 3 s later. */
 async function daemonOnce(etcd: EtcdServer, client: string, i: number, dir: string): Promise<Run> {
-  const prefix = `/bench-d${i}-${client}/network`;
-  await etcd.client.put(`${prefix}/config`).value('{"Network":"10.244.0.0/16","Backend":{"Type":"alloc"}}');
-  const file = path.join(dir, `${i}-${client}.env`);
-  const t0 = performance.now();
-  const p = spawn(process.execPath, [FLANNELD, `--etcd-endpoints=${etcd.endpoint}`, `--etcd-prefix=${prefix}`, '--iface=lo', '--iptables-forward-rules=false', `--public-ip=192.0.2.${(i % 250) + 1}`, `--subnet-file=${file}`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { PATH: process.env.PATH ?? '', FLANNEL_ETCD_CLIENT: client },
-  });
-  let err = '';
-  p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise((r) => p.once('exit', r));
-  try {
-    for (;;) {
-      if (existsSync(file) && /^FLANNEL_SUBNET=/m.test(readFileSync(file, 'utf8'))) break;
-      if (p.exitCode !== null || performance.now() - t0 > 30_000) throw new Error(`flanneld (${client}) did not write ${file}: ${err}`);
-      await sleep(2);
-    }
-    const wallMs = performance.now() - t0;
-    await sleep(3000);
-    const rssKb = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'))?.[1] ?? NaN);
-    return { wallMs, inProcMs: NaN, rssKb };
-  } finally {
-    p.kill('SIGTERM');
-    await exited;
-  }
+  const r = await allocStart({ etcd, argv: [process.execPath, FLANNELD], prefix: `/bench-d${i}-${client}/network`, subnetFile: path.join(dir, `${i}-${client}.env`), index: i, env: { FLANNEL_ETCD_CLIENT: client }, rssWaitMs: 3000 });
+  return { wallMs: r.ms, inProcMs: NaN, rssKb: r.rssKb };
 }
 
 async function main(): Promise<void> {

@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { FLANNELD, ROOT } from '../test/helpers/flanneld.js';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
+import { allocStart, rssKbOf } from './alloc-start.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
 const RSS_WAIT_MS = Number(process.env.BENCH_RSS_WAIT_MS ?? 3000);
@@ -39,7 +40,6 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const rssKb = (pid: number) => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
 
 function timed(argv: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -53,30 +53,8 @@ let seq = 0;
 async function daemonOnce(etcd: EtcdServer, argv: string[], dir: string): Promise<{ ms: number; rssKb: number }> {
   const i = ++seq;
   const prefix = `/bench-s${i}/network`;
-  await etcd.client.put(`${prefix}/config`).value('{"Network":"10.244.0.0/16","Backend":{"Type":"alloc"}}');
   for (let k = 1; k <= 3; k++) await etcd.client.put(`${prefix}/subnets/10.244.${k}.0-24`).value(`{"PublicIP":"198.51.100.${k}","PublicIPv6":null}`);
-  const file = path.join(dir, `${i}.env`);
-  const t0 = performance.now();
-  const p = spawn(argv[0]!, [...argv.slice(1), `--etcd-endpoints=${etcd.endpoint}`, `--etcd-prefix=${prefix}`, '--iface=lo', '--iptables-forward-rules=false', `--public-ip=192.0.2.${(i % 250) + 1}`, `--subnet-file=${file}`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { PATH: process.env.PATH ?? '' },
-  });
-  let err = '';
-  p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise((r) => p.once('exit', r));
-  try {
-    for (;;) {
-      if (existsSync(file) && /^FLANNEL_SUBNET=/m.test(readFileSync(file, 'utf8'))) break;
-      if (p.exitCode !== null || performance.now() - t0 > 30_000) throw new Error(`${argv.join(' ')} did not write ${file}: ${err}`);
-      await sleep(1);
-    }
-    const ms = performance.now() - t0;
-    await sleep(RSS_WAIT_MS);
-    return { ms, rssKb: rssKb(p.pid!) };
-  } finally {
-    p.kill('SIGTERM');
-    await exited;
-  }
+  return allocStart({ etcd, argv, prefix, subnetFile: path.join(dir, `${i}.env`), index: i, rssWaitMs: RSS_WAIT_MS });
 }
 
 async function main(): Promise<void> {
