@@ -1,6 +1,7 @@
 // Runs the real flanneld binary as a child process and watches its log lines.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { exitedAndDrained } from './proc.js';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -50,7 +51,7 @@ export class FlanneldProc {
       }
     });
     this.proc.stdout!.resume();
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code) => resolve(code)));
+    this.exited = exitedAndDrained(this.proc);
   }
 
   get pid(): number {

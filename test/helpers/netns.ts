@@ -33,6 +33,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FlanneldProc } from './flanneld.js';
+import { exitedAndDrained } from './proc.js';
 
 // ---------------------------------------------------------------------------
 // Running commands: shared with the lab (src/lab/sh.ts)
@@ -375,10 +376,7 @@ export class Topology {
 
   private wrap(proc: ChildProcess, label: string): BgProc {
     this.procs.push({ proc, label });
-    const exited = new Promise<number | null>((resolve) => {
-      proc.once('exit', (code) => resolve(code));
-      proc.once('error', () => resolve(null)); // spawn failure: no 'exit' follows
-    });
+    const exited = exitedAndDrained(proc);
     const bg: BgProc = {
       proc,
       pid: proc.pid ?? -1,
