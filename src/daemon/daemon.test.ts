@@ -640,3 +640,33 @@ test('a single new lease reaches the backend as its event (the backend may patch
     t.cleanup();
   }
 });
+
+test('collectGarbage: once after start-up, once after a burst of 1000 lease changes has gone quiet, never for a few', async () => {
+  const store = new MemoryStore('{"Network":"10.0.0.0/8","Backend":{"Type":"alloc"}}');
+  const clock = new ManualClock(Date.now());
+  let collected = 0;
+  const t = await start(store, { clock, resyncMs: 0, collectGarbage: () => void collected++ });
+  try {
+    await t.d.settled();
+    await clock.advance(999);
+    assert.equal(collected, 0);
+    await clock.advance(1);
+    assert.equal(collected, 1, 'after start-up');
+    const mine = leaseId(t.d.lease!);
+    const names = Array.from({ length: 1010 }, (_, i) => `10.${200 + (i >> 8)}.${i & 255}.0-24`).filter((n) => n !== mine).slice(0, 1005);
+    for (let i = 0; i < 5; i++) await store.putSubnet(names[i]!, `{"PublicIP":"198.18.1.${i + 1}","PublicIPv6":null}`, 60);
+    await t.backend.waitFor((r) => r.length === 5);
+    await t.d.settled();
+    await clock.advance(10_000);
+    assert.equal(collected, 1, 'five changes: not worth a collection');
+    await Promise.all(names.slice(5).map((n, i) => store.putSubnet(n, `{"PublicIP":"198.19.${i >> 8}.${i & 255}","PublicIPv6":null}`, 60)));
+    await t.backend.waitFor((r) => r.length === 1005);
+    await t.d.settled();
+    assert.equal(collected, 1, 'not while busy');
+    await clock.advance(1000);
+    assert.equal(collected, 2, 'after the burst');
+  } finally {
+    assert.equal((await t.stop()).code, 0);
+    t.cleanup();
+  }
+});

@@ -28,6 +28,7 @@ import { DaemonMetrics } from './metrics.js';
 import { describeIface, selectExternalInterface, type HostView, type IfaceOptions } from './iface.js';
 import { ReconcileQueue } from './reconcile.js';
 import { RemotePeers } from './peers.js';
+import { HeapTrimmer } from './heap.js';
 import { describePublicIPv6, ownLeaseAttrs, refuseUnsupportedIPv6 } from './dualstack.js';
 
 /** Host firewall rules that go with the lease (iptables masquerade / forward). */
@@ -73,6 +74,12 @@ export interface DaemonOptions {
   completeRetryMs?: number;
   /** the daemon's metrics (default: a DaemonMetrics that loads prom-client) */
   metrics?: DaemonMetrics;
+  /**
+   * Shrinks the heap (heap.ts heapCompactor()). When given, it runs
+   * once the daemon is quiet after a burst of lease changes, so the burst's
+   * garbage does not stay in RSS for the life of the daemon.
+   */
+  collectGarbage?: () => void;
 }
 
 export interface DaemonExit {
@@ -108,6 +115,7 @@ export class Daemon {
   /** aborted at shutdown: ends waits between retries */
   private readonly stopping = new AbortController();
   private readonly clock: Clock;
+  private readonly heapTrim: HeapTrimmer | null;
   private renewTimer: ClockTimer | null = null;
   private checkTimer: ClockTimer | null = null;
   private finish: ((e: DaemonExit) => void) | null = null;
@@ -140,12 +148,20 @@ export class Daemon {
         return { errors, changes: b.lastChanges ?? 0 };
       },
       onRun: (r) => {
+        this.heapTrim?.busy();
         this.metrics.reconciles.observe(r.seconds);
         this.metrics.reconcileErrors.inc(r.errors.length);
         for (const why of r.healed ? [r.kicks[0]!] : []) this.metrics.selfHeals.inc({ trigger: why });
         this.log.debug('reconciled', { peers: this.remote.length, events: r.events, kicks: r.kicks.join(','), ms: Number((r.seconds * 1000).toFixed(1)) });
       },
     });
+    this.heapTrim = o.collectGarbage
+      ? new HeapTrimmer({
+          clock: this.clock,
+          collect: o.collectGarbage,
+          onTrim: (t) => this.log.debug(`collected the garbage of ${t.leases} lease changes: heap ${mib(t.heapBefore)} -> ${mib(t.heapAfter)} MiB in ${t.ms.toFixed(1)} ms`),
+        })
+      : null;
     if (o.leases) this.source = o.leases;
     else if (o.store) this.source = new StoreLeaseSource(o.store, o.log.child('subnet'), o.clock ?? realClock);
     else throw new Error('Daemon: either store or leases is required');
@@ -257,6 +273,7 @@ export class Daemon {
     if (signal.aborted) return { code: 0, reason: 'signal' };
     this.watch = this.source.watch(cfg, this.log.child('watch'), (u) => this.onLeases(u));
     this.watch.start();
+    this.heapTrim?.soon();
     void this.complete();
     this.scheduleRenew();
     this.scheduleCheck();
@@ -380,6 +397,7 @@ export class Daemon {
   private onLeases(u: LeaseUpdate): void {
     const own = this.lease ? leaseId(this.lease) : null;
     if (u.snapshot) this.metrics.relists.inc();
+    this.heapTrim?.handled(u.snapshot ? u.leases.length : u.events.length);
     if (u.storeReset !== undefined) void this.storeWasReset(u.storeReset);
     const ownEvents: LeaseEvent[] = [];
     const others: LeaseEvent[] = [];
@@ -572,6 +590,7 @@ export class Daemon {
     this.clock.clearTimeout(this.completeTimer);
     this.clock.clearTimeout(this.renewTimer);
     this.clock.clearTimeout(this.checkTimer);
+    this.heapTrim?.close();
     await this.watch?.stop();
     await this.source.close();
     await this.queue.close();
@@ -582,3 +601,5 @@ export class Daemon {
     this.state = 'stopped';
   }
 }
+
+const mib = (bytes: number) => (bytes / 1048576).toFixed(1);

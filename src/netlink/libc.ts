@@ -157,6 +157,27 @@ export function libc(): SysLibc {
   return cached;
 }
 
+let trim: ((pad: number) => number) | null | undefined;
+
+/**
+ * glibc's malloc_trim(0): gives the free pages of every malloc arena back to
+ * the kernel (free() alone keeps them unless they are at the top of the
+ * heap). false when the C library has no such call (musl). Bound on first use.
+ */
+export function mallocTrim(): boolean {
+  if (trim === undefined) {
+    try {
+      const f = koffi().load('libc.so.6').func('int malloc_trim(size_t pad)');
+      trim = (pad) => f(pad) as number;
+    } catch {
+      trim = null;
+    }
+  }
+  if (!trim) return false;
+  trim(0);
+  return true;
+}
+
 /** A koffi `.async` call as a promise (it runs on a libuv thread-pool thread). */
 function viaPool<T>(start: (cb: (err: unknown, res: unknown) => void) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => start((err, res) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res as T))));

@@ -13,6 +13,7 @@ import { UdpBackend } from '../../backend/udp/udp.js';
 import { NetlinkChangeFeed } from '../../kernel/feed.js';
 import { RtNetlink, type KernelObserver } from '../../kernel/rtnetlink.js';
 import { Daemon, type TrafficRules } from '../../daemon/daemon.js';
+import { heapCompactor } from '../../daemon/heap.js';
 import { cleanupIptables, forwardRules, forwardRules6, IptablesManager, masqRules, masqRules6 } from '../../kernel/iptables.js';
 import { cleanupNftables, NFT_TABLE_V4, NFT_TABLE_V6, nftForwardChain, nftForwardChain6, nftMasqChain, nftMasqChain6, NftablesManager, nftTableV4, nftTableV6 } from '../../kernel/nftables.js';
 import { startHealthServer, type HealthServer } from '../../daemon/healthz.js';
@@ -278,6 +279,8 @@ export async function run(f: FlanneldFlags): Promise<number> {
     // Metrics are only readable on the healthz server (/metrics): without it, prom-client is not even loaded.
     metrics: new DaemonMetrics(f.healthzPort > 0 ? await import('prom-client') : null),
     ...(configText !== undefined ? { configText } : {}),
+    // one full collection after a burst of lease changes (heap.ts); none if this Node cannot
+    ...withGc(heapCompactor()),
   });
 
   let health: HealthServer | null = null;
@@ -309,3 +312,4 @@ export async function run(f: FlanneldFlags): Promise<number> {
   return exit.code;
 }
 
+const withGc = (gc: (() => void) | null) => (gc ? { collectGarbage: gc } : {});
