@@ -10,7 +10,11 @@
 // POST /config            put <prefix>/config
 // POST /wipe              delete every lease key, revoke the bench's etcd lease
 // POST /txn {from,count}  put `count` peers (indices from `from` up, skipping
-//                         keys that already exist) in ONE etcd txn
+//                         keys that already exist) in ONE etcd txn; the reply
+//                         also says when the driver's own watch of the
+//                         prefix had all of the txn's events (`delivered`):
+//                         etcd's part of "txn -> routes", which every
+//                         watcher pays
 // POST /put {index}       one put           POST /del {index}  one delete
 // POST /churn {add,del}   separate puts and deletes, all in flight at once
 //
@@ -30,6 +34,40 @@ const prefixEnd = (p: string): Buffer => {
   b[b.length - 1]! += 1;
   return b;
 };
+
+/** The driver's own watch of the lease prefix: wall time at which each revision's events arrived. */
+const seenAt = new Map<string, number>();
+const seenWaiters = new Set<() => void>();
+let watching: Promise<unknown> | undefined;
+function watchOnce(): Promise<unknown> {
+  return (watching ??= client
+    .watch()
+    .prefix(SUBNETS)
+    .create()
+    .then((w) =>
+      w.on('data', (res) => {
+        const t = wallNow();
+        for (const e of res.events) seenAt.set(e.kv.mod_revision, t);
+        for (const f of seenWaiters) f();
+      }),
+    ));
+}
+async function delivered(revision: string, timeoutMs = 10_000): Promise<number | null> {
+  const deadline = Date.now() + timeoutMs;
+  while (!seenAt.has(revision)) {
+    if (Date.now() > deadline) return null;
+    await new Promise<void>((r) => {
+      const t = setTimeout(done, 50);
+      function done() {
+        clearTimeout(t);
+        seenWaiters.delete(done);
+        r();
+      }
+      seenWaiters.add(done);
+    });
+  }
+  return seenAt.get(revision)!;
+}
 
 let leaseId: string | undefined;
 async function lease(): Promise<string> {
@@ -68,12 +106,15 @@ const handlers: Record<string, (b: Body) => Promise<unknown>> = {
     const indices: number[] = [];
     for (let i = from; indices.length < count; i++) if (!have.has(peer(i).key)) indices.push(i);
     const id = await lease();
+    await watchOnce();
     const success = indices.map((i) => putOp(i, id));
     const t0 = wallNow();
     const r = await kv.txn({ compare: [], success, failure: [] });
     const t1 = wallNow();
     if (!r.succeeded) throw new Error('txn did not succeed');
-    return { t0, t1, indices, revision: r.header.revision };
+    const at = await delivered(r.header.revision);
+    seenAt.clear();
+    return { t0, t1, indices, revision: r.header.revision, delivered: at };
   },
   async put(b) {
     const p = peer(Number(b.index));

@@ -161,7 +161,7 @@ class Driver {
     });
   }
   txn(from: number, count: number) {
-    return this.call<{ t0: number; t1: number; indices: number[] }>('txn', { from, count });
+    return this.call<{ t0: number; t1: number; indices: number[]; delivered: number | null }>('txn', { from, count });
   }
   put(index: number) {
     return this.call<{ t0: number; t1: number }>('put', { index });
@@ -350,6 +350,8 @@ interface LifeRun {
   rssIdleKb: number;
   heapIdle?: MemUsage | undefined;
   txnMs: number;
+  /** txn sent → the etcd driver's own watch had all its events (etcd's share; null if it never did) */
+  deliveredMs: number | null;
   firstRouteMs: number;
   allRoutesMs: number;
   cpuMs: number;
@@ -391,6 +393,7 @@ async function lifecycle(topo: Topology, driver: Driver, side: Side, size: numbe
       rssIdleKb,
       heapIdle,
       txnMs: bulk.t1 - bulk.t0,
+      deliveredMs: bulk.delivered === null ? null : bulk.delivered - bulk.t0,
       firstRouteMs: seen.first - bulk.t0,
       allRoutesMs: seen.last - bulk.t0,
       cpuMs: cpu1 - cpu0,
@@ -820,6 +823,17 @@ async function main(): Promise<void> {
           goal ? `≥ 5× faster than flanneld${verdict(b / a >= 5)}, ≤ 2× raw batch${verdict(a <= 2 * floor)}` : '',
         );
         row(`raw netlink batch, same ${size * 3} entries (RtNetlink.applyBatch, inline)`, ms(floor), '—', '', '(the physical floor)');
+        // etcd's share, which every watcher pays before it can program anything
+        const deliv = median(life.filter((x) => x.size === size && x.deliveredMs !== null).map((x) => x.deliveredMs!));
+        if (Number.isFinite(deliv)) {
+          row(
+            `floor for the whole path: etcd delivery (txn → a bare etcd3 watch has all ${size} events) ${ms(deliv)} + the raw batch`,
+            ms(deliv + floor),
+            '—',
+            '',
+            `at best flanneld/floor = ${(b / (deliv + floor)).toFixed(1)}×${goal ? '; ts is ' + ms(a - deliv - floor) + ' above it' : ''}`,
+          );
+        }
       }
     }
     if (cn) {
@@ -869,7 +883,7 @@ async function main(): Promise<void> {
         const runs = of(side, size);
         if (!runs.length) continue;
         out.push(
-          `- ${size} peers, ${side}: start→subnet.env ${list(runs.map((x) => x.startupMs))} ms; txn acked ${list(runs.map((x) => x.txnMs), (x) => x.toFixed(1))} ms; ` +
+          `- ${size} peers, ${side}: start→subnet.env ${list(runs.map((x) => x.startupMs))} ms; txn acked ${list(runs.map((x) => x.txnMs), (x) => x.toFixed(1))} ms; txn→etcd watch delivered ${list(runs.map((x) => x.deliveredMs ?? NaN))} ms; ` +
             `txn→first route ${list(runs.map((x) => x.firstRouteMs))} ms; txn→last route ${list(runs.map((x) => x.allRoutesMs))} ms; ` +
             `CPU used meanwhile ${list(runs.map((x) => x.cpuMs))} ms; RSS idle ${list(runs.map((x) => x.rssIdleKb / 1024), (x) => x.toFixed(1))} MB → ${list(runs.map((x) => x.rssAfterKb / 1024), (x) => x.toFixed(1))} MB; ` +
             `threads ${runs[0]!.threads}; kernel ${JSON.stringify(runs[0]!.counts)}`,

@@ -54,6 +54,11 @@ const common = {
   // "use strict" first: the sources are ES modules, strict throughout.
   banner: { js: `"use strict";\nconst ${IMPORT_META_URL} = require("node:url").pathToFileURL(__filename).href;` },
   legalComments: 'none',
+  // Whitespace and comments out, names kept (no identifier mangling, so
+  // errors and logs read the same): the source text stays in the heap for
+  // lazy compilation, run.cjs 1.1 MB -> 0.6 MB (issue 11).
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: 'silent',
   absWorkingDir: root,
   outdir: out,

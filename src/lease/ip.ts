@@ -7,6 +7,7 @@
 
 import { isIPv6 } from 'node:net';
 import { FlannelError } from '../errors.js';
+import { flat } from '../strings.js';
 
 export class AddrError extends FlannelError {
   static override readonly defaultCode: string = 'ADDR_INVALID';
@@ -73,7 +74,7 @@ export function parseIPv4Net(s: string): IPv4Net {
 }
 
 export function formatIPv4Net(n: IPv4Net): string {
-  return `${formatIPv4(n.ip)}/${n.prefix}`;
+  return flat(`${formatIPv4(n.ip)}/${n.prefix}`);
 }
 
 export function ipv4NetSize(prefix: number): number {

@@ -25,6 +25,7 @@ import {
 } from './ip.js';
 import { foldKeys, jsonDepth, MAX_JSON_DEPTH, parseJsonObject, showJson } from './json.js';
 import { FlannelError } from '../errors.js';
+import { flat } from '../strings.js';
 
 export class LeaseDataError extends FlannelError {
   static override readonly defaultCode: string = 'LEASE_DATA_INVALID';
@@ -64,7 +65,7 @@ export interface Lease {
 /** "10.244.1.0-24" or "10.12.13.0-24&fd00:12:13::-56" */
 export function subnetKey(subnet: IPv4Net, subnet6: IPv6Net | null = null): string {
   const v4 = `${formatIPv4(subnet.ip)}-${subnet.prefix}`;
-  return subnet6 ? `${v4}&${formatIPv6(subnet6.ip)}-${subnet6.prefix}` : v4;
+  return flat(subnet6 ? `${v4}&${formatIPv6(subnet6.ip)}-${subnet6.prefix}` : v4);
 }
 
 const KEY_RE = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d+)(?:&([a-f0-9:]+)-(\d+))?$/;

@@ -7,6 +7,7 @@
 import { formatIPv4, formatIPv4Net, formatIPv6, formatIPv6Net, ipv4NetAligned, ipv4NetContains, ipv6NetAligned, ipv6NetContains, type IPv4Net, type IPv6Net } from '../../lease/ip.js';
 import { leaseId, type Lease } from '../../lease/lease.js';
 import { normaliseMac } from './options.js';
+import { flat } from '../../strings.js';
 
 export interface PeerEntries {
   readonly id: string;
@@ -178,7 +179,7 @@ export class WantedEntries {
   }
 }
 
-const fdbKey = (mac: string, dst: string) => `${mac}|${dst}`;
+const fdbKey = (mac: string, dst: string) => flat(`${mac}|${dst}`);
 
 function count(m: Map<string, number>, k: string, d: 1 | -1): void {
   const n = (m.get(k) ?? 0) + d;

@@ -51,6 +51,8 @@ export function randomVtepMac(random: (n: number) => Uint8Array): string {
 /** Accept any MAC form Go's net.ParseMAC takes for 6-byte addresses; return lower-case colon hex. */
 export function normaliseMac(s: unknown): string | null {
   if (typeof s !== 'string') return null;
+  // already canonical (as flannel writes it): the same string, not a copy kept per peer
+  if (/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(s)) return s;
   let hex: string | null = null;
   if (/^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/.test(s)) hex = s.replace(/[:-]/g, '');
   else if (/^([0-9a-fA-F]{4}\.){2}[0-9a-fA-F]{4}$/.test(s)) hex = s.replace(/\./g, '');

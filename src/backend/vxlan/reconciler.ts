@@ -33,6 +33,7 @@ import type { KernelNet, KernelOp, Route } from '../../kernel/types.js';
 import { RTPROT_BOOT, RTPROT_FLANNEL } from '../../netlink/constants.js';
 import type { PeerEntries } from './desired.js';
 import { ReconcileError } from '../backend.js';
+import { flat } from '../../strings.js';
 
 export interface ReconcileTarget {
   readonly dev: number;
@@ -51,7 +52,7 @@ export interface ReconcileTarget {
   readonly written?: Set<string>;
 }
 
-const fdbKey = (mac: string, dst: string) => `${mac}|${dst}`;
+const fdbKey = (mac: string, dst: string) => flat(`${mac}|${dst}`);
 
 export interface ReconcileResult {
   /**
