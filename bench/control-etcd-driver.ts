@@ -11,16 +11,20 @@
 // POST /wipe              delete every lease key, revoke the bench's etcd lease
 // POST /txn {from,count}  put `count` peers (indices from `from` up, skipping
 //                         keys that already exist) in ONE etcd txn; the reply
-//                         also says when the driver's own watch of the
-//                         prefix had all of the txn's events (`delivered`):
-//                         etcd's part of "txn -> routes", which every
-//                         watcher pays
+//                         also says when the driver's own watches of the
+//                         prefix had all of the txn's events: etcd's part of
+//                         "txn -> routes", which every watcher pays — over
+//                         gRPC (`delivered`, the etcd3 client, as flanneld's
+//                         Go client) and over etcd's JSON gateway
+//                         (`deliveredGateway`, flannel-ts's own GatewayClient,
+//                         as flannel-ts's default client)
 // POST /put {index}       one put           POST /del {index}  one delete
 // POST /churn {add,del}   separate puts and deletes, all in flight at once
 //
 // Every key gets a 24 h etcd lease, as flannel's do (one lease, granted
 // before the timed request, shared by the bench's keys).
 import { Etcd3, type IRequestOp } from 'etcd3';
+import { GatewayClient } from '../src/store/etcd/gateway-client.js';
 import http from 'node:http';
 import { rmSync } from 'node:fs';
 import { NETWORK_CONFIG, PREFIX, SUBNETS, peer, wallNow } from './control-peers.js';
@@ -35,26 +39,35 @@ const prefixEnd = (p: string): Buffer => {
   return b;
 };
 
-/** The driver's own watch of the lease prefix: wall time at which each revision's events arrived. */
-const seenAt = new Map<string, number>();
+/** The driver's own watches of the lease prefix: wall time at which each revision's events arrived, by client. */
+const seenAt = { grpc: new Map<string, number>(), gateway: new Map<string, number>() };
 const seenWaiters = new Set<() => void>();
+const seen = (via: keyof typeof seenAt, revisions: Iterable<string | undefined>) => {
+  const t = wallNow();
+  for (const r of revisions) if (r !== undefined) seenAt[via].set(r, t);
+  for (const f of seenWaiters) f();
+};
+const gateway = new GatewayClient({ endpoints: [endpoint] });
 let watching: Promise<unknown> | undefined;
 function watchOnce(): Promise<unknown> {
-  return (watching ??= client
-    .watch()
-    .prefix(SUBNETS)
-    .create()
-    .then((w) =>
-      w.on('data', (res) => {
-        const t = wallNow();
-        for (const e of res.events) seenAt.set(e.kv.mod_revision, t);
-        for (const f of seenWaiters) f();
-      }),
-    ));
+  return (watching ??= (async () => {
+    const w = await client.watch().prefix(SUBNETS).create();
+    w.on('data', (res) => seen('grpc', res.events.map((e) => e.kv.mod_revision)));
+    await new Promise<void>((created, failed) => {
+      gateway.watch(
+        { key: Buffer.from(SUBNETS).toString('base64'), range_end: prefixEnd(SUBNETS).toString('base64') },
+        (r) => {
+          if (r.created) created();
+          seen('gateway', (r.events ?? []).map((e) => e.kv?.mod_revision));
+        },
+        (err) => failed(err ?? new Error('gateway watch ended')),
+      );
+    });
+  })());
 }
-async function delivered(revision: string, timeoutMs = 10_000): Promise<number | null> {
+async function delivered(via: keyof typeof seenAt, revision: string, timeoutMs = 10_000): Promise<number | null> {
   const deadline = Date.now() + timeoutMs;
-  while (!seenAt.has(revision)) {
+  while (!seenAt[via].has(revision)) {
     if (Date.now() > deadline) return null;
     await new Promise<void>((r) => {
       const t = setTimeout(done, 50);
@@ -66,7 +79,7 @@ async function delivered(revision: string, timeoutMs = 10_000): Promise<number |
       seenWaiters.add(done);
     });
   }
-  return seenAt.get(revision)!;
+  return seenAt[via].get(revision)!;
 }
 
 let leaseId: string | undefined;
@@ -112,9 +125,10 @@ const handlers: Record<string, (b: Body) => Promise<unknown>> = {
     const r = await kv.txn({ compare: [], success, failure: [] });
     const t1 = wallNow();
     if (!r.succeeded) throw new Error('txn did not succeed');
-    const at = await delivered(r.header.revision);
-    seenAt.clear();
-    return { t0, t1, indices, revision: r.header.revision, delivered: at };
+    const [at, atGateway] = await Promise.all([delivered('grpc', r.header.revision), delivered('gateway', r.header.revision)]);
+    seenAt.grpc.clear();
+    seenAt.gateway.clear();
+    return { t0, t1, indices, revision: r.header.revision, delivered: at, deliveredGateway: atGateway };
   },
   async put(b) {
     const p = peer(Number(b.index));
@@ -167,6 +181,7 @@ server.listen(socketPath, () => process.stdout.write('ready\n'));
 const stop = () => {
   server.close();
   client.close();
+  gateway.close();
   rmSync(socketPath, { force: true });
   process.exit(0);
 };
