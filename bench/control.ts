@@ -860,6 +860,15 @@ async function main(): Promise<void> {
       } else {
         row('CNI ADD+DEL, SEA binary', 'not built (npm run build:cni-plugin)', '', '', '');
       }
+      // Two plugin starts (ADD, DEL), each at least a bare Node start, plus the bridge plugin it delegates to.
+      const nodeFloor = median(cn.nodeFloor);
+      row(
+        `floor: 2 × a bare Node start (\`ip netns exec … node -e 0\`, ${ms(nodeFloor)}) + \`bridge\` ADD+DEL`,
+        ms(2 * nodeFloor + b),
+        '—',
+        ratio(2 * nodeFloor + b, b),
+        `at best ${ratio(2 * nodeFloor + b, b)} bridge for any plugin on Node`,
+      );
     }
     if (lat) {
       const a = lat['flannel-ts'];
