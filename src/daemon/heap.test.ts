@@ -77,8 +77,10 @@ test('heapCompactor (real V8): after garbage with scattered survivors, the heap 
   keep = [];
 });
 
-test('mallocTrim: glibc has it (the product runs on glibc: Debian, the image); calling it twice is harmless', async () => {
+test('mallocTrim: not with onlyIfLoaded before koffi is; then glibc has it (the product runs on glibc: Debian, the image); calling it twice is harmless', async () => {
   const { mallocTrim } = await import('../netlink/libc.js');
+  assert.equal(mallocTrim({ onlyIfLoaded: true }), false, 'nothing in this test file has loaded koffi yet');
   assert.equal(mallocTrim(), true);
+  assert.equal(mallocTrim({ onlyIfLoaded: true }), true);
   assert.equal(mallocTrim(), true);
 });

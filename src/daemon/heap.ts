@@ -6,9 +6,9 @@
 // garbage (the decoded watch message, netlink requests, intermediate arrays)
 // that, on an otherwise quiet daemon, nothing ever collects: measured with
 // bench:control, the heap held 37 MB of which 15 MB was live, and RSS stayed
-// at the burst's peak for as long as the daemon ran. One full collection once
-// the burst is over returns those pages (V8 unmaps them on a helper thread
-// shortly after).
+// at the burst's peak for as long as the daemon ran. Full collections once
+// the burst is over return those pages (V8 unmaps them on a helper thread
+// shortly after); see heapCompactor().
 //
 // HeapTrimmer counts the lease changes the daemon handled and, once at least
 // `afterLeases` of them have gone by and the daemon has been quiet for
@@ -33,7 +33,9 @@ import type { Clock, ClockTimer } from '../clock.js';
  * 35.7 MB with 15 MB in use after 5000 leases); the second moves them off the
  * fragmented pages, which are then given back (heap total down to about what
  * is in use). Then glibc's malloc_trim() gives back the C heap's free pages
- * (HTTP/2 and netlink buffers of the burst). Measured after 5000 leases with
+ * (HTTP/2 and netlink buffers of the burst), when koffi is already loaded
+ * (every backend that programs the kernel loads it; the alloc backend does
+ * not, and is not made to for this). Measured after 5000 leases with
  * bench:control: RSS 93 MB with none of this, 74.5 MB after the two
  * collections, 68.5 MB with malloc_trim too. With --max-semi-space-size=1 and
  * ~15 MB live, it takes some tens of milliseconds, once per burst.
@@ -44,7 +46,7 @@ export function heapCompactor(): (() => void) | null {
     ? () => {
         gc();
         gc();
-        mallocTrim();
+        mallocTrim({ onlyIfLoaded: true });
       }
     : null;
 }

@@ -162,9 +162,12 @@ let trim: ((pad: number) => number) | null | undefined;
 /**
  * glibc's malloc_trim(0): gives the free pages of every malloc arena back to
  * the kernel (free() alone keeps them unless they are at the top of the
- * heap). false when the C library has no such call (musl). Bound on first use.
+ * heap). false when the C library has no such call (musl), or with
+ * onlyIfLoaded when koffi has not been loaded on this thread (then it is not
+ * loaded for this). Bound on first use.
  */
-export function mallocTrim(): boolean {
+export function mallocTrim(o: { onlyIfLoaded?: boolean } = {}): boolean {
+  if (o.onlyIfLoaded && koffiCached === undefined) return false;
   if (trim === undefined) {
     try {
       const f = koffi().load('libc.so.6').func('int malloc_trim(size_t pad)');

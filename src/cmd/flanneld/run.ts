@@ -279,7 +279,7 @@ export async function run(f: FlanneldFlags): Promise<number> {
     // Metrics are only readable on the healthz server (/metrics): without it, prom-client is not even loaded.
     metrics: new DaemonMetrics(f.healthzPort > 0 ? await import('prom-client') : null),
     ...(configText !== undefined ? { configText } : {}),
-    // one full collection after a burst of lease changes (heap.ts); none if this Node cannot
+    // the heap shrunk once after start-up and after each burst of lease changes (heap.ts); never if this Node cannot
     ...withGc(heapCompactor()),
   });
 
