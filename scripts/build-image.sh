@@ -169,7 +169,7 @@ ip link set fts0 up
 ip link set fts1 up
 mount --bind "$tmp/run-flannel" "$rootfs/run/flannel"
 # Every worker thread file the bundle starts (new URL('./x.js', <its own URL>)) is in the image.
-for w in $(grep -rhoE 'new URL\("\./[^"]+", [A-Za-z_.]+\)' "$rootfs"/opt/flannel-ts/dist/bundle | sed -E 's/^new URL\("\.\/([^"]+)".*/\1/' | sort -u); do
+for w in $(grep -rhoE 'new URL\("\./[^"]+", *[A-Za-z_.]+\)' "$rootfs"/opt/flannel-ts/dist/bundle | sed -E 's/^new URL\("\.\/([^"]+)".*/\1/' | sort -u); do
   if [ -f "$rootfs/opt/flannel-ts/dist/bundle/$w" ]; then echo "worker file: $w present"; else echo "worker file: $w MISSING"; fi
 done
 # Not through the in_image function: $! must be the daemon itself (env, chroot

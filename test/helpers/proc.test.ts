@@ -20,14 +20,21 @@ test('resolves after the last bytes written before exit are read', async () => {
 });
 
 test('a pipe held open by a grandchild delays it by at most drainMs', async () => {
-  // The shell exits at once; the backgrounded sleep keeps stdout open.
-  const p = spawn('sh', ['-c', 'sleep 5 & exit 0'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  p.stdout.resume();
+  // The shell exits at once; the backgrounded sleep keeps stdout open. It
+  // prints the sleep's pid, which is killed at the end.
+  const p = spawn('sh', ['-c', 'sleep 5 & echo $!; exit 0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const t0 = Date.now();
-  const code = await exitedAndDrained(p, 300);
-  const ms = Date.now() - t0;
-  assert.equal(code, 0);
-  assert.ok(ms < 2000, `took ${ms} ms`);
+  try {
+    const code = await exitedAndDrained(p, 300);
+    const ms = Date.now() - t0;
+    assert.equal(code, 0);
+    assert.ok(ms < 2000, `took ${ms} ms`);
+  } finally {
+    const pid = Number(out.trim());
+    if (Number.isInteger(pid) && pid > 0) process.kill(pid, 'SIGKILL');
+  }
 });
 
 test('a command that cannot start resolves with null', async () => {
