@@ -1,7 +1,7 @@
 // Runs the real flanneld binary as a child process and watches its log lines.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { exitedAndDrained } from './proc.js';
+import { exitedAndDrained } from '../../src/testing/exited.js';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -33,7 +33,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FlanneldProc } from './flanneld.js';
-import { exitedAndDrained } from './proc.js';
+import { exitedAndDrained } from '../../src/testing/exited.js';
 
 // ---------------------------------------------------------------------------
 // Running commands: shared with the lab (src/lab/sh.ts)

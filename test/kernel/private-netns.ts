@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
+import { exitedAndDrained } from '../../src/testing/exited.js';
 import { reapStaleNamespaces, sh, shOk } from '../helpers/netns-sync.js';
 
 /** The namespace this process was started in by runInPrivateNetns, or null in the outer process. */
@@ -47,7 +48,7 @@ export function runInPrivateNetns(opts: { title: string; prefix: string; envVar:
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    const code = await exitedAndDrained(child);
     for (const line of out.split('\n')) if (line.trim()) t.diagnostic(line);
     assert.equal(code, 0, `inner run in ${ns} failed:\n${out}`);
   });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { exitedAndDrained } from '../../testing/exited.js';
 import { MemoryLogger } from '../../testing/memory-logger.js';
 import { storeContract } from '../../testing/store-contract.js';
 import { openStore } from '../open.js';
@@ -355,7 +356,7 @@ test('local: 10 processes create concurrently on one file: no SQLITE_BUSY, all n
     let err = '';
     p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const exited = new Promise<number | null>((resolve) => p.on('exit', resolve));
+    const exited = exitedAndDrained(p);
     return { p, exited, out: () => out, err: () => err };
   });
   const killAll = () => procs.forEach(({ p }) => p.exitCode === null && p.kill());
@@ -417,7 +418,7 @@ test('local: a cancelled watch and a closed store do not keep the process alive'
   p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
   const timer = setTimeout(() => p.kill(), 5000);
-  const code = await new Promise<number | null>((resolve) => p.on('exit', resolve));
+  const code = await exitedAndDrained(p);
   clearTimeout(timer);
   assert.equal(code, 0, `child hung or failed: ${err}`);
   assert.equal(out.trim(), 'done');

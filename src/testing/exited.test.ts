@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { exitedAndDrained } from './proc.js';
+import { exitedAndDrained } from './exited.js';
 
 test('resolves after the last bytes written before exit are read', async () => {
   for (let i = 0; i < 20; i++) {
