@@ -75,8 +75,9 @@ class Node {
     readonly ns: string,
     readonly child: ChildProcess,
   ) {
-    this.exited = new Promise((r) => child.once('exit', () => r()));
-    child.once('exit', (code) => {
+    // 'close', not 'exit': the fixture's last lines are read before waiters are failed
+    this.exited = new Promise((r) => child.once('close', () => r()));
+    child.once('close', (code) => {
       for (const f of this.failWaiters) f(new Error(`${this.ns}: fixture exited (${code}); stderr:\n${this.stderr.join('\n')}`));
     });
     createInterface({ input: child.stdout! }).on('line', (line) => {
