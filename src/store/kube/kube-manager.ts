@@ -376,7 +376,10 @@ class NodeWatch implements LeaseFeed {
     this.byNode.clear();
     const leases: Lease[] = [];
     const seen = new Set<string>();
-    for (const n of [...nodes].sort((a, b) => a.name.localeCompare(b.name))) {
+    // By name in code-unit order: the same on every node whatever its locale,
+    // and no ICU collation loaded for it (localeCompare maps ~2.6 MB of the
+    // node binary's ICU data into RSS).
+    for (const n of [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
       seen.add(n.name);
       if (n.name === this.self) this.onSelf(n);
       let l = this.leaseOf(n);
