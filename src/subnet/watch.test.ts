@@ -91,15 +91,28 @@ class DrivenStore extends MemoryStore {
   }
 }
 
-test('watch: a message of thousands of events (one etcd transaction) is applied in slices, in order, none lost', async () => {
+/** A started LeaseWatch on a DrivenStore, once the store is being watched; its updates are collected. */
+async function drivenWatch() {
   const store = new DrivenStore(CFG8);
   const updates: LeaseUpdate[] = [];
   const w = new LeaseWatch(store, parseNetworkConfig(CFG8), new MemoryLogger(), (u) => updates.push(u), { backoffMinMs: 5 });
   w.start();
   try {
     await until('watching', () => store.handlers !== null);
+  } catch (e) {
+    await w.stop();
+    throw e;
+  }
+  return { store, updates, w };
+}
+
+/** the i-th /24 of 10.100.0.0/14 */
+const name8 = (i: number) => `10.${100 + (i >> 8)}.${i & 255}.0-24`;
+
+test('watch: a message of thousands of events (one etcd transaction) is applied in slices, in order, none lost', async () => {
+  const { store, updates, w } = await drivenWatch();
+  try {
     const n = 5 * WATCH_SLICE + 17;
-    const name8 = (i: number) => `10.${100 + (i >> 8)}.${i & 255}.0-24`;
     const events: StoreEvent[] = Array.from({ length: n }, (_, i) => ({ type: 'put', name: name8(i), key: `/k/${name8(i)}`, value: V(`192.0.2.${(i % 200) + 1}`), revision: 10 }));
     updates.length = 0;
     store.handlers!.onEvents(events, 10);
@@ -120,18 +133,13 @@ test('watch: a message of thousands of events (one etcd transaction) is applied 
 });
 
 test('watch: a backlog not yet applied when the watch ends is dropped; the re-list diffs it in', async () => {
-  const store = new DrivenStore(CFG8);
-  const updates: LeaseUpdate[] = [];
-  const w = new LeaseWatch(store, parseNetworkConfig(CFG8), new MemoryLogger(), (u) => updates.push(u), { backoffMinMs: 5 });
-  w.start();
+  const { store, updates, w } = await drivenWatch();
   try {
-    await until('watching', () => store.handlers !== null);
-    const name = (i: number) => `10.${100 + (i >> 8)}.${i & 255}.0-24`;
     const n = 3 * WATCH_SLICE;
     // the store holds them too, as etcd would after the transaction
-    for (let i = 0; i < n; i++) await store.putSubnet(name(i), V('192.0.2.7'), 600);
+    for (let i = 0; i < n; i++) await store.putSubnet(name8(i), V('192.0.2.7'), 600);
     const h = store.handlers!;
-    h.onEvents(Array.from({ length: n }, (_, i) => ({ type: 'put' as const, name: name(i), key: `/k/${name(i)}`, value: V('192.0.2.7'), revision: 5 })), 5);
+    h.onEvents(Array.from({ length: n }, (_, i) => ({ type: 'put' as const, name: name8(i), key: `/k/${name8(i)}`, value: V('192.0.2.7'), revision: 5 })), 5);
     const relists = w.relists;
     h.onError(new Error('watch broken by test'));
     await until('re-listed', () => w.relists > relists);
